@@ -1,0 +1,189 @@
+"""Settings: the example file ``config/paperboy.toml`` documents every one.
+
+Precedence, highest first: keyword arguments (the CLI), ``PAPERBOY_*`` environment variables
+(nested with ``__``, e.g. ``PAPERBOY_FETCH__TIMEOUT=10``), the TOML file, the defaults here.
+The file is ``--config PATH`` or ``$PAPERBOY_CONFIG``, else ``./config/paperboy.toml``, else
+``$XDG_CONFIG_HOME/paperboy/paperboy.toml``; with none of them the defaults alone apply.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from service.errors import ConfigError
+from service.model import SourceKind
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Read ``90``, ``"90s"``, ``"15m"``, ``"1h30m"``, ``"7d"`` as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if text.replace(".", "", 1).isdigit():
+            return timedelta(seconds=float(text))
+        parts = _DURATION.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+    raise ValueError(f"expected a duration such as 90, '90s', '15m', '1h' or '7d', got {value!r}")
+
+
+class SourceSettings(BaseModel):
+    """One declared source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    kind: SourceKind | None = None  # None: recognised from each snapshot's content
+    location: str
+    interval: timedelta = timedelta(hours=1)
+    cron: str | None = None
+    jitter: timedelta = timedelta(0)
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    _durations = field_validator("interval", "jitter", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+    @property
+    def is_http(self) -> bool:
+        return self.location.startswith(("http://", "https://"))
+
+
+class FetchSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout: float = Field(default=30.0, gt=0)
+    max_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    user_agent: str | None = None
+    backoff_base: timedelta = timedelta(minutes=5)
+    backoff_max: timedelta = timedelta(hours=24)
+    host_interval: timedelta = timedelta(seconds=1)
+
+    _durations = field_validator("backoff_base", "backoff_max", "host_interval", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+
+class Settings(BaseSettings):
+    """Every setting paperboy reads."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PAPERBOY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Path("data")
+    database_url: SecretStr | None = None
+    log_level: str = "INFO"
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    sources: list[SourceSettings] = Field(
+        default_factory=lambda: [
+            SourceSettings(id="inbox", location="inbox", interval=timedelta(minutes=1))
+        ]
+    )
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> Settings:
+        seen: set[str] = set()
+        for source in self.sources:
+            if source.id in seen:
+                raise ValueError(f"source id {source.id!r} is declared twice")
+            seen.add(source.id)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _CONFIG_FILE.get("path")
+        files: tuple[PydanticBaseSettingsSource, ...] = ()
+        if path is not None:
+            files = (TomlConfigSettingsSource(settings_cls, toml_file=path),)
+        return (init_settings, env_settings, *files)
+
+    def database(self) -> str:
+        """The SQLAlchemy URL: the configured one, or SQLite inside the data directory."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'paperboy.db'}"
+
+    def resolve(self, location: str) -> str:
+        """A source location: URLs as they are, relative paths under the data directory."""
+        if location.startswith(("http://", "https://")) or Path(location).is_absolute():
+            return location
+        return str(self.data_dir / location)
+
+    def source(self, source_id: str) -> SourceSettings:
+        for source in self.sources:
+            if source.id == source_id:
+                return source
+        known = ", ".join(s.id for s in self.sources) or "none"
+        raise ConfigError(f"no source {source_id!r} is declared (known: {known})")
+
+
+_CONFIG_FILE: dict[str, Path | None] = {"path": None}
+
+
+def config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The settings file to read, by the precedence in the module docstring."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError("no such settings file", where=str(path))
+        return path
+    env = os.environ.get("PAPERBOY_CONFIG")
+    if env:
+        return config_file(env)
+    local = Path("config/paperboy.toml")
+    if local.is_file():
+        return local
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    user = xdg / "paperboy" / "paperboy.toml"
+    return user if user.is_file() else None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from the file (see ``config_file``), the environment and ``overrides``."""
+    from pydantic import ValidationError
+
+    chosen = config_file(path)
+    _CONFIG_FILE["path"] = chosen
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        where = str(chosen) if chosen else "environment"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)
+        )
+        raise ConfigError(problems, where=where) from None
+    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
+        raise ConfigError(str(exc), where=str(chosen) if chosen else None) from None
+    finally:
+        _CONFIG_FILE["path"] = None

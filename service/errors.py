@@ -1,0 +1,101 @@
+"""The one exception tree of paperboy.
+
+Expected outcomes (not modified, nothing new, no match) are values, not exceptions. Everything
+raised on purpose derives from ``PaperboyError`` and carries structured fields::
+
+    PaperboyError
+    ├── ConfigError            a setting or declared source is invalid
+    ├── SourceError            one source failed; the run goes on with the others
+    │   ├── FetchError         the bytes could not be had (network, HTTP status, file)
+    │   │   └── SourceGone     HTTP 410: the source is disabled
+    │   └── ParseError         the bytes are not what the source's kind expects
+    ├── QueryError             a profile query is invalid (position and caret)
+    └── StoreError             the database is unusable or at the wrong revision
+"""
+
+from __future__ import annotations
+
+
+class PaperboyError(Exception):
+    """Base of every error paperboy raises on purpose."""
+
+
+class ConfigError(PaperboyError):
+    """A setting, a declared source or a profile file is invalid."""
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class SourceError(PaperboyError):
+    """One source failed; ``source`` names it (an id, a path or a URL)."""
+
+    def __init__(self, message: str, *, source: str) -> None:
+        self.source = source
+        self.reason = message
+        super().__init__(f"{source}: {message}")
+
+
+class FetchError(SourceError):
+    """The snapshot could not be fetched. ``status`` is the HTTP status when there was one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message, source=source)
+
+
+class SourceGone(FetchError):
+    """The server answered 410 Gone: the source is disabled until re-enabled."""
+
+
+class ParseError(SourceError):
+    """The snapshot is not in the expected format.
+
+    ``line`` is 1-based (``None`` when the problem is the whole document), ``expected`` says
+    what the parser wanted there and ``found`` shows what it saw, shortened.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        expected: str,
+        found: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.line = line
+        self.expected = expected
+        self.found = found
+        where = f"line {line}: " if line is not None else ""
+        seen = f", found {_shorten(found)}" if found is not None else ""
+        super().__init__(f"{where}expected {expected}{seen}", source=source)
+
+
+class QueryError(PaperboyError):
+    """A query is invalid. ``position`` is the 0-based offset of the problem in ``query``."""
+
+    def __init__(self, message: str, *, query: str, position: int) -> None:
+        self.query = query
+        self.position = position
+        self.reason = message
+        super().__init__(f"{message} at position {position}\n  {query}\n  {' ' * position}^")
+
+
+class StoreError(PaperboyError):
+    """The database is unusable: unreachable, or at a revision this version does not know."""
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return repr(text)

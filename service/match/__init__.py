@@ -1,0 +1,1 @@
+"""Matching: profile queries compiled into one index over all profiles."""

@@ -1,0 +1,1 @@
+"""Parsers: pure functions from a ``Snapshot`` to ``Parsed``, one per source kind."""

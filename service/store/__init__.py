@@ -1,0 +1,1 @@
+"""The store adapter: SQLAlchemy Core over SQLite or PostgreSQL, migrated by Alembic."""
