@@ -13,7 +13,6 @@ from enum import StrEnum
 from typing import Any
 
 
-
 class SourceKind(StrEnum):
     LISTING = "listing"
     HF_DAILY = "hf-daily"
@@ -37,6 +36,7 @@ class PaperIn:
     set when only a count is shown (listing captures) or names are partly hidden. ``links``
     maps a role (``abs``, ``pdf``, ``code``, ``project``, ``hf``, ``doi``) to a URL.
     ``listed_at`` is when the source listed the paper (HF's ``submittedOnDailyAt``).
+    ``upvotes`` is ``None`` when the source does not count them (feeds, entries without meta).
     ``line`` is where the entry starts in the snapshot, for messages.
     """
 
@@ -50,7 +50,7 @@ class PaperIn:
     organisation: Organisation | None = None
     published: date | None = None
     listed_at: datetime | None = None
-    upvotes: int = 0
+    upvotes: int | None = None
     comments: int | None = None
     stars: int | None = None
     links: Mapping[str, str] = field(default_factory=dict)
@@ -160,7 +160,8 @@ class SnapshotOutcome(StrEnum):
     PARSED = "parsed"
     UNCHANGED = "unchanged"  # same bytes as the last snapshot of this source
     NOT_MODIFIED = "not-modified"
-    REJECTED = "rejected"
+    REJECTED = "rejected"  # the bytes were refused by the parser; kept for inspection
+    FAILED = "failed"  # nothing could be fetched; no snapshot is recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,3 +199,79 @@ class SourceState:
     errors: int = 0
     last_error: str | None = None
     disabled: str | None = None
+
+
+# What the decider (service.diff) reads from and hands to the store.
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the store knows of a key: its paper and that paper's place in this source."""
+
+    paper_id: int
+    arxiv_id: str | None
+    fingerprint: str | None  # of the paper as this source showed it last; None: not in source
+    present: bool  # in this source's latest snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The tracked fields of a stored paper, for comparison."""
+
+    title: str
+    abstract: str = ""
+    arxiv_id: str | None = None
+    version: int | None = None
+    doi: str | None = None
+    authors: tuple[str, ...] = ()
+    author_count: int | None = None
+    organisation: Organisation | None = None
+    published: date | None = None
+    upvotes: int | None = None
+    links: Mapping[str, str] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A parsed paper with its identity worked out: keys and content fingerprint."""
+
+    paper: PaperIn
+    keys: tuple[str, ...]
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewPaper:
+    paper: PaperIn
+    keys: tuple[str, ...]
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A known paper whose stored fields change; ``told`` says whether it is an event."""
+
+    paper_id: int
+    values: Mapping[str, Any]
+    changes: tuple[Change, ...]
+    told: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything one snapshot changes. Ids of new papers are assigned when it is applied."""
+
+    new: tuple[NewPaper, ...] = ()
+    listed: tuple[int, ...] = ()
+    updates: tuple[Update, ...] = ()
+    dropped: tuple[int, ...] = ()
+    aliases: tuple[tuple[str, int], ...] = ()  # (key, paper id) to add
+    fingerprints: tuple[tuple[int, str], ...] = ()  # (paper id, fingerprint) for this source
+    notes: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.new or self.listed or self.updates or self.dropped or self.fingerprints)

@@ -1,0 +1,50 @@
+"""The composition root: the only place that builds adapters and wires them to the pipeline."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from types import TracebackType
+
+from service.clock import Clock, SystemClock
+from service.config import Settings
+from service.pipeline import Pipeline
+from service.store.database import create_engine, upgrade
+from service.store.repository import Store
+
+
+@dataclass
+class App(AbstractContextManager["App"]):
+    settings: Settings
+    store: Store
+    pipeline: Pipeline
+
+    def close(self) -> None:
+        fetcher = self.pipeline.fetcher
+        if fetcher is not None and hasattr(fetcher, "close"):
+            fetcher.close()
+        self.store.engine.dispose()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = True) -> App:
+    """Open the database (migrating it to this version's schema) and wire the pipeline."""
+    from service.fetch.http import HttpFetcher
+
+    logging.getLogger("service").setLevel(settings.log_level.upper())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.database())
+    if migrate:
+        upgrade(engine)
+    store = Store(engine)
+    pipeline = Pipeline(settings, store, clock or SystemClock(), HttpFetcher(settings.fetch))
+    pipeline.declare_sources()
+    return App(settings, store, pipeline)

@@ -1,0 +1,319 @@
+"""The ``paperboy`` command. Each subcommand builds the app and calls one pipeline method."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from service import __version__
+from service.app import App, build
+from service.clock import as_utc
+from service.config import load_settings, parse_duration
+from service.errors import PaperboyError
+from service.model import Paper, SnapshotOutcome, SourceKind, Summary
+from service.store.database import create_engine, current, head, upgrade
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except PaperboyError as exc:
+        print(f"paperboy: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paperboy",
+        description="Daily digests and alerts for new research papers.",
+    )
+    parser.add_argument("--version", action="version", version=f"paperboy {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="settings file (default: see README)")
+    parser.add_argument("--data-dir", metavar="DIR", help="data directory (default ./data)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="ingest snapshot files now")
+    ingest.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    ingest.add_argument("--source", metavar="ID", help="a declared source (default: 'files')")
+    ingest.add_argument(
+        "--kind",
+        choices=[k.value for k in SourceKind],
+        help="the files' format (default: the source's, else recognised from the content)",
+    )
+    ingest.add_argument(
+        "--captured-at",
+        metavar="WHEN",
+        type=_moment,
+        help="when the files were captured (ISO date or time); default: mtime or inferred",
+    )
+    ingest.add_argument("--json", action="store_true", help="print JSON lines for scripts")
+    ingest.set_defaults(handler=_ingest)
+
+    poll = commands.add_parser("poll", help="poll sources now")
+    poll.add_argument("--source", metavar="ID", help="only this source")
+    poll.add_argument("--due", action="store_true", help="only sources whose next check is due")
+    poll.add_argument("--json", action="store_true", help="print JSON lines for scripts")
+    poll.set_defaults(handler=_poll)
+
+    papers = commands.add_parser("papers", help="list stored papers, newest first")
+    papers.add_argument(
+        "--since", metavar="WHEN", help="first seen since: a duration (30d, 12h) or a date"
+    )
+    papers.add_argument("--search", metavar="TEXT", help="title or abstract contains TEXT")
+    papers.add_argument("--source", metavar="ID", help="only papers seen in this source")
+    papers.add_argument("--limit", type=int, default=50, help="at most N papers (default 50)")
+    papers.add_argument("--json", action="store_true", help="print JSON lines for scripts")
+    papers.set_defaults(handler=_papers)
+
+    sources = commands.add_parser("sources", help="list sources and their health")
+    sources.add_argument("--json", action="store_true", help="print JSON lines for scripts")
+    sources.set_defaults(handler=_sources)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(metavar="ACTION", required=True)
+    db_upgrade = db_commands.add_parser("upgrade", help="apply migrations up to this version's")
+    db_upgrade.set_defaults(handler=_db_upgrade)
+    db_current = db_commands.add_parser("current", help="show the database's migration")
+    db_current.set_defaults(handler=_db_current)
+
+    run = commands.add_parser("run", help="run the service: poll sources on their schedules")
+    run.add_argument(
+        "--tick", type=float, default=30.0, help="seconds between looks for due work (default 30)"
+    )
+    run.set_defaults(handler=_run)
+    return parser
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        summaries = app.pipeline.ingest_files(
+            args.files,
+            source_id=args.source,
+            kind=SourceKind(args.kind) if args.kind else None,
+            captured_at=args.captured_at,
+        )
+    return _report(summaries, args.json)
+
+
+def _poll(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        summaries = app.pipeline.poll(args.source, force=not args.due)
+    if not summaries and not args.json:
+        print("nothing was due")
+    return _report(summaries, args.json)
+
+
+def _papers(args: argparse.Namespace) -> int:
+    since = _since(args.since) if args.since else None
+    with _app(args) as app:
+        found = app.store.papers(
+            since=since, search=args.search, source_id=args.source, limit=args.limit
+        )
+    if args.json:
+        for paper in found:
+            print(json.dumps(_paper_json(paper), ensure_ascii=False))
+        return 0
+    for paper in found:
+        who = (
+            paper.organisation.name
+            if paper.organisation
+            else f"{len(paper.authors) or paper.author_count or '?'} authors"
+        )
+        day = paper.published.isoformat() if paper.published else "no date"
+        print(f"{paper.title}\n    {paper.key} · {who} · {day} · {paper.upvotes} upvotes")
+    print(f"({len(found)} papers)", file=sys.stderr)
+    return 0
+
+
+def _sources(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        rows = app.store.list_sources()
+    if args.json:
+        for row in rows:
+            print(
+                json.dumps(
+                    {
+                        "id": row.id,
+                        "kind": row.kind,
+                        "location": row.location,
+                        "papers": row.papers,
+                        "last_captured_at": _iso(row.last_captured_at),
+                        **{k: _iso(v) for k, v in asdict(row.state).items() if k != "source_id"},
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return 0
+    table = [("SOURCE", "KIND", "PAPERS", "LAST SUCCESS", "NEXT CHECK", "ERRORS", "STATUS")]
+    for row in rows:
+        state = row.state
+        status = state.disabled or (f"failing: {state.last_error}" if state.errors else "ok")
+        if not state.errors and state.last_error:
+            status = f"ok (last: {state.last_error})"
+        table.append(
+            (
+                row.id,
+                row.kind or "auto",
+                str(row.papers),
+                _short(state.last_success_at),
+                _short(state.next_check_at),
+                str(state.errors),
+                status,
+            )
+        )
+    _print_table(table)
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    engine = create_engine(settings.database())
+    upgrade(engine)
+    print(f"database at migration {current(engine)} (this version's newest: {head()})")
+    engine.dispose()
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    engine = create_engine(_settings(args).database())
+    print(current(engine) or "empty (no migration applied)")
+    engine.dispose()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from service.runner import run
+
+    with _app(args) as app:
+        run(app, tick=args.tick)
+    return 0
+
+
+# -- plumbing -----------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    overrides: dict[str, Any] = {}
+    if args.data_dir:
+        overrides["data_dir"] = Path(args.data_dir)
+    return load_settings(args.config, **overrides)
+
+
+def _app(args: argparse.Namespace) -> App:
+    return build(_settings(args))
+
+
+def _report(summaries: Sequence[Summary], as_json: bool) -> int:
+    bad = [s for s in summaries if s.outcome in (SnapshotOutcome.REJECTED, SnapshotOutcome.FAILED)]
+    if as_json:
+        for summary in summaries:
+            print(json.dumps({k: _iso(v) for k, v in asdict(summary).items()}, ensure_ascii=False))
+        return 1 if bad else 0
+    table = [("SOURCE", "SNAPSHOT", "CAPTURED", "OUTCOME", "PAPERS", "NEW", "LISTED", "UPD", "DROP")]
+    for s in summaries:
+        table.append(
+            (
+                s.source_id,
+                _tail(s.origin),
+                s.captured_at.date().isoformat() if s.captured_at else "-",
+                s.outcome.value,
+                str(s.papers),
+                str(s.new),
+                str(s.listed),
+                str(s.updated),
+                str(s.dropped),
+            )
+        )
+    if summaries:
+        _print_table(table)
+    for s in bad:
+        print(f"error: {s.error}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _paper_json(paper: Paper) -> dict[str, Any]:
+    data = asdict(paper)
+    data["organisation"] = (
+        {"handle": paper.organisation.handle, "name": paper.organisation.name}
+        if paper.organisation
+        else None
+    )
+    data["links"] = dict(paper.links)
+    return {k: _iso(v) for k, v in data.items()}
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _short(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def _tail(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def _moment(text: str) -> datetime:
+    """An ISO date or date-time; a date means its midnight in UTC, a naive time is UTC."""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or time such as 2025-12-26 or 2025-12-26T08:00Z, got {text!r}"
+        ) from None
+
+
+def _since(text: str) -> datetime:
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return _moment(text)
+    except argparse.ArgumentTypeError:
+        raise SystemExit(
+            f"paperboy: --since: expected a duration (30d, 12h) or a date, got {text!r}"
+        ) from None
+
+

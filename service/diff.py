@@ -1,0 +1,221 @@
+"""The decider: parsed papers plus what the store knows → what to change, as events.
+
+Pure: the pipeline looks up what the decider needs (``Known`` per key, ``Stored`` fields for the
+papers whose content may have changed) and hands it in with ``now``; the store applies the
+resulting ``Plan`` in one transaction. Identical input against the state it produced yields an
+empty plan.
+
+Merge rules: a source never blanks a field (a value it does not give — ``None``, empty — leaves
+the stored one alone); a title only changes when its normalised form does; arXiv versions only
+go up. A snapshot captured before the source's latest one (``stale``) only adds papers and fills
+empty fields: it neither drops papers nor overwrites newer values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from service.identity import arxiv_key, normalise_title, title_key
+from service.model import (
+    Change,
+    Incoming,
+    Known,
+    NewPaper,
+    Organisation,
+    PaperIn,
+    Plan,
+    Stored,
+    Update,
+)
+
+# Fields whose change is worth an ``updated`` event; the others are kept up to date silently.
+TOLD = frozenset(
+    {"title", "abstract", "arxiv_id", "version", "authors", "author_count", "organisation",
+     "published", "upvotes", "links", "doi"}
+)  # fmt: skip
+
+
+def identify(papers: Iterable[PaperIn]) -> list[Incoming]:
+    """Give each parsed paper its keys (arXiv first) and a fingerprint of its content."""
+    result = []
+    for paper in papers:
+        keys = []
+        if paper.arxiv_id:
+            keys.append(arxiv_key(paper.arxiv_id))
+        by_title = title_key(paper.title)
+        if by_title:
+            keys.append(by_title)
+        result.append(Incoming(paper, tuple(keys), fingerprint(paper)))
+    return result
+
+
+def fingerprint(paper: PaperIn) -> str:
+    """A digest of everything a source says about a paper, to skip unchanged ones quickly."""
+    org = paper.organisation
+    text = "\x1f".join(
+        (
+            paper.title,
+            paper.abstract,
+            paper.arxiv_id or "",
+            str(paper.version),
+            paper.doi or "",
+            "\x1e".join(paper.authors),
+            str(paper.author_count),
+            f"{org.handle}\x1e{org.name}" if org else "",
+            str(paper.published),
+            str(paper.upvotes),
+            "\x1e".join(f"{k}={v}" for k, v in sorted(paper.links.items())),
+            "\x1e".join(paper.categories),
+            "\x1e".join(paper.keywords),
+            paper.summary,
+        )
+    )
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def resolve(incoming: Sequence[Incoming], known: Mapping[str, Known]) -> list[Known | None]:
+    """The known paper each incoming one is, or None: by arXiv id, else by title.
+
+    A title match is refused when both sides carry different arXiv ids: two papers may share a
+    title.
+    """
+    result: list[Known | None] = []
+    for item in incoming:
+        found = None
+        for key in item.keys:
+            hit = known.get(key)
+            if hit is None:
+                continue
+            theirs, ours = hit.arxiv_id, item.paper.arxiv_id
+            if key.startswith("title:") and theirs and ours and theirs != ours:
+                continue
+            found = hit
+            break
+        result.append(found)
+    return result
+
+
+def needs_compare(incoming: Sequence[Incoming], matches: Sequence[Known | None]) -> set[int]:
+    """Ids of matched papers whose content in this source may have changed."""
+    return {
+        hit.paper_id
+        for item, hit in zip(incoming, matches, strict=True)
+        if hit is not None and hit.fingerprint != item.fingerprint
+    }
+
+
+def decide(
+    incoming: Sequence[Incoming],
+    matches: Sequence[Known | None],
+    stored: Mapping[int, Stored],
+    present: Iterable[int],
+    *,
+    known_keys: Mapping[str, Known],
+    stale: bool = False,
+) -> Plan:
+    """Compare one snapshot's papers with the store: new, listed, updated, dropped."""
+    new: list[NewPaper] = []
+    new_keys: set[str] = set()
+    listed: list[int] = []
+    updates: list[Update] = []
+    aliases: list[tuple[str, int]] = []
+    fingerprints: list[tuple[int, str]] = []
+    notes: list[str] = []
+    seen: set[int] = set()
+    for item, hit in zip(incoming, matches, strict=True):
+        if hit is None:
+            keys = tuple(k for k in item.keys if k not in known_keys and k not in new_keys)
+            if not keys or (item.paper.arxiv_id and keys[0] != item.keys[0]):
+                notes.append(f"line {item.paper.line}: {item.paper.title[:60]!r} listed twice")
+                continue
+            new_keys.update(keys)
+            new.append(NewPaper(item.paper, keys, item.fingerprint))
+            continue
+        paper_id = hit.paper_id
+        if paper_id in seen:
+            notes.append(f"line {item.paper.line}: {item.paper.title[:60]!r} listed twice")
+            continue
+        seen.add(paper_id)
+        if hit.fingerprint is None or (not hit.present and not stale):
+            listed.append(paper_id)
+        if hit.fingerprint != item.fingerprint:
+            fingerprints.append((paper_id, item.fingerprint))
+            before = stored.get(paper_id)
+            if before is not None:
+                update = compare(paper_id, before, item.paper, fill_only=stale)
+                if update is not None:
+                    updates.append(update)
+        for key in item.keys:
+            if key not in known_keys and key not in new_keys:
+                new_keys.add(key)
+                aliases.append((key, paper_id))
+    dropped = () if stale else tuple(sorted(set(present) - seen))
+    return Plan(
+        new=tuple(new),
+        listed=tuple(listed),
+        updates=tuple(updates),
+        dropped=dropped,
+        aliases=tuple(aliases),
+        fingerprints=tuple(fingerprints),
+        notes=tuple(notes),
+    )
+
+
+def compare(paper_id: int, before: Stored, paper: PaperIn, *, fill_only: bool) -> Update | None:
+    """The fields of ``before`` that ``paper`` changes, by the merge rules in the docstring."""
+    values: dict[str, Any] = {}
+    for name, old, new in _candidates(before, paper):
+        if new is None or new in ("", ()) or new == old:
+            continue
+        if fill_only and old not in (None, "", (), {}):
+            continue
+        values[name] = new
+    if not values:
+        return None
+    # Fill-only snapshots are old news: they complete a paper without telling anyone.
+    told = not fill_only and any(name in TOLD for name in values)
+    changes = tuple(
+        Change(name, _jsonable(getattr(before, name)), _jsonable(value))
+        for name, value in values.items()
+    )
+    return Update(paper_id, values, changes, told)
+
+
+def _candidates(before: Stored, paper: PaperIn) -> Iterable[tuple[str, Any, Any]]:
+    if normalise_title(paper.title) != normalise_title(before.title):
+        yield "title", before.title, paper.title
+    if " ".join(paper.abstract.split()) != " ".join(before.abstract.split()):
+        yield "abstract", before.abstract, paper.abstract
+    yield "arxiv_id", before.arxiv_id, None if before.arxiv_id else paper.arxiv_id
+    if paper.version is not None and (before.version or 0) < paper.version:
+        yield "version", before.version, paper.version
+    yield "doi", before.doi, paper.doi
+    yield "authors", before.authors, paper.authors
+    count = paper.author_count
+    if count is not None and not paper.authors and before.authors and count == len(before.authors):
+        count = None
+    yield "author_count", before.author_count, count
+    yield "organisation", before.organisation, paper.organisation
+    yield "published", before.published, paper.published
+    yield "upvotes", before.upvotes, paper.upvotes
+    if paper.links:
+        merged = {**before.links, **paper.links}
+        yield "links", dict(before.links), merged if merged != dict(before.links) else None
+    yield "categories", before.categories, paper.categories
+    yield "keywords", before.keywords, paper.keywords
+    yield "summary", before.summary, paper.summary
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Organisation):
+        return {"handle": value.handle, "name": value.name}
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value

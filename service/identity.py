@@ -1,0 +1,42 @@
+"""Paper identity: the keys under which a paper is found again across sources and snapshots.
+
+A paper has one or more keys: ``arxiv:<id>`` (version-less) when a source names its arXiv id,
+and ``title:<normalised title>`` always. A paper first seen by title gains its arXiv key when a
+source later gives both, so the two never become two papers.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_NOT_WORD = re.compile(r"[\W_]+")
+_ARXIV_NEW = re.compile(r"(\d{4}\.\d{4,5})(?:v(\d+))?")
+_ARXIV_OLD = re.compile(r"([a-z][a-z.-]*/\d{7})(?:v(\d+))?", re.IGNORECASE)
+
+
+def normalise_title(title: str) -> str:
+    """Fold case, accents, punctuation and spacing: ``"KV-Cache:  Études"`` → ``"kv cache etudes"``."""
+    if not title.isascii():
+        title = unicodedata.normalize("NFKD", title)
+        title = "".join(c for c in title if not unicodedata.combining(c))
+    return _NOT_WORD.sub(" ", title.casefold()).strip()
+
+
+def title_key(title: str) -> str | None:
+    normalised = normalise_title(title)
+    return f"title:{normalised}" if normalised else None
+
+
+def arxiv_key(arxiv_id: str) -> str:
+    return f"arxiv:{arxiv_id.lower()}"
+
+
+def split_arxiv_id(text: str) -> tuple[str, int | None] | None:
+    """Find an arXiv id in ``text`` (a bare id, an abs/pdf URL, an OAI guid): (id, version)."""
+    for pattern in (_ARXIV_NEW, _ARXIV_OLD):
+        found = pattern.search(text)
+        if found:
+            version = found.group(2)
+            return found.group(1), int(version) if version else None
+    return None

@@ -1,0 +1,585 @@
+"""Reads and writes of paperboy's state. Rows stay in here; model types go in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from service.model import (
+    Known,
+    Organisation,
+    Paper,
+    PaperIn,
+    Plan,
+    SnapshotOutcome,
+    SourceState,
+    Stored,
+    Summary,
+)
+from service.store.tables import events, paper_keys, paper_sources, papers, snapshots, sources
+
+CHUNK = 500  # keys per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    """A snapshot as it is written: where it came from and what became of it."""
+
+    source_id: str
+    origin: str
+    fetched_at: datetime
+    captured_at: datetime | None
+    body_hash: str
+    size: int
+    stamp: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    """A source as the store lists it: declared location and kind, plus its state."""
+
+    id: str
+    kind: str | None
+    location: str
+    state: SourceState
+    last_captured_at: datetime | None
+    papers: int
+
+
+class Store:
+    """paperboy's database. Every write happens in one transaction per call."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # -- sources -----------------------------------------------------------------------------
+
+    def declare_sources(
+        self, declared: Iterable[tuple[str, str | None, str]], now: datetime
+    ) -> None:
+        """Make sure a row exists for each (id, kind, location); update kind and location."""
+        with self.engine.begin() as db:
+            existing = {row.id: row for row in db.execute(sa.select(sources))}
+            for source_id, kind, location in declared:
+                row = existing.get(source_id)
+                if row is None:
+                    db.execute(
+                        sources.insert().values(
+                            id=source_id, kind=kind, location=location, created_at=now
+                        )
+                    )
+                elif (row.kind, row.location) != (kind, location):
+                    db.execute(
+                        sources.update()
+                        .where(sources.c.id == source_id)
+                        .values(kind=kind, location=location)
+                    )
+
+    def source_state(self, source_id: str) -> SourceState:
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(sources).where(sources.c.id == source_id)).one_or_none()
+        return _state(row) if row is not None else SourceState(source_id)
+
+    def save_state(self, state: SourceState) -> None:
+        with self.engine.begin() as db:
+            db.execute(
+                sources.update()
+                .where(sources.c.id == state.source_id)
+                .values(
+                    etag=state.etag,
+                    last_modified=state.last_modified,
+                    body_hash=state.body_hash,
+                    last_attempt_at=state.last_attempt_at,
+                    last_success_at=state.last_success_at,
+                    next_check_at=state.next_check_at,
+                    errors=state.errors,
+                    last_error=state.last_error,
+                    disabled=state.disabled,
+                )
+            )
+
+    def list_sources(self) -> list[SourceRow]:
+        counts = (
+            sa.select(paper_sources.c.source_id, sa.func.count().label("n"))
+            .where(paper_sources.c.present)
+            .group_by(paper_sources.c.source_id)
+            .subquery()
+        )
+        query = (
+            sa.select(sources, sa.func.coalesce(counts.c.n, 0).label("papers"))
+            .outerjoin(counts, counts.c.source_id == sources.c.id)
+            .order_by(sources.c.id)
+        )
+        with self.engine.connect() as db:
+            return [
+                SourceRow(
+                    id=row.id,
+                    kind=row.kind,
+                    location=row.location,
+                    state=_state(row),
+                    last_captured_at=row.last_captured_at,
+                    papers=row.papers,
+                )
+                for row in db.execute(query)
+            ]
+
+    def seen_stamps(self, source_id: str) -> set[tuple[str, str]]:
+        """(origin, stamp) of every file snapshot of a source, to find new files."""
+        query = sa.select(snapshots.c.origin, snapshots.c.stamp).where(
+            snapshots.c.source_id == source_id, snapshots.c.stamp.is_not(None)
+        )
+        with self.engine.connect() as db:
+            return {(row.origin, row.stamp) for row in db.execute(query)}
+
+    # -- ingesting ----------------------------------------------------------------------------
+
+    @contextmanager
+    def ingest(self, source_id: str) -> Iterator[Ingest]:
+        """One transaction for one snapshot: read what the decider needs, apply its plan."""
+        with self.engine.begin() as db:
+            if db.dialect.name == "postgresql":
+                # One writer per source at a time, across processes.
+                db.execute(
+                    sa.select(sources.c.id).where(sources.c.id == source_id).with_for_update()
+                )
+            yield Ingest(db, source_id)
+
+    def record_rejected(self, record: SnapshotRecord, error: str) -> Summary:
+        """Keep a rejected snapshot for inspection; nothing else changes."""
+        with self.engine.begin() as db:
+            snapshot_id = _insert_snapshot(db, record, SnapshotOutcome.REJECTED, error=error)
+        return Summary(
+            source_id=record.source_id,
+            origin=record.origin,
+            captured_at=record.captured_at,
+            outcome=SnapshotOutcome.REJECTED,
+            error=error,
+            snapshot_id=snapshot_id,
+        )
+
+    # -- papers -------------------------------------------------------------------------------
+
+    def papers(
+        self,
+        *,
+        since: datetime | None = None,
+        search: str | None = None,
+        source_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Paper]:
+        """Stored papers, newest first; ``search`` is a case-insensitive substring of the title
+        or abstract."""
+        query = sa.select(papers).order_by(papers.c.first_seen_at.desc(), papers.c.id.desc())
+        if since is not None:
+            query = query.where(papers.c.first_seen_at >= since)
+        if search:
+            pattern = f"%{_escape_like(search.lower())}%"
+            query = query.where(
+                sa.or_(
+                    sa.func.lower(papers.c.title).like(pattern, escape="\\"),
+                    sa.func.lower(papers.c.abstract).like(pattern, escape="\\"),
+                )
+            )
+        if source_id is not None:
+            query = query.where(
+                papers.c.id.in_(
+                    sa.select(paper_sources.c.paper_id).where(
+                        paper_sources.c.source_id == source_id
+                    )
+                )
+            )
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as db:
+            rows = db.execute(query).all()
+            keys = _keys_of(db, [row.id for row in rows])
+            where = _sources_of(db, [row.id for row in rows])
+        return [_paper(row, keys.get(row.id, ""), where.get(row.id, ())) for row in rows]
+
+    def events(self, snapshot_id: int) -> list[tuple[str, int, Any]]:
+        """(kind, paper id, changes) of one snapshot's events, in order."""
+        query = (
+            sa.select(events.c.kind, events.c.paper_id, events.c.changes)
+            .where(events.c.snapshot_id == snapshot_id)
+            .order_by(events.c.id)
+        )
+        with self.engine.connect() as db:
+            return [(row.kind, row.paper_id, row.changes) for row in db.execute(query)]
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table, for tests and the health page."""
+        with self.engine.connect() as db:
+            return {
+                table.name: db.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                for table in (sources, snapshots, papers, paper_keys, paper_sources, events)
+            }
+
+
+class Ingest:
+    """The reads and the write of one snapshot's transaction."""
+
+    def __init__(self, db: sa.Connection, source_id: str) -> None:
+        self.db = db
+        self.source_id = source_id
+
+    def duplicate_of(self, body_hash: str) -> int | None:
+        """The id of an earlier parsed snapshot of this source with the same bytes."""
+        query = (
+            sa.select(snapshots.c.id)
+            .where(
+                snapshots.c.source_id == self.source_id,
+                snapshots.c.body_hash == body_hash,
+                snapshots.c.outcome == SnapshotOutcome.PARSED.value,
+            )
+            .limit(1)
+        )
+        return self.db.execute(query).scalar_one_or_none()
+
+    def last_captured_at(self) -> datetime | None:
+        query = sa.select(sources.c.last_captured_at).where(sources.c.id == self.source_id)
+        return self.db.execute(query).scalar_one_or_none()
+
+    def known(self, keys: Iterable[str]) -> dict[str, Known]:
+        """What the store knows of each key, with the paper's place in this source."""
+        query = (
+            sa.select(
+                paper_keys.c.key,
+                paper_keys.c.paper_id,
+                papers.c.arxiv_id,
+                paper_sources.c.fingerprint,
+                paper_sources.c.present,
+            )
+            .join(papers, papers.c.id == paper_keys.c.paper_id)
+            .outerjoin(
+                paper_sources,
+                sa.and_(
+                    paper_sources.c.paper_id == paper_keys.c.paper_id,
+                    paper_sources.c.source_id == self.source_id,
+                ),
+            )
+        )
+        result: dict[str, Known] = {}
+        for chunk in _chunks(sorted(set(keys))):
+            for key, paper_id, arxiv_id, fingerprint, present in self.db.execute(
+                query.where(paper_keys.c.key.in_(chunk))
+            ):
+                result[key] = Known(paper_id, arxiv_id, fingerprint, bool(present))
+        return result
+
+    def stored(self, paper_ids: Iterable[int]) -> dict[int, Stored]:
+        result: dict[int, Stored] = {}
+        for chunk in _chunks(sorted(set(paper_ids))):
+            for row in self.db.execute(sa.select(papers).where(papers.c.id.in_(chunk))):
+                result[row.id] = _stored(row)
+        return result
+
+    def present(self) -> set[int]:
+        query = sa.select(paper_sources.c.paper_id).where(
+            paper_sources.c.source_id == self.source_id, paper_sources.c.present
+        )
+        return set(self.db.execute(query).scalars())
+
+    def record(self, record: SnapshotRecord, outcome: SnapshotOutcome) -> Summary:
+        """Record a snapshot that changed nothing (unchanged bytes)."""
+        snapshot_id = _insert_snapshot(self.db, record, outcome)
+        return Summary(
+            source_id=record.source_id,
+            origin=record.origin,
+            captured_at=record.captured_at,
+            outcome=outcome,
+            snapshot_id=snapshot_id,
+        )
+
+    def apply(self, record: SnapshotRecord, plan: Plan, total: int, now: datetime) -> Summary:
+        """Write the plan, its events and the snapshot; return the counts."""
+        db = self.db
+        at = record.captured_at or now
+        told = [u for u in plan.updates if u.told]
+        counts = {
+            "papers": total,
+            "new": len(plan.new),
+            "listed": len(plan.listed),
+            "updated": len(told),
+            "dropped": len(plan.dropped),
+        }
+        snapshot_id = _insert_snapshot(db, record, SnapshotOutcome.PARSED, **counts)
+        new_ids: list[int] = []
+        if plan.new:
+            rows = [_row(item.paper, now) for item in plan.new]
+            result = db.execute(
+                papers.insert().returning(papers.c.id, sort_by_parameter_order=True), rows
+            )
+            new_ids = list(result.scalars())
+            db.execute(
+                paper_keys.insert(),
+                [
+                    {"key": key, "paper_id": paper_id}
+                    for item, paper_id in zip(plan.new, new_ids, strict=True)
+                    for key in item.keys
+                ],
+            )
+        if plan.aliases:
+            db.execute(
+                paper_keys.insert(), [{"key": k, "paper_id": pid} for k, pid in plan.aliases]
+            )
+        for update in plan.updates:
+            values = _columns(update.values)
+            db.execute(
+                papers.update()
+                .where(papers.c.id == update.paper_id)
+                .values(updated_at=now, **values)
+            )
+        membership = [
+            {
+                "paper_id": paper_id,
+                "source_id": self.source_id,
+                "first_seen_at": at,
+                "last_seen_at": at,
+                "present": True,
+                "fingerprint": item.fingerprint,
+            }
+            for item, paper_id in zip(plan.new, new_ids, strict=True)
+        ]
+        fingerprints = dict(plan.fingerprints)
+        existing = self._memberships(plan.listed)
+        for paper_id in plan.listed:
+            if paper_id in existing:
+                continue
+            membership.append(
+                {
+                    "paper_id": paper_id,
+                    "source_id": self.source_id,
+                    "first_seen_at": at,
+                    "last_seen_at": at,
+                    "present": True,
+                    "fingerprint": fingerprints.pop(paper_id, ""),
+                }
+            )
+        if membership:
+            db.execute(paper_sources.insert(), membership)
+        relisted = [pid for pid in plan.listed if pid in existing]
+        this_source = sa.and_(
+            paper_sources.c.source_id == self.source_id,
+            paper_sources.c.paper_id == sa.bindparam("pid"),
+        )
+        if relisted:
+            db.execute(
+                paper_sources.update().where(this_source).values(present=True),
+                [{"pid": pid} for pid in relisted],
+            )
+        if fingerprints:
+            db.execute(
+                paper_sources.update().where(this_source).values(fingerprint=sa.bindparam("fp")),
+                [{"pid": pid, "fp": fp} for pid, fp in fingerprints.items()],
+            )
+        if plan.dropped:
+            db.execute(
+                paper_sources.update().where(this_source).values(present=False),
+                [{"pid": pid} for pid in plan.dropped],
+            )
+        stale = self.last_captured_at()
+        if stale is None or at >= stale:
+            db.execute(
+                paper_sources.update()
+                .where(paper_sources.c.source_id == self.source_id, paper_sources.c.present)
+                .values(last_seen_at=at)
+            )
+            db.execute(
+                sources.update().where(sources.c.id == self.source_id).values(last_captured_at=at)
+            )
+        event_rows = [{"paper_id": pid, "kind": "new", "changes": None} for pid in new_ids] + [
+            {"paper_id": pid, "kind": "listed", "changes": None} for pid in plan.listed
+        ]
+        event_rows += [
+            {
+                "paper_id": u.paper_id,
+                "kind": "updated",
+                "changes": [{"field": c.field, "old": c.old, "new": c.new} for c in u.changes],
+            }
+            for u in told
+        ]
+        event_rows += [
+            {"paper_id": pid, "kind": "dropped", "changes": None} for pid in plan.dropped
+        ]
+        if event_rows:
+            db.execute(
+                events.insert(),
+                [
+                    {**row, "source_id": self.source_id, "snapshot_id": snapshot_id, "at": at}
+                    for row in event_rows
+                ],
+            )
+        return Summary(
+            source_id=record.source_id,
+            origin=record.origin,
+            captured_at=record.captured_at,
+            outcome=SnapshotOutcome.PARSED,
+            snapshot_id=snapshot_id,
+            **counts,
+        )
+
+    def _memberships(self, paper_ids: Sequence[int]) -> set[int]:
+        found: set[int] = set()
+        for chunk in _chunks(sorted(paper_ids)):
+            query = sa.select(paper_sources.c.paper_id).where(
+                paper_sources.c.source_id == self.source_id, paper_sources.c.paper_id.in_(chunk)
+            )
+            found.update(self.db.execute(query).scalars())
+        return found
+
+
+def _row(paper: PaperIn, now: datetime) -> dict[str, Any]:
+    org = paper.organisation
+    return {
+        "arxiv_id": paper.arxiv_id,
+        "title": paper.title,
+        "abstract": paper.abstract,
+        "version": paper.version,
+        "doi": paper.doi,
+        "authors": list(paper.authors),
+        "author_count": paper.author_count,
+        "org_handle": org.handle if org else None,
+        "org_name": org.name if org else None,
+        "published": paper.published,
+        "upvotes": paper.upvotes,
+        "links": dict(paper.links),
+        "categories": list(paper.categories),
+        "keywords": list(paper.keywords),
+        "summary": paper.summary,
+        "first_seen_at": now,
+        "updated_at": now,
+    }
+
+
+def _columns(values: dict[str, Any] | Any) -> dict[str, Any]:
+    """Model field values as column values."""
+    result: dict[str, Any] = {}
+    for name, value in values.items():
+        if name == "organisation":
+            result["org_handle"] = value.handle
+            result["org_name"] = value.name
+        elif isinstance(value, tuple):
+            result[name] = list(value)
+        else:
+            result[name] = value
+    return result
+
+
+def _stored(row: Any) -> Stored:
+    org = Organisation(row.org_handle, row.org_name) if row.org_handle else None
+    return Stored(
+        title=row.title,
+        abstract=row.abstract,
+        arxiv_id=row.arxiv_id,
+        version=row.version,
+        doi=row.doi,
+        authors=tuple(row.authors),
+        author_count=row.author_count,
+        organisation=org,
+        published=row.published,
+        upvotes=row.upvotes,
+        links=dict(row.links),
+        categories=tuple(row.categories),
+        keywords=tuple(row.keywords),
+        summary=row.summary,
+    )
+
+
+def _paper(row: Any, key: str, where: tuple[str, ...]) -> Paper:
+    stored = _stored(row)
+    return Paper(
+        id=row.id,
+        key=key,
+        title=stored.title,
+        abstract=stored.abstract,
+        arxiv_id=stored.arxiv_id,
+        version=stored.version,
+        doi=stored.doi,
+        authors=stored.authors,
+        author_count=stored.author_count,
+        organisation=stored.organisation,
+        published=stored.published,
+        upvotes=stored.upvotes or 0,
+        links=stored.links,
+        categories=stored.categories,
+        keywords=stored.keywords,
+        summary=stored.summary,
+        first_seen_at=row.first_seen_at,
+        updated_at=row.updated_at,
+        sources=where,
+    )
+
+
+def _keys_of(db: sa.Connection, paper_ids: list[int]) -> dict[int, str]:
+    """Each paper's main key: its arXiv key when it has one, else its title key."""
+    result: dict[int, str] = {}
+    for chunk in _chunks(paper_ids):
+        query = sa.select(paper_keys.c.paper_id, paper_keys.c.key).where(
+            paper_keys.c.paper_id.in_(chunk)
+        )
+        for paper_id, key in db.execute(query):
+            if paper_id not in result or key.startswith("arxiv:"):
+                result[paper_id] = key
+    return result
+
+
+def _sources_of(db: sa.Connection, paper_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    result: dict[int, list[str]] = {}
+    for chunk in _chunks(paper_ids):
+        query = (
+            sa.select(paper_sources.c.paper_id, paper_sources.c.source_id)
+            .where(paper_sources.c.paper_id.in_(chunk))
+            .order_by(paper_sources.c.source_id)
+        )
+        for paper_id, source_id in db.execute(query):
+            result.setdefault(paper_id, []).append(source_id)
+    return {k: tuple(v) for k, v in result.items()}
+
+
+def _insert_snapshot(
+    db: sa.Connection, record: SnapshotRecord, outcome: SnapshotOutcome, **values: Any
+) -> int:
+    result = db.execute(
+        snapshots.insert().returning(snapshots.c.id),
+        {
+            "source_id": record.source_id,
+            "origin": record.origin,
+            "stamp": record.stamp,
+            "fetched_at": record.fetched_at,
+            "captured_at": record.captured_at,
+            "body_hash": record.body_hash,
+            "size": record.size,
+            "outcome": outcome.value,
+            **values,
+        },
+    )
+    return int(result.scalar_one())
+
+
+def _state(row: Any) -> SourceState:
+    return SourceState(
+        source_id=row.id,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        body_hash=row.body_hash,
+        last_attempt_at=row.last_attempt_at,
+        last_success_at=row.last_success_at,
+        next_check_at=row.next_check_at,
+        errors=row.errors,
+        last_error=row.last_error,
+        disabled=row.disabled,
+    )
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
