@@ -1,1 +1,1 @@
-"""Adapters that get snapshots from where sources live: HTTP(S) with polite polling."""
+"""Adapters that get snapshots from where sources live: files, folders and HTTP(S)."""

@@ -52,7 +52,6 @@ from service.model import PaperIn, Parsed, Snapshot
 from service.parse.markup import html_blocks, html_to_text
 
 DEFAULT_NEW_ANNOUNCE_TYPES = ("new", "cross")
-KNOWN_OPTIONS = frozenset({"new_announce_types"})
 
 _ID = r"(?P<id>\d{4}\.\d{4,5}|[a-z]+(?:-[a-z]+)*(?:\.[A-Z]{2})?/\d{7})(?:v(?P<version>\d+))?(?!\d)"
 ARXIV_URL = re.compile(r"arxiv\.org/(?:abs|pdf)/" + _ID)
@@ -127,22 +126,33 @@ def parse(snapshot: Snapshot, options: Mapping[str, Any] | None = None) -> Parse
 def paper_from_entry(entry: Mapping[str, Any], *, line: int | None = None) -> PaperIn | None:
     """Turn one feedparser entry into a ``PaperIn``; ``None`` when it has no title."""
     title = _text(entry.get("title", ""), entry.get("title_detail"))
-    raw_description, detail = _description(entry)
-    if ANNOUNCEMENT.match(raw_description.strip()):
-        blocks = [" ".join(raw_description.split())]
-    elif _is_html(detail):
-        blocks = html_blocks(raw_description)
-    else:
-        blocks = [" ".join(raw_description.split())] if raw_description.strip() else []
-    description = " ".join(blocks)
-
+    blocks = _description_blocks(entry)
+    link = str(entry.get("link", ""))
     ids = _ArxivIds()
     ids.add_guid(str(entry.get("id", "")))
-    suffix = LEGACY_SUFFIX.search(title)
+    for url in (link, *(str(item.get("href", "")) for item in entry.get("links", []))):
+        ids.add_url(url)
+
+    abstract = " ".join(blocks)
+    announce = entry.get("arxiv_announce_type")
+    announcement = next(filter(None, map(ANNOUNCEMENT.search, blocks)), None)
+    if announcement:
+        ids.add(announcement["id"], announcement["version"])
+        announce = announce or announcement["announce"]
+        abstract = announcement["abstract"].strip()
+    summary = ""
+    if ids.arxiv_id and CJK.search(title):
+        english = _english_title(blocks, ids.arxiv_id)
+        if english is not None:
+            title, summary = blocks[english], title
+            if not announcement:
+                abstract = next((b for b in blocks[:english:-1] if not CJK.search(b)), "")
+
     categories: list[str] = []
     primary = entry.get("arxiv_primary_category")
     if isinstance(primary, Mapping) and primary.get("term"):
         categories.append(str(primary["term"]))
+    suffix = LEGACY_SUFFIX.search(title)
     if suffix:
         ids.add(suffix["id"], suffix["version"])
         # The legacy format wrote "Title. (arXiv:...)": the full stop is the separator's.
@@ -152,24 +162,6 @@ def paper_from_entry(entry: Mapping[str, Any], *, line: int | None = None) -> Pa
         if suffix["category"]:
             categories.append(suffix["category"])
     categories += [str(tag["term"]) for tag in entry.get("tags", []) if tag.get("term")]
-    link = str(entry.get("link", ""))
-    for url in (link, *(str(item.get("href", "")) for item in entry.get("links", []))):
-        ids.add_url(url)
-
-    summary = ""
-    abstract = description
-    announce = entry.get("arxiv_announce_type")
-    for block in blocks:
-        found = ANNOUNCEMENT.search(block)
-        if found:
-            ids.add(found["id"], found["version"])
-            announce = announce or found["announce"]
-            abstract = found["abstract"].strip()
-            break
-    if ids.arxiv_id and CJK.search(title):
-        english = _english_title(blocks, ids.arxiv_id)
-        if english:
-            title, summary = english, title
     if not title:
         return None
     if abstract.startswith(title):
@@ -200,6 +192,16 @@ def paper_from_entry(entry: Mapping[str, Any], *, line: int | None = None) -> Pa
     )
 
 
+def _description_blocks(entry: Mapping[str, Any]) -> list[str]:
+    """The entry's description as paragraphs of clean text (one for a plain-text one)."""
+    raw, detail = _description(entry)
+    # arXiv's "arXiv:ID Announce Type: X Abstract: ..." is plain text even where typed HTML.
+    if _is_html(detail) and not ANNOUNCEMENT.match(raw.strip()):
+        return html_blocks(raw)
+    text = " ".join(raw.split())
+    return [text] if text else []
+
+
 class _ArxivIds:
     """Collects the arXiv id and version from an entry's guid, title, description and links."""
 
@@ -225,12 +227,7 @@ class _ArxivIds:
 
 
 def _new_announce_types(options: Mapping[str, Any]) -> frozenset[str]:
-    unknown = set(options) - KNOWN_OPTIONS
-    if unknown:
-        raise ConfigError(
-            f"unknown feed option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}",
-            where="options",
-        )
+    # Other keys belong to other stages (the fetcher's host_interval) and are not ours to judge.
     value = options.get("new_announce_types", DEFAULT_NEW_ANNOUNCE_TYPES)
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ConfigError(
@@ -262,14 +259,14 @@ def _text(value: object, detail: object) -> str:
     return html_to_text(text) if _is_html(detail) else " ".join(text.split())
 
 
-def _english_title(blocks: list[str], arxiv_id: str) -> str | None:
-    """The CJK-free paragraph just before the one holding the paper's arXiv link, if any."""
+def _english_title(blocks: list[str], arxiv_id: str) -> int | None:
+    """Index of the CJK-free paragraph just before the one that is the paper's arXiv link."""
     for index, block in enumerate(blocks[1:], 1):
         found = ARXIV_URL.search(block)
         if found and found["id"] == arxiv_id and len(block.split()) == 1:
             candidate = blocks[index - 1]
             if not CJK.search(candidate) and re.search(r"[A-Za-z]{2}", candidate):
-                return candidate
+                return index - 1
             return None
     return None
 

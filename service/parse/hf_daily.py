@@ -97,7 +97,7 @@ def paper_from_item(item: object, index: int, origin: str) -> PaperIn:
         organisation=fields.organisation(),
         published=published.date() if published else None,
         listed_at=fields.moment("submittedOnDailyAt"),
-        upvotes=fields.count("upvotes") or 0,
+        upvotes=fields.count("upvotes"),
         comments=fields.count("numComments", top=True),
         stars=fields.count("githubStars"),
         links=links,

@@ -45,8 +45,10 @@ DATE_EXAMPLES = "a date line such as 'Jan 15', 'Jan 15 2', 'Mar 31, 2023' or 'Au
 # A capture may be written a little after the page's date (time zones, a late save).
 CAPTURE_SLACK = timedelta(days=2)
 
-# (line, title, abstract, author_count, organisation, month, day, year, upvotes)
-_Entry = tuple[int, str, str, int | None, Organisation | None, int, int, int | None, int | None]
+# (line, title, abstract, author_count, organisation, month, day, year, upvotes, date line)
+_Entry = tuple[
+    int, str, str, int | None, Organisation | None, int, int, int | None, int | None, int
+]
 
 
 def parse(snapshot: Snapshot, options: Mapping[str, Any] | None = None) -> Parsed:
@@ -59,10 +61,10 @@ def parse(snapshot: Snapshot, options: Mapping[str, Any] | None = None) -> Parse
     captured_at = capture_time(snapshot, page_at, entries)
     year = captured_at.year
     papers = []
-    for line, title, abstract, count, org, month, day, printed_year, upvotes in entries:
+    for line, title, abstract, count, org, month, day, printed_year, upvotes, at in entries:
         published = None
         if month:
-            published = _date(printed_year or year, month, day, origin, line)
+            published = _date(printed_year or year, month, day, origin, at)
         papers.append(
             PaperIn(
                 title=title,
@@ -172,7 +174,7 @@ def _entries(numbered: list[tuple[int, str]], index: int, origin: str) -> list[_
                 org = Organisation(handle=handle, name=name.strip() or handle)
                 index += 1
             elif meta != "·":
-                entries.append((number, title, abstract, None, None, 0, 0, None, None))
+                entries.append((number, title, abstract, None, None, 0, 0, None, None, 0))
                 continue
             if index >= total or numbered[index][1] != "·":
                 where, seen = numbered[index] if index < total else (numbered[-1][0], "the end")
@@ -207,11 +209,12 @@ def _entries(numbered: list[tuple[int, str]], index: int, origin: str) -> list[_
                     int(day),
                     int(year) if year else None,
                     int(upvotes) if upvotes else 0,
+                    date_number,
                 )
             )
             index += 2
         else:
-            entries.append((number, title, abstract, None, None, 0, 0, None, None))
+            entries.append((number, title, abstract, None, None, 0, 0, None, None, 0))
     return entries
 
 
@@ -226,6 +229,11 @@ def capture_time(snapshot: Snapshot, page: tuple[int, int, int], entries: list[_
         return snapshot.mtime
     if floor is not None:
         year = floor
+        leap_day = (month, day) == (2, 29) or any(
+            e[5:7] == (2, 29) for e in entries if e[7] is None
+        )
+        while leap_day and not _leap(year):
+            year += 1
     else:
         reference = snapshot.fetched_at
         year = reference.year

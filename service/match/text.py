@@ -1,0 +1,160 @@
+"""Words as matching sees them: one tokenisation for profile queries and for papers.
+
+A word is a run of letters and digits (any script; each CJK ideograph or kana is a word of its
+own); everything else (punctuation, hyphens, ``$^_{}``, emoji) separates words. LaTeX commands
+such as ``\\mathbf`` are dropped and their arguments kept, so ``MoE$^2$`` reads as ``moe 2``.
+
+Each word has two normal forms: ``norm``, accent-folded (NFKD) and case-folded, for display and
+prefix matching; and ``key``, the norm with singular and plural folded together (``caches`` and
+``cache`` both become ``cach``), which is what matching compares. A key is an index entry, not
+an English word.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import NamedTuple
+
+__all__ = ["Token", "fold_plural", "keys", "normalise", "raw_words", "scan", "tokens", "word_forms"]
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+# Identical to _WORD on ASCII text, and several times faster.
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
+# Decomposed accents (combining marks) stay inside their word.
+_WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}](?:[^\W_{_CJK}]|[{_MARKS}])*")
+_LATEX_COMMAND = re.compile(r"\\([A-Za-z]+)")
+# Greek letters are content ("$\alpha$-divergence"); other commands are formatting.
+_GREEK = frozenset(
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi"
+    " pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta"
+    " Lambda Xi Pi Sigma Upsilon Phi Psi Omega".split()
+)
+
+# Irregular plurals, and singulars the suffix rules below would clip.
+_PLURAL_EXCEPTIONS = {
+    "analyses": "analysis",
+    "appendices": "appendix",
+    "atlas": "atlas",
+    "atlases": "atlas",
+    "calories": "calorie",
+    "canvas": "canvas",
+    "canvases": "canvas",
+    "christmas": "christmas",
+    "cookies": "cookie",
+    "crises": "crisis",
+    "diagnoses": "diagnosis",
+    "hypotheses": "hypothesis",
+    "indices": "index",
+    "kansas": "kansas",
+    "lens": "lens",
+    "lenses": "lens",
+    "matrices": "matrix",
+    "movies": "movie",
+    "news": "news",
+    "pandas": "pandas",
+    "selfies": "selfie",
+    "syntheses": "synthesis",
+    "texas": "texas",
+    "theses": "thesis",
+    "vertices": "vertex",
+    "zombies": "zombie",
+}
+# A plural that drops "es" ("caches" -> "cach") needs its singular to drop "e" ("cache").
+_ES_PLURALS = ("sses", "ches", "shes", "xes", "zes", "uses", "ases", "ises", "oses")
+_E_SINGULARS = ("che", "she", "xe", "ze", "use", "ase", "ise", "ose")
+_KEEP_S = ("ss", "us", "is", "ias")
+
+
+class Token(NamedTuple):
+    """One word of a text: its key, its norm, and where it is (``text[start:end]``)."""
+
+    key: str
+    norm: str
+    start: int
+    end: int
+
+
+def fold_plural(norm: str) -> str:
+    """The key shared by the singular and the plural of a normalised word."""
+    last = norm[-1:]
+    if last not in ("s", "e") or len(norm) < 3:
+        return norm
+    folded = _PLURAL_EXCEPTIONS.get(norm)
+    if folded is not None:
+        return folded
+    if last == "e":
+        return norm[:-1] if norm.endswith(_E_SINGULARS) else norm
+    if len(norm) < 4 or norm.endswith(_KEEP_S):
+        return norm
+    if norm.endswith("ies") and len(norm) > 4:
+        return norm[:-3] + "y"
+    if norm.endswith(_ES_PLURALS):
+        return norm[:-2]
+    return norm[:-1]
+
+
+def normalise(word: str) -> str:
+    """``word`` case-folded with accents and compatibility forms folded (``Ré`` -> ``re``)."""
+    if word.isascii():
+        return word.lower()
+    folded = "".join(c for c in unicodedata.normalize("NFKD", word.casefold()) if c.isalnum())
+    return folded or word.casefold()
+
+
+_FORMS: dict[str, tuple[str, str]] = {}
+_KEYS: dict[str, str] = {}
+_FORMS_LIMIT = 200_000
+
+
+def word_forms(raw: str) -> tuple[str, str]:
+    """``(norm, key)`` of one raw word as found by :func:`raw_words`; memoised."""
+    forms = _FORMS.get(raw)
+    if forms is None:
+        if len(_FORMS) >= _FORMS_LIMIT:
+            _FORMS.clear()
+            _KEYS.clear()
+        norm = normalise(raw)
+        forms = (norm, fold_plural(norm))
+        _FORMS[raw] = forms
+        _KEYS[raw] = forms[1]
+    return forms
+
+
+def _drop_latex(text: str) -> str:
+    """``text`` with LaTeX formatting commands blanked out, keeping every offset."""
+    if "\\" not in text:
+        return text
+    return _LATEX_COMMAND.sub(
+        lambda m: m[0] if m[1] in _GREEK else " " * len(m[0]),
+        text,
+    )
+
+
+def raw_words(text: str) -> list[str]:
+    """The words of ``text`` as written (neither folded nor normalised), in order."""
+    source = _drop_latex(text)
+    return (_ASCII_WORD if source.isascii() else _WORD).findall(source)
+
+
+def keys(text: str) -> list[str]:
+    """The keys of the words of ``text``, in order: the fast path for indexing papers."""
+    known = _KEYS.get
+    return [known(raw) or word_forms(raw)[1] for raw in raw_words(text)]
+
+
+def scan(text: str) -> list[Token]:
+    """Every word of ``text`` with its key, norm and offsets in ``text``."""
+    source = _drop_latex(text)
+    pattern = _ASCII_WORD if source.isascii() else _WORD
+    found = []
+    for m in pattern.finditer(source):
+        norm, key = word_forms(m[0])
+        found.append(Token(key, norm, m.start(), m.end()))
+    return found
+
+
+def tokens(text: str) -> list[tuple[str, int, int]]:
+    """``(key, start, end)`` for every word of ``text``; offsets index the original string."""
+    return [(t.key, t.start, t.end) for t in scan(text)]

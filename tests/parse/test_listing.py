@@ -1,0 +1,255 @@
+"""The listing parser: the seeds read exactly, file pairs for the corner cases, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SEED_ORDER, seed
+
+from service.errors import ParseError
+from service.identity import normalise_title
+from service.model import Organisation, Parsed, Snapshot
+from service.parse.listing import parse
+
+HERE = Path(__file__).parent / "listing"
+NOW = datetime(2028, 6, 1, 12, tzinfo=UTC)
+
+
+def snap(body: bytes, **kwargs: Any) -> Snapshot:
+    kwargs.setdefault("fetched_at", NOW)
+    return Snapshot(source_id="test", origin=kwargs.pop("origin", "test.txt"), body=body, **kwargs)
+
+
+def as_json(parsed: Parsed) -> dict[str, Any]:
+    return {
+        "captured_at": parsed.captured_at.isoformat(),
+        "papers": [
+            {
+                "line": p.line,
+                "title": p.title,
+                "abstract": p.abstract,
+                "author_count": p.author_count,
+                "organisation": [p.organisation.handle, p.organisation.name]
+                if p.organisation
+                else None,
+                "published": p.published.isoformat() if p.published else None,
+                "upvotes": p.upvotes,
+            }
+            for p in parsed.papers
+        ],
+    }
+
+
+def header_and(blocks: str, page: str = "Mar 3") -> bytes:
+    head = "new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\nDaily Papers\n\n"
+    return f"{head}byAK and the research community\n\n{page}\n\n{blocks}".encode()
+
+
+# -- the seeds -----------------------------------------------------------------------------------
+
+
+@pytest.mark.shared
+def test_the_seeds_hold_260_entries_of_203_papers(seeds: list[Path]) -> None:
+    parsed = [parse(snap(path.read_bytes(), origin=str(path))) for path in seeds]
+    entries = [paper for result in parsed for paper in result.papers]
+    # Independent counts from the raw text: each block's title is the line after a date line
+    # or after the header, so count the '·' separators plus the blocks without meta lines.
+    text_blocks = sum(path.read_text().count("\n·\n") for path in seeds)
+    assert len(entries) == 260
+    assert text_blocks == 250
+    assert sum(1 for p in entries if p.published is None and p.author_count is None) == 10
+    assert len({normalise_title(p.title) for p in entries}) == 203
+    assert all(p.published is not None for p in entries if p.upvotes is not None)
+
+
+@pytest.mark.shared
+def test_every_seed_date_line_is_parsed(seeds: list[Path]) -> None:
+    date_lines = re.compile(r"^·\n(.+)$", re.MULTILINE)
+    for path in seeds:
+        text = path.read_text()
+        printed = date_lines.findall(text)
+        papers = [p for p in parse(snap(path.read_bytes())).papers if p.published]
+        assert len(papers) == len(printed)
+        for paper, line in zip(papers, printed, strict=True):
+            month_day = paper.published.strftime("%b ") + str(paper.published.day)
+            assert line.startswith(month_day), (line, paper.published)
+            upvotes = re.search(r"(?:^\w{3} \d+(?:, \d{4})?) (\d+)$", line)
+            assert paper.upvotes == (int(upvotes.group(1)) if upvotes else 0)
+
+
+@pytest.mark.shared
+def test_shadowkv_spot_check(seeds: list[Path]) -> None:
+    papers = {p.title: p for p in parse(snap(seed(seeds, "002").read_bytes())).papers}
+    shadow = papers["ShadowKV: KV Cache in Shadows for High-Throughput Long-Context LLM Inference"]
+    assert shadow.organisation == Organisation("ByteDance-Seed", "ByteDance Seed")
+    assert shadow.published == date(2024, 10, 28)
+    assert shadow.upvotes == 2
+    assert shadow.author_count is None
+    assert shadow.abstract.startswith("With the widespread deployment of long-context")
+
+
+@pytest.mark.shared
+def test_capture_years_are_inferred_from_the_printed_years(seeds: list[Path]) -> None:
+    for prefix, captured in SEED_ORDER:
+        parsed = parse(snap(seed(seeds, prefix).read_bytes()))
+        assert parsed.captured_at == captured
+
+
+# -- pairs of files: input and expected result ---------------------------------------------------
+
+
+@pytest.mark.parametrize("case", sorted(p.stem for p in HERE.glob("*.txt")))
+def test_expected_output(case: str) -> None:
+    body = (HERE / f"{case}.txt").read_bytes()
+    expected = json.loads((HERE / f"{case}.json").read_text())
+    captured = datetime.fromisoformat(expected["captured_at"])
+    assert as_json(parse(snap(body, captured_at=captured))) == expected
+
+
+def test_crlf_line_endings_parse_the_same() -> None:
+    body = (HERE / "basic.txt").read_bytes()
+    captured = datetime(2028, 3, 3, tzinfo=UTC)
+    crlf = parse(snap(body.replace(b"\n", b"\r\n"), captured_at=captured))
+    assert as_json(crlf) == as_json(parse(snap(body, captured_at=captured)))
+
+
+def test_a_byte_order_mark_is_allowed() -> None:
+    body = b"\xef\xbb\xbf" + (HERE / "basic.txt").read_bytes()
+    parsed = parse(snap(body))
+    assert len(parsed.papers) == 5
+    # Inferred: after 2024 (printed), and a leap year, as a Feb 29 without a year shows.
+    assert parsed.captured_at == datetime(2028, 3, 3, tzinfo=UTC)
+
+
+def test_very_long_lines() -> None:
+    abstract = "word " * 400_000
+    parsed = parse(snap(header_and(f"Long\n\n{abstract}\n\n  • 3 authors\n·\nJan 2 7\n")))
+    assert len(parsed.papers[0].abstract) == len(abstract.strip())
+    assert parsed.papers[0].upvotes == 7
+
+
+# -- the capture year ----------------------------------------------------------------------------
+
+
+def test_explicit_capture_time_wins() -> None:
+    at = datetime(2030, 3, 3, 9, tzinfo=UTC)
+    parsed = parse(snap(header_and("T\n\nA\n\n  • 2 authors\n·\nJan 5\n"), captured_at=at))
+    assert parsed.captured_at == at
+    assert parsed.papers[0].published == date(2030, 1, 5)
+
+
+def test_a_plausible_mtime_is_the_capture_time() -> None:
+    mtime = datetime(2027, 3, 3, 18, tzinfo=UTC)
+    parsed = parse(snap(header_and("T\n\nA\n\n  • 2 authors\n·\nJan 5\n"), mtime=mtime))
+    assert parsed.captured_at == mtime
+    assert parsed.papers[0].published == date(2027, 1, 5)
+
+
+def test_an_mtime_the_content_contradicts_is_overruled() -> None:
+    # A year 2027 is printed, so the capture is 2028 at the earliest, whatever the mtime says.
+    body = header_and("T\n\nA\n\n  • 2 authors\n·\nJan 5, 2027 3\n")
+    parsed = parse(snap(body, mtime=datetime(2027, 3, 3, tzinfo=UTC)))
+    assert parsed.captured_at == datetime(2028, 3, 3, tzinfo=UTC)
+
+
+def test_a_copied_file_whose_mtime_is_long_after_the_page_date_is_inferred() -> None:
+    body = header_and("T\n\nA\n\n  • 2 authors\n·\nJan 5, 2024 3\n", page="Dec 26")
+    parsed = parse(snap(body, mtime=datetime(2026, 11, 22, tzinfo=UTC)))
+    assert parsed.captured_at == datetime(2025, 12, 26, tzinfo=UTC)
+
+
+def test_with_no_year_printed_the_latest_past_page_date_is_taken() -> None:
+    body = header_and("T\n\nA\n\n  • 2 authors\n·\nJan 5\n", page="Dec 26")
+    parsed = parse(snap(body, fetched_at=datetime(2026, 6, 1, tzinfo=UTC)))
+    assert parsed.captured_at == datetime(2025, 12, 26, tzinfo=UTC)
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+def rejected(body: bytes) -> ParseError:
+    with pytest.raises(ParseError) as caught:
+        parse(snap(body, origin="inbox/bad.txt"))
+    assert str(caught.value).startswith("inbox/bad.txt: ")
+    return caught.value
+
+
+def test_empty_file() -> None:
+    error = rejected(b"")
+    assert "expected a listing capture" in str(error)
+    assert "empty" in str(error)
+    assert rejected(b"\n\n  \n").expected == "a listing capture"
+
+
+def test_binary_file() -> None:
+    error = rejected(bytes(range(256)) * 10)
+    assert error.found == "binary data"
+
+
+def test_not_utf8() -> None:
+    error = rejected(header_and("T\n\nA\n") + b"\n\nCaf\xe9 au lait\n")
+    assert error.line == 18
+    assert error.expected == "UTF-8 text"
+    assert "0xe9" in str(error)
+
+
+def test_html_page() -> None:
+    error = rejected(b"<!DOCTYPE html>\n<html><head><title>Daily Papers</title></head></html>")
+    assert error.line == 1
+    assert "header line 'new'" in str(error)
+    assert "<!DOCTYPE html>" in str(error)
+
+
+def test_truncated_last_block_title_only() -> None:
+    error = rejected(header_and("T\n\nA\n\n  • 2 authors\n·\nJan 5\n\nCut Here\n"))
+    assert error.line == 21
+    assert "abstract of 'Cut Here'" in str(error)
+
+
+def test_truncated_last_block_no_date() -> None:
+    error = rejected(header_and("T\n\nA\n\n  • 2 authors\n·\n"))
+    assert error.line == 18
+    assert "date line" in str(error)
+
+
+def test_truncated_last_block_no_dot() -> None:
+    error = rejected(header_and("T\n\nA\n\n  • 2 authors\n"))
+    assert error.line == 17
+    assert "'·'" in str(error)
+
+
+@pytest.mark.parametrize("line", ["Jan 32 2", "Foo 3", "Jan 3,2024", "January 3", "Feb 29, 2023"])
+def test_malformed_date_line(line: str) -> None:
+    error = rejected(header_and(f"T\n\nA\n\n  • 2 authors\n·\n{line}\n"))
+    assert error.line == 19
+    assert line.split()[-1] in str(error)
+
+
+def test_malformed_author_line() -> None:
+    error = rejected(header_and("T\n\nA\n\n  • many authors\n·\nJan 5\n"))
+    assert error.line == 17
+    assert "'• 7 authors'" in str(error)
+
+
+def test_header_without_a_page_date() -> None:
+    error = rejected(header_and("", page="Yesterday"))
+    assert error.line == 11
+    assert "page date" in str(error)
+
+
+def test_error_counts_are_line_numbers_of_the_file() -> None:
+    body = header_and("T\n\nA\n\n  • 2 authors\n·\nJan 5\n").replace(b"\n", b"\r\n")
+    body += b"\r\nX\r\n\r\nY\r\n\r\n  \xe2\x80\xa2 2 authors\r\n\xc2\xb7\r\nnot a date\r\n"
+    error = rejected(body)
+    assert error.line == 27
+
+
+def test_repeated_entries_are_all_returned() -> None:
+    parsed = parse(snap(header_and("T\n\nA\n\n" * 3)))
+    assert Counter(p.title for p in parsed.papers) == {"T": 3}

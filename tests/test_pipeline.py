@@ -1,0 +1,225 @@
+"""Ingesting snapshots end to end, on SQLite and PostgreSQL: counts, events, bad input, folders."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import SEED_ORDER, seed
+
+from service.app import App, build
+from service.clock import FixedClock
+from service.config import Settings, SourceSettings
+from service.model import SnapshotOutcome
+
+T0 = datetime(2026, 6, 1, 8, tzinfo=UTC)
+
+
+def make_app(tmp_path: Path, database_url: str, **settings: object) -> App:
+    config = Settings(data_dir=tmp_path / "data", database_url=database_url, **settings)
+    return build(config, clock=FixedClock(T0))
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str) -> Iterator[App]:
+    with make_app(tmp_path, database_url) as built:
+        yield built
+
+
+def ingest_seeds_in_order(app: App, seeds: list[Path]) -> list[list[int]]:
+    counts = []
+    for prefix, captured in SEED_ORDER:
+        (summary,) = app.pipeline.ingest_files([seed(seeds, prefix)], captured_at=captured)
+        assert summary.outcome is SnapshotOutcome.PARSED, summary.error
+        counts.append([summary.new, summary.listed, summary.updated, summary.dropped])
+    return counts
+
+
+@pytest.mark.shared
+def test_seeds_in_capture_order(app: App, seeds: list[Path]) -> None:
+    counts = ingest_seeds_in_order(app, seeds)
+    assert [c[0] for c in counts] == [72, 35, 45, 15, 36]
+    assert app.store.counts()["papers"] == 203
+    # Only one paper changes: 'Draft-based ...' gains its author line and date in 004.
+    assert [c[2] for c in counts] == [0, 0, 0, 0, 1]
+    (draft,) = app.store.papers(search="Draft-based Approximate Inference for LLMs")
+    last = app.store.events(snapshot_id=5)
+    (update,) = [e for e in last if e[0] == "updated"]
+    assert update[1] == draft.id
+    assert {c["field"] for c in update[2]} == {"author_count", "published", "upvotes"}
+    assert draft.author_count == 6
+    assert draft.published is not None
+
+
+@pytest.mark.shared
+def test_dropped_and_listed_follow_the_previous_snapshot(app: App, seeds: list[Path]) -> None:
+    from service.identity import normalise_title
+    from service.parse.listing import parse
+
+    ingest_seeds_in_order(app, seeds[:0] or seeds)
+    # Independently: what 004 drops is what 000 had and 004 has not.
+    def titles(prefix: str) -> set[str]:
+        from service.model import Snapshot
+
+        body = seed(seeds, prefix).read_bytes()
+        parsed = parse(Snapshot("x", prefix, body, fetched_at=T0))
+        return {normalise_title(p.title) for p in parsed.papers}
+
+    events = app.store.events(snapshot_id=5)
+    dropped = [e for e in events if e[0] == "dropped"]
+    assert len(dropped) == len(titles("000") - titles("004"))
+
+
+@pytest.mark.shared
+def test_the_same_bytes_again_change_nothing(app: App, seeds: list[Path]) -> None:
+    ingest_seeds_in_order(app, seeds)
+    before = app.store.counts()
+    for prefix, captured in SEED_ORDER:
+        (summary,) = app.pipeline.ingest_files([seed(seeds, prefix)], captured_at=captured)
+        assert summary.outcome is SnapshotOutcome.UNCHANGED
+    after = app.store.counts()
+    assert after["snapshots"] == before["snapshots"] + 5
+    assert {k: v for k, v in after.items() if k != "snapshots"} == {
+        k: v for k, v in before.items() if k != "snapshots"
+    }
+
+
+BAD_INPUTS = {
+    "empty.txt": b"",
+    "binary.bin": bytes(range(256)) * 64,
+    "page.html": b"<!DOCTYPE html><html><body>Daily Papers</body></html>",
+    "latin1.txt": "new\n\nCaf\xe9\n".encode("latin-1"),
+    "truncated.txt": (
+        b"new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\nDaily Papers\n\n"
+        b"byAK and the research community\n\nDec 26\n\nA Title\n\nAn abstract\n\n  \xe2\x80\xa2 3 authors\n"
+    ),
+    "baddate.txt": (
+        b"new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\nDaily Papers\n\n"
+        b"byAK and the research community\n\nDec 26\n\nA Title\n\nAn abstract\n\n"
+        b"  \xe2\x80\xa2 3 authors\n\xc2\xb7\nDecember 5th\n"
+    ),
+}
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_is_rejected_and_changes_nothing(
+    app: App, seeds: list[Path], tmp_path: Path, name: str
+) -> None:
+    ingest_seeds_in_order(app, seeds)
+    before = app.store.counts()
+    papers_before = app.store.papers(limit=None)
+    bad = tmp_path / name
+    bad.write_bytes(BAD_INPUTS[name])
+    (summary,) = app.pipeline.ingest_files([bad], kind=None if name != "empty.txt" else None)
+    assert summary.outcome is SnapshotOutcome.REJECTED
+    assert summary.error is not None
+    assert summary.error.startswith(str(bad))
+    assert "expected" in summary.error
+    after = app.store.counts()
+    assert after["snapshots"] == before["snapshots"] + 1
+    assert {k: v for k, v in after.items() if k != "snapshots"} == {
+        k: v for k, v in before.items() if k != "snapshots"
+    }
+    assert app.store.papers(limit=None) == papers_before
+
+
+def test_a_file_over_the_size_limit_is_rejected(tmp_path: Path, database_url: str) -> None:
+    big = tmp_path / "huge.txt"
+    with big.open("wb") as out:
+        out.truncate(100 * 1024 * 1024)  # 100 MiB, sparse on disk
+    with make_app(tmp_path, database_url) as app:
+        (summary,) = app.pipeline.ingest_files([big])
+        assert summary.outcome is SnapshotOutcome.REJECTED
+        assert "100.0 MiB" in (summary.error or "")
+        assert "fetch.max_bytes" in (summary.error or "")
+        assert app.store.counts()["papers"] == 0
+
+
+@pytest.mark.shared
+def test_a_100_mb_listing_within_a_raised_limit_is_ingested(tmp_path: Path, seeds: list[Path]) -> None:
+    body = seed(seeds, "004").read_bytes()
+    header_end = body.index(b"May 8\n") + len(b"May 8\n")
+    blocks = body[header_end:]
+    repeats = 100 * 1024 * 1024 // len(blocks) + 1
+    big = tmp_path / "huge.txt"
+    with big.open("wb") as out:
+        out.write(body[:header_end])
+        for _ in range(repeats):
+            out.write(blocks)
+    from service.config import FetchSettings
+
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    with make_app(tmp_path, url, fetch=FetchSettings(max_bytes=200 * 1024 * 1024)) as app:
+        (summary,) = app.pipeline.ingest_files([big], captured_at=datetime(2026, 5, 8, tzinfo=UTC))
+    assert summary.outcome is SnapshotOutcome.PARSED
+    assert summary.papers == 46 * repeats
+    assert summary.new == 46
+
+
+@pytest.mark.shared
+def test_a_folder_with_one_bad_file_ingests_the_others(
+    tmp_path: Path, database_url: str, seeds: list[Path]
+) -> None:
+    inbox = tmp_path / "data" / "inbox"
+    inbox.mkdir(parents=True)
+    for prefix, captured in SEED_ORDER:
+        copy = inbox / seed(seeds, prefix).name
+        shutil.copy(seed(seeds, prefix), copy)
+        # Files dropped at capture time carry their capture time as mtime.
+        os.utime(copy, (captured.timestamp() + 3600, captured.timestamp() + 3600))
+    (inbox / "zz-broken.txt").write_bytes(b"\x00\x01 not a listing")
+    (inbox / "half-written.txt.part").write_bytes(b"ignored until renamed")
+    with make_app(tmp_path, database_url) as app:
+        summaries = app.pipeline.poll("inbox")
+        by_outcome = {s.origin.rsplit("/", 1)[-1]: s for s in summaries}
+        assert by_outcome["zz-broken.txt"].outcome is SnapshotOutcome.REJECTED
+        parsed = [s for s in summaries if s.outcome is SnapshotOutcome.PARSED]
+        # Applied in capture order, whatever the file names say.
+        assert [s.new for s in parsed] == [72, 35, 45, 15, 36]
+        assert app.store.counts()["papers"] == 203
+        # Each file is taken once: the next poll finds nothing new.
+        assert app.pipeline.poll("inbox") == []
+        (row,) = [r for r in app.store.list_sources() if r.id == "inbox"]
+        assert row.state.errors == 0
+        assert row.state.last_success_at == T0
+        assert row.papers == 46
+
+
+def test_a_title_first_paper_gains_its_arxiv_id(app: App, tmp_path: Path) -> None:
+    from service.model import Organisation, PaperIn, Parsed, Snapshot
+    from service.pipeline import _Prepared
+    from service.store.repository import SnapshotRecord
+
+    def feed(source: str, papers: tuple[PaperIn, ...], at: datetime) -> list[int]:
+        app.store.declare_sources([(source, None, source)], at)
+        snapshot = Snapshot(source, source, repr(papers).encode(), fetched_at=at, captured_at=at)
+        digest = hashlib.sha256(repr(papers).encode()).hexdigest()
+        record = SnapshotRecord(source, source, at, at, digest, 1)
+        summary = app.pipeline._commit(_Prepared(snapshot, record, Parsed(papers, at)))
+        return [summary.new, summary.listed, summary.updated]
+
+    title_only = PaperIn(
+        title="MoE$^2$: Optimizing Collaborative Inference", organisation=Organisation("a", "A")
+    )
+    with_id = PaperIn(
+        title="MoE^2: Optimizing Collaborative Inference",
+        arxiv_id="2501.09410",
+        version=2,
+        authors=("Lyudong Jin", "Yanning Zhang"),
+    )
+    assert feed("listing", (title_only,), T0) == [1, 0, 0]
+    assert feed("hf", (with_id,), T0) == [0, 1, 1]
+    (paper,) = app.store.papers()
+    assert paper.arxiv_id == "2501.09410"
+    assert paper.key == "arxiv:2501.09410"
+    assert paper.sources == ("hf", "listing")
+    newer = PaperIn(title="Another title entirely", arxiv_id="2501.09410", version=3)
+    assert feed("arxiv", (newer,), T0) == [0, 1, 1]
+    assert app.store.counts()["papers"] == 1
+    assert app.store.papers()[0].version == 3
