@@ -16,7 +16,7 @@ _ARXIV_OLD = re.compile(r"([a-z][a-z.-]*/\d{7})(?:v(\d+))?", re.IGNORECASE)
 
 
 def normalise_title(title: str) -> str:
-    """Fold case, accents, punctuation and spacing: ``"KV-Cache:  Études"`` → ``"kv cache etudes"``."""
+    """Fold case, accents, punctuation, spacing: ``"KV-Cache:  Études"`` → ``"kv cache etudes"``."""
     if not title.isascii():
         title = unicodedata.normalize("NFKD", title)
         title = "".join(c for c in title if not unicodedata.combining(c))

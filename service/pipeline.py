@@ -80,7 +80,9 @@ class Pipeline:
 
     def declare_sources(self) -> None:
         """Make the store know every declared source (and the one for ad-hoc files)."""
-        declared = [(s.id, s.kind, self.settings.resolve(s.location)) for s in self.settings.sources]
+        declared = [
+            (s.id, s.kind, self.settings.resolve(s.location)) for s in self.settings.sources
+        ]
         declared.append((FILES_SOURCE, None, "(files given to paperboy ingest)"))
         self.store.declare_sources(declared, self.clock.now())
 
@@ -197,15 +199,15 @@ class Pipeline:
     def _poll_path(self, source: SourceSettings, path: Path) -> list[Summary]:
         now = self.clock.now()
         max_bytes = self.settings.fetch.max_bytes
-        if path.is_dir() or not path.exists() and not path.suffix:
+        if path.is_dir() or (not path.exists() and not path.suffix):
             path.mkdir(parents=True, exist_ok=True)
             files = new_files(path, self.store.seen_stamps(source.id))
         else:
-            item = entry(path) if path.exists() else None
-            seen = self.store.seen_stamps(source.id)
-            files = [item] if item is None or (str(item.path), item.stamp) not in seen else []
-            if item is None:
+            if not path.exists():
                 raise FetchError("no such file", source=str(path))
+            item = entry(path)
+            seen = self.store.seen_stamps(source.id)
+            files = [item] if (str(item.path), item.stamp) not in seen else []
         summaries: list[Summary] = []
         prepared: list[_Prepared] = []
         for item in files:
@@ -299,7 +301,9 @@ class Pipeline:
         log.warning("source %s failed (%d in a row): %s", source.id, errors, exc)
         self.store.save_state(state)
 
-    def _after_error(self, source: SourceSettings, errors: int, retry_after: float | None) -> datetime:
+    def _after_error(
+        self, source: SourceSettings, errors: int, retry_after: float | None
+    ) -> datetime:
         fetch = self.settings.fetch
         return polling.next_check_after_error(
             source,

@@ -17,7 +17,7 @@ def run(app: App, *, tick: float = 30.0) -> None:
     """Poll due sources every ``tick`` seconds until SIGTERM or SIGINT; finish the job in hand."""
     scheduler = BlockingScheduler(timezone="UTC")
     scheduler.add_job(
-        lambda: app.pipeline.poll(),
+        app.pipeline.poll,
         "interval",
         seconds=tick,
         id="poll",

@@ -14,7 +14,7 @@ from conftest import SEED_ORDER, seed
 
 from service.app import App, build
 from service.clock import FixedClock
-from service.config import Settings, SourceSettings
+from service.config import Settings
 from service.model import SnapshotOutcome
 
 T0 = datetime(2026, 6, 1, 8, tzinfo=UTC)
@@ -62,6 +62,7 @@ def test_dropped_and_listed_follow_the_previous_snapshot(app: App, seeds: list[P
     from service.parse.listing import parse
 
     ingest_seeds_in_order(app, seeds[:0] or seeds)
+
     # Independently: what 004 drops is what 000 had and 004 has not.
     def titles(prefix: str) -> set[str]:
         from service.model import Snapshot
@@ -96,7 +97,8 @@ BAD_INPUTS = {
     "latin1.txt": "new\n\nCaf\xe9\n".encode("latin-1"),
     "truncated.txt": (
         b"new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\nDaily Papers\n\n"
-        b"byAK and the research community\n\nDec 26\n\nA Title\n\nAn abstract\n\n  \xe2\x80\xa2 3 authors\n"
+        b"byAK and the research community\n\nDec 26\n\nA Title\n\nAn abstract\n\n"
+        b"  \xe2\x80\xa2 3 authors\n"
     ),
     "baddate.txt": (
         b"new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\nDaily Papers\n\n"
@@ -116,7 +118,7 @@ def test_bad_input_is_rejected_and_changes_nothing(
     papers_before = app.store.papers(limit=None)
     bad = tmp_path / name
     bad.write_bytes(BAD_INPUTS[name])
-    (summary,) = app.pipeline.ingest_files([bad], kind=None if name != "empty.txt" else None)
+    (summary,) = app.pipeline.ingest_files([bad])
     assert summary.outcome is SnapshotOutcome.REJECTED
     assert summary.error is not None
     assert summary.error.startswith(str(bad))
@@ -142,7 +144,9 @@ def test_a_file_over_the_size_limit_is_rejected(tmp_path: Path, database_url: st
 
 
 @pytest.mark.shared
-def test_a_100_mb_listing_within_a_raised_limit_is_ingested(tmp_path: Path, seeds: list[Path]) -> None:
+def test_a_100_mb_listing_within_a_raised_limit_is_ingested(
+    tmp_path: Path, seeds: list[Path]
+) -> None:
     body = seed(seeds, "004").read_bytes()
     header_end = body.index(b"May 8\n") + len(b"May 8\n")
     blocks = body[header_end:]

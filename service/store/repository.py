@@ -300,7 +300,7 @@ class Ingest:
         db = self.db
         at = record.captured_at or now
         told = [u for u in plan.updates if u.told]
-        counts = {
+        counts: dict[str, Any] = {
             "papers": total,
             "new": len(plan.new),
             "listed": len(plan.listed),
@@ -392,9 +392,9 @@ class Ingest:
             db.execute(
                 sources.update().where(sources.c.id == self.source_id).values(last_captured_at=at)
             )
-        event_rows = [{"paper_id": pid, "kind": "new", "changes": None} for pid in new_ids] + [
-            {"paper_id": pid, "kind": "listed", "changes": None} for pid in plan.listed
-        ]
+        event_rows: list[dict[str, Any]] = [
+            {"paper_id": pid, "kind": "new", "changes": None} for pid in new_ids
+        ] + [{"paper_id": pid, "kind": "listed", "changes": None} for pid in plan.listed]
         event_rows += [
             {
                 "paper_id": u.paper_id,

@@ -228,7 +228,7 @@ def test_truncated_last_block_no_dot() -> None:
 def test_malformed_date_line(line: str) -> None:
     error = rejected(header_and(f"T\n\nA\n\n  • 2 authors\n·\n{line}\n"))
     assert error.line == 19
-    assert line.split()[-1] in str(error)
+    assert line.rsplit(maxsplit=1)[-1] in str(error)
 
 
 def test_malformed_author_line() -> None:
