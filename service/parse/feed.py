@@ -21,7 +21,8 @@ arXiv, in every shape it is published in:
 - a republished listing whose title is a translated TL;DR (cn-chat-arxiv): when the title holds
   CJK text and the description has a CJK-free paragraph right before the paragraph holding the
   entry's arXiv link, that paragraph is the English title and the feed's title goes to
-  ``summary``; the abstract is the (truncated) English one after "Announce Type: X Abstract:".
+  ``summary``; the abstract is the (truncated) English one after "Announce Type: X Abstract:",
+  or in items of the older layout without it, the last CJK-free paragraph.
 
 Old-style ids (``cs/0112017``) are understood everywhere. Every arXiv paper gets the canonical
 ``abs`` and ``pdf`` links, so the same paper has the same links in every source.
@@ -65,6 +66,7 @@ ANNOUNCEMENT = re.compile(
 )
 DOI = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)?(?P<doi>10\.\d{4,9}/\S+)$", re.I)
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef]")
+HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s>/]")
 
@@ -125,7 +127,7 @@ def parse(snapshot: Snapshot, options: Mapping[str, Any] | None = None) -> Parse
 
 def paper_from_entry(entry: Mapping[str, Any], *, line: int | None = None) -> PaperIn | None:
     """Turn one feedparser entry into a ``PaperIn``; ``None`` when it has no title."""
-    title = _text(entry.get("title", ""), entry.get("title_detail"))
+    title = _title(entry.get("title", ""), entry.get("title_detail"))
     blocks = _description_blocks(entry)
     link = str(entry.get("link", ""))
     ids = _ArxivIds()
@@ -254,9 +256,12 @@ def _description(entry: Mapping[str, Any]) -> tuple[str, object]:
     return str(entry.get("summary", "")), None
 
 
-def _text(value: object, detail: object) -> str:
+def _title(value: object, detail: object) -> str:
+    # Feeds put escaped HTML in titles typed as plain text too; "p<n" has no tag and stays.
     text = str(value or "")
-    return html_to_text(text) if _is_html(detail) else " ".join(text.split())
+    if _is_html(detail) or HTML_TAG.search(text):
+        return html_to_text(text)
+    return " ".join(text.split())
 
 
 def _english_title(blocks: list[str], arxiv_id: str) -> int | None:

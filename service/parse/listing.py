@@ -42,6 +42,14 @@ DATE_LINE = re.compile(
 )
 AUTHORS_LINE = re.compile(r"• (\d+) authors?")
 DATE_EXAMPLES = "a date line such as 'Jan 15', 'Jan 15 2', 'Mar 31, 2023' or 'Aug 2, 2024 4'"
+# The fast path's whole block, exactly as Hugging Face prints it; anything else goes the slow,
+# line-by-line way, which also names the line of a problem.
+BLOCK = re.compile(
+    r"\n*([^\s•·][^\n]*)\n\n([^\n]+)"
+    r"(?:\n\n(?:  • (\d+) authors?|([^\s•·][^\n]*))\n·\n"
+    r"([A-Z][a-z]{2}) (\d{1,2})(?:, (\d{4}))?(?: (\d+))?(?=\n|\Z))?"
+)
+HEAD = 4096  # the header fits well within this many characters
 # A capture may be written a little after the page's date (time zones, a late save).
 CAPTURE_SLACK = timedelta(days=2)
 
@@ -55,9 +63,11 @@ def parse(snapshot: Snapshot, options: Mapping[str, Any] | None = None) -> Parse
     """Parse a listing capture; raise ``ParseError`` naming the line at the first problem."""
     origin = snapshot.origin
     text = decode(snapshot.body, origin)
-    numbered = _content_lines(text)
-    page_at, start = _header(numbered, origin)
-    entries = _entries(numbered, start, origin)
+    page_at, _ = _header(_content_lines(text[:HEAD]), origin)
+    entries = _fast_entries(text, page_at[0])
+    if entries is None:
+        numbered = _content_lines(text)
+        entries = _entries(numbered, _header(numbered, origin)[1], origin)
     captured_at = capture_time(snapshot, page_at, entries)
     year = captured_at.year
     papers = []
@@ -135,6 +145,56 @@ def _header(numbered: list[tuple[int, str]], origin: str) -> tuple[tuple[int, in
     month, day = MONTHS[match.group(1)], int(match.group(2))
     _date(2000, month, day, origin, number)  # a leap year: Feb 29 is a valid page date
     return (number, month, day), index + 1
+
+
+def _fast_entries(text: str, page_line: int) -> list[_Entry] | None:
+    """The entries after the header line ``page_line`` by one regex; None if any block is odd."""
+    pos = 0
+    for _ in range(page_line):
+        pos = text.find("\n", pos) + 1
+        if pos == 0:
+            return []
+    line = page_line + 1
+    entries: list[_Entry] = []
+    end = len(text)
+    match = BLOCK.match
+    count = text.count
+    months = MONTHS
+    while pos < end:
+        found = match(text, pos)
+        if found is None:
+            return entries if text[pos:].isspace() else None
+        start = found.start(1)
+        line += count("\n", pos, start)
+        title, abstract, authors, org, month_name, day, year, upvotes = found.groups()
+        if month_name is None:
+            entries.append((line, title.strip(), abstract.strip(), None, None, 0, 0, None, None, 0))
+        else:
+            month = months.get(month_name)
+            if month is None:
+                return None
+            if org is not None:
+                handle, _, name = org.partition(" ")
+                organisation: Organisation | None = Organisation(handle, name.strip() or handle)
+            else:
+                organisation = None
+            entries.append(
+                (
+                    line,
+                    title.strip(),
+                    abstract.strip(),
+                    int(authors) if authors else None,
+                    organisation,
+                    month,
+                    int(day),
+                    int(year) if year else None,
+                    int(upvotes) if upvotes else 0,
+                    line + 6,
+                )
+            )
+        pos = found.end()
+        line += count("\n", start, pos)
+    return entries
 
 
 def _entries(numbered: list[tuple[int, str]], index: int, origin: str) -> list[_Entry]:
