@@ -235,7 +235,9 @@ def _report(summaries: Sequence[Summary], as_json: bool) -> int:
         for summary in summaries:
             print(json.dumps({k: _iso(v) for k, v in asdict(summary).items()}, ensure_ascii=False))
         return 1 if bad else 0
-    table = [("SOURCE", "SNAPSHOT", "CAPTURED", "OUTCOME", "PAPERS", "NEW", "LISTED", "UPD", "DROP")]
+    table = [
+        ("SOURCE", "SNAPSHOT", "CAPTURED", "OUTCOME", "PAPERS", "NEW", "LISTED", "UPD", "DROP")
+    ]
     for s in summaries:
         table.append(
             (
@@ -260,7 +262,9 @@ def _report(summaries: Sequence[Summary], as_json: bool) -> int:
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 def _paper_json(paper: Paper) -> dict[str, Any]:
@@ -315,5 +319,3 @@ def _since(text: str) -> datetime:
         raise SystemExit(
             f"paperboy: --since: expected a duration (30d, 12h) or a date, got {text!r}"
         ) from None
-
-

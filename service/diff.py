@@ -54,26 +54,25 @@ def identify(papers: Iterable[PaperIn]) -> list[Incoming]:
 
 def fingerprint(paper: PaperIn) -> str:
     """A digest of everything a source says about a paper, to skip unchanged ones quickly."""
-    org = paper.organisation
-    text = "\x1f".join(
-        (
-            paper.title,
-            paper.abstract,
-            paper.arxiv_id or "",
-            str(paper.version),
-            paper.doi or "",
-            "\x1e".join(paper.authors),
-            str(paper.author_count),
-            f"{org.handle}\x1e{org.name}" if org else "",
-            str(paper.published),
-            str(paper.upvotes),
-            "\x1e".join(f"{k}={v}" for k, v in sorted(paper.links.items())),
-            "\x1e".join(paper.categories),
-            "\x1e".join(paper.keywords),
-            paper.summary,
-        )
+    digest = hashlib.blake2b(paper.title.encode(), digest_size=16)
+    digest.update(b"\x1f")
+    digest.update(paper.abstract.encode())
+    rest = (
+        paper.arxiv_id,
+        paper.version,
+        paper.doi,
+        paper.authors,
+        paper.author_count,
+        paper.organisation,
+        paper.published,
+        paper.upvotes,
+        sorted(paper.links.items()) if paper.links else None,
+        paper.categories,
+        paper.keywords,
+        paper.summary,
     )
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    digest.update(repr(rest).encode())
+    return digest.hexdigest()
 
 
 def resolve(incoming: Sequence[Incoming], known: Mapping[str, Known]) -> list[Known | None]:

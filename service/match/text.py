@@ -16,7 +16,7 @@ import re
 import unicodedata
 from typing import NamedTuple
 
-__all__ = ["Token", "fold_plural", "keys", "normalise", "raw_words", "scan", "tokens", "word_forms"]
+__all__ = ["Token", "fold_plural", "keys", "normalise", "norms", "scan", "tokens", "word_forms"]
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
@@ -27,9 +27,9 @@ _WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}](?:[^\W_{_CJK}]|[{_MARKS}])*")
 _LATEX_COMMAND = re.compile(r"\\([A-Za-z]+)")
 # Greek letters are content ("$\alpha$-divergence"); other commands are formatting.
 _GREEK = frozenset(
-    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi"
-    " pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta"
-    " Lambda Xi Pi Sigma Upsilon Phi Psi Omega".split()
+    """alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu
+    xi pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta
+    Lambda Xi Pi Sigma Upsilon Phi Psi Omega""".split()  # noqa: SIM905
 )
 
 # Irregular plurals, and singulars the suffix rules below would clip.
@@ -109,7 +109,7 @@ _FORMS_LIMIT = 200_000
 
 
 def word_forms(raw: str) -> tuple[str, str]:
-    """``(norm, key)`` of one raw word as found by :func:`raw_words`; memoised."""
+    """``(norm, key)`` of one word as written (a run of word characters); memoised."""
     forms = _FORMS.get(raw)
     if forms is None:
         if len(_FORMS) >= _FORMS_LIMIT:
@@ -132,8 +132,7 @@ def _drop_latex(text: str) -> str:
     )
 
 
-def raw_words(text: str) -> list[str]:
-    """The words of ``text`` as written (neither folded nor normalised), in order."""
+def _raw_words(text: str) -> list[str]:
     source = _drop_latex(text)
     return (_ASCII_WORD if source.isascii() else _WORD).findall(source)
 
@@ -141,7 +140,12 @@ def raw_words(text: str) -> list[str]:
 def keys(text: str) -> list[str]:
     """The keys of the words of ``text``, in order: the fast path for indexing papers."""
     known = _KEYS.get
-    return [known(raw) or word_forms(raw)[1] for raw in raw_words(text)]
+    return [known(raw) or word_forms(raw)[1] for raw in _raw_words(text)]
+
+
+def norms(text: str) -> list[str]:
+    """The norms of the words of ``text``, in order (aligned with :func:`keys`)."""
+    return [word_forms(raw)[0] for raw in _raw_words(text)]
 
 
 def scan(text: str) -> list[Token]:

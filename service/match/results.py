@@ -1,0 +1,31 @@
+"""What matching returns: a ``Match`` per (profile, paper) with the ``Reason``\\ s for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Match", "Reason"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A query term that hit one field of the paper.
+
+    ``term`` is the term as written in the query (``KV-cache``, ``quantiz*``); ``field`` is
+    ``title``, ``abstract``, ``author``, ``org``, ``source`` or ``upvotes``; ``positions`` are
+    ``(start, end)`` offsets into ``Document.text(field)``, in order.
+    """
+
+    term: str
+    field: str
+    positions: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A paper matching a profile's query; a higher ``score`` is a better match."""
+
+    profile_id: int
+    document_id: int
+    score: float
+    reasons: tuple[Reason, ...]
