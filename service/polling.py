@@ -55,7 +55,7 @@ def next_check_after_success(
     return _scheduled(source, now) + timedelta(seconds=offset)
 
 
-def next_check_after_error(  # noqa: PLR0917 (the pipeline calls it positionally)
+def next_check_after_error(
     source: SourceSettings,
     errors: int,
     now: datetime,

@@ -253,3 +253,23 @@ def test_error_counts_are_line_numbers_of_the_file() -> None:
 def test_repeated_entries_are_all_returned() -> None:
     parsed = parse(snap(header_and("T\n\nA\n\n" * 3)))
     assert Counter(p.title for p in parsed.papers) == {"T": 3}
+
+
+@pytest.mark.shared
+def test_the_fast_path_and_the_line_by_line_parser_agree(seeds: list[Path]) -> None:
+    from service.parse import listing
+
+    for path in [*seeds, HERE / "basic.txt"]:
+        text = listing.decode(path.read_bytes(), str(path))
+        numbered = listing._content_lines(text)
+        page, start = listing._header(numbered, str(path))
+        fast = listing._fast_entries(text, page[0])
+        assert fast is not None, path
+        assert fast == listing._entries(numbered, start, str(path))
+
+
+def test_an_odd_block_falls_back_to_the_line_by_line_parser() -> None:
+    # Trailing spaces and a whitespace-only line: not the exact layout, still a listing.
+    body = header_and("T  \n  \nA\n\n  • 2 authors \n·\nJan 5 3\n")
+    (paper,) = parse(snap(body)).papers
+    assert (paper.title, paper.author_count, paper.upvotes) == ("T", 2, 3)

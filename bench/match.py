@@ -1,0 +1,340 @@
+"""Benchmark: N profiles matched against 1,000 papers, with the index and with a naive loop.
+
+Run from the project root: ``.venv/bin/python bench/match.py [--sizes 1000,10000,100000]``.
+Papers come from ../shared (the listing seeds, Hugging Face daily-papers JSON, arXiv feeds);
+profile queries are drawn at random (seeded) from their titles and abstracts. Each size runs in
+a fresh process so that its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import random
+import re
+import resource
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from service.match.index import (  # noqa: E402
+    Document,
+    ProfileIndex,
+    match_query,
+    prepare,
+    query_matches,
+    stats_from,
+)
+from service.match.query import parse_query  # noqa: E402
+from service.match.text import scan  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+PAPERS = 1_000
+SEED = 20240601
+NAIVE_SUBSET = 1_000  # profiles timed with the naive loop; the rest is extrapolated
+
+_DATE = re.compile(r"^[A-Z][a-z]{2} \d{1,2}(?:, \d{4})?(?: (\d+))?$")
+_ATOM = "{http://www.w3.org/2005/Atom}"
+_STOPWORDS = frozenset(
+    """a an and are as at be by can for from has have in into is it its of on or our over such
+    that the their these this those to under via was we were which while with without using
+    based towards toward new than both also more most not only show shows paper propose
+    proposed approach method methods results however between through across each two three
+    one other they them then there here when where what how all any may large model models""".split()  # noqa: SIM905
+)
+
+
+# --- papers -------------------------------------------------------------------------------
+
+
+def seed_papers() -> Iterator[tuple[str, str, tuple[str, ...], str, str, int]]:
+    for path in sorted((SHARED / "seeds").glob("*.txt")):
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        i = lines.index("byAK and the research community") + 2
+        while i + 1 < len(lines):
+            title, abstract = lines[i], lines[i + 1]
+            handle = name = ""
+            upvotes = 0
+            if i + 4 < len(lines) and lines[i + 3] == "·":
+                meta, date = lines[i + 2].strip(), _DATE.match(lines[i + 4])
+                if not meta.startswith("•"):
+                    handle, _, name = meta.partition(" ")
+                upvotes = int(date[1]) if date and date[1] else 0
+                i += 5
+            else:
+                i += 2
+            yield title, abstract, (), handle, name, upvotes
+
+
+def hf_papers() -> Iterator[tuple[str, str, tuple[str, ...], str, str, int]]:
+    for path in sorted((SHARED / "fixtures/hf_daily_papers/api_json").glob("*.json")):
+        for item in json.loads(path.read_text(encoding="utf-8")):
+            paper = item["paper"]
+            org = item.get("organization") or paper.get("organization") or {}
+            authors = tuple(a["name"] for a in paper.get("authors", ()) if a.get("name"))
+            summary = " ".join(paper.get("summary", "").split())
+            handle, name = org.get("name", ""), org.get("fullname", "")
+            yield item["title"], summary, authors, handle, name, int(paper.get("upvotes", 0))
+
+
+def feed_papers() -> Iterator[tuple[str, str, tuple[str, ...], str, str, int]]:
+    arxiv = SHARED / "fixtures/arxiv"
+    for path in sorted((arxiv / "rss").glob("*.xml")):
+        for item in ET.parse(path).getroot().iter("item"):
+            description = item.findtext("description") or ""
+            abstract = description.partition("Abstract:")[2].strip()
+            creators = item.findtext("{http://purl.org/dc/elements/1.1/}creator") or ""
+            authors = tuple(a.strip() for a in creators.split(",") if a.strip())
+            yield item.findtext("title") or "", abstract, authors, "", "", 0
+    for path in sorted((arxiv / "api").glob("*.atom")):
+        for entry in ET.parse(path).getroot().iter(_ATOM + "entry"):
+            authors = tuple(a.findtext(_ATOM + "name") or "" for a in entry.iter(_ATOM + "author"))
+            title = " ".join((entry.findtext(_ATOM + "title") or "").split())
+            summary = " ".join((entry.findtext(_ATOM + "summary") or "").split())
+            yield title, summary, authors, "", "", 0
+    for path in sorted((arxiv / "republished").glob("*.xml")):
+        for item in ET.parse(path).getroot().iter("item"):
+            parts = re.findall(r"<p>(.*?)</p>", item.findtext("description") or "", re.S)
+            parts = [html.unescape(p).strip() for p in parts]
+            if len(parts) > 1:
+                abstract = parts[-1].partition("Abstract:")[2].strip()
+                yield parts[1], abstract, (), "", "", 0
+
+
+def load_papers() -> tuple[list[Document], int, int]:
+    """``PAPERS`` documents: real ones first, then recombined variants; and both counts."""
+    seen: set[str] = set()
+    real: list[tuple[str, str, tuple[str, ...], str, str, int]] = []
+    for paper in (*seed_papers(), *hf_papers(), *feed_papers()):
+        key = " ".join(t.key for t in scan(paper[0]))
+        if key and paper[1] and key not in seen:
+            seen.add(key)
+            real.append(paper)
+    rng = random.Random(SEED)
+    papers = list(real[:PAPERS])
+    while len(papers) < PAPERS:
+        a, b = rng.sample(real, 2)
+        head, tail = a[0].split(), b[0].split()
+        title = " ".join(head[: len(head) // 2 + 1] + tail[len(tail) // 2 :])
+        sentences = re.split(r"(?<=\.) ", a[1]) + re.split(r"(?<=\.) ", b[1])
+        abstract = " ".join(rng.sample(sentences, min(len(sentences), 8)))
+        papers.append((title, abstract, a[2] or b[2], a[3], a[4], rng.randint(0, 60)))
+    sources = ("hf-daily", "arxiv-cs-lg", "arxiv-cs-cl", "listing")
+    documents = [
+        Document(
+            id=i,
+            title=t,
+            abstract=ab,
+            authors=au,
+            org_handle=h,
+            org_name=n,
+            sources=tuple(rng.sample(sources, rng.randint(1, 2))),
+            upvotes=u,
+        )
+        for i, (t, ab, au, h, n, u) in enumerate(papers)
+    ]
+    return documents, min(len(real), PAPERS), len(papers) - min(len(real), PAPERS)
+
+
+# --- profiles -----------------------------------------------------------------------------
+
+
+class Vocabulary:
+    """Words and phrases of the papers' titles and abstracts, authors and organisations.
+
+    A profile is about a topic: most of its terms come from one paper, the rest from anywhere.
+    Single words found in more than ``COMMON`` of the papers are left out (nobody subscribes to
+    "data"); phrases (adjacent title words) may be made of common words.
+    """
+
+    COMMON = 0.05
+
+    def __init__(self, documents: list[Document]) -> None:
+        df: dict[str, int] = {}
+        per_doc: list[tuple[list[str], list[str]]] = []
+        for doc in documents:
+            title = [t.norm for t in scan(doc.title)]
+            words = {w for w in title + [t.norm for t in scan(doc.abstract)] if _content(w)}
+            for w in words:
+                df[w] = df.get(w, 0) + 1
+            phrases = [f"{a} {b}" for a, b in pairwise(title) if _content(a) and _content(b)]
+            per_doc.append((sorted(words), phrases))
+        limit = self.COMMON * len(documents)
+        self.topics = [([w for w in ws if df[w] <= limit], ps) for ws, ps in per_doc]
+        self.words = sorted(w for w, n in df.items() if n <= limit)
+        self.phrases = sorted({p for _, ps in per_doc for p in ps})
+        self.authors = sorted({a for d in documents for a in d.authors})
+        self.orgs = sorted({d.org_handle for d in documents if d.org_handle})
+
+    def term(self, rng: random.Random, topic: tuple[list[str], list[str]]) -> str:
+        words, phrases = topic if rng.random() < 0.6 and topic[0] else (self.words, self.phrases)
+        roll = rng.random()
+        if roll < 0.25 and phrases:
+            text = f'"{rng.choice(phrases)}"'
+        elif roll < 0.33:
+            long = [w for w in rng.sample(words, min(8, len(words))) if len(w) >= 6]
+            if long:
+                word = rng.choice(long)
+                return word[: rng.randint(4, min(7, len(word) - 1))] + "*"
+            text = rng.choice(words)
+        elif roll < 0.36 and self.authors:
+            return f'author:"{rng.choice(self.authors)}"'
+        elif roll < 0.38 and self.orgs:
+            return f"org:{rng.choice(self.orgs)}"
+        else:
+            text = rng.choice(words)
+        return f"title:{text}" if rng.random() < 0.15 else text
+
+
+def _content(word: str) -> bool:
+    return len(word) >= 3 and not word.isdigit() and word not in _STOPWORDS
+
+
+def make_query(vocabulary: Vocabulary, rng: random.Random) -> str:
+    """5-20 terms: one or two required terms and OR groups (or OR groups only), some NOTs."""
+    topic = rng.choice(vocabulary.topics)
+    size = rng.randint(5, 20)
+    negatives = rng.choice((0, 0, 1, 2))
+    positives = [vocabulary.term(rng, topic) for _ in range(size - negatives)]
+    required = rng.choice((0, 1, 1, 2)) if len(positives) > 2 else 1
+    parts, rest = positives[:required], positives[required:]
+    groups = rng.randint(1 if required else 2, 3)
+    for g in range(groups):
+        group = rest[g::groups]
+        if group:
+            parts.append(group[0] if len(group) == 1 else "(" + " OR ".join(group) + ")")
+    parts += ["-" + vocabulary.term(rng, topic) for _ in range(negatives)]
+    if rng.random() < 0.1:
+        parts.append(f"upvotes>={rng.randint(1, 20)}")
+    if rng.random() < 0.05:
+        parts.append("source:hf-daily")
+    return " ".join(parts)
+
+
+# --- one size, in its own process ---------------------------------------------------------
+
+
+def _rss_kib() -> int:
+    with Path("/proc/self/statm").open() as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() // 1024
+
+
+def run_size(n: int) -> dict[str, float]:
+    documents, _, _ = load_papers()
+    stats = stats_from(documents)
+    rng = random.Random(SEED + n)
+    vocabulary = Vocabulary(documents)
+    texts = [make_query(vocabulary, rng) for _ in range(n)]
+
+    rss_before = _rss_kib()
+    started = time.perf_counter()
+    queries = [parse_query(t) for t in texts]
+    parsed = time.perf_counter()
+    index = ProfileIndex(enumerate(queries), stats=stats)
+    built = time.perf_counter()
+    matches = index.match(documents)
+    matched = time.perf_counter()
+    peak_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+
+    candidates = sum(len(index.candidates(d)) for d in documents)
+
+    subset = list(enumerate(queries[:NAIVE_SUBSET]))
+    naive_started = time.perf_counter()
+    prepared = [prepare(d) for d in documents]
+    naive_prepared = time.perf_counter()
+    naive = []
+    for profile_id, query in subset:
+        hits = [d for d in prepared if query_matches(query, d)]
+        naive += match_query(query, hits, stats, profile_id=profile_id)
+    naive_done = time.perf_counter()
+    expected = {(m.profile_id, m.document_id) for m in naive}
+    got = {(m.profile_id, m.document_id) for m in matches if m.profile_id < len(subset)}
+    if expected != got:
+        raise SystemExit(f"index and naive loop disagree for N={n}")
+    naive_seconds = (naive_prepared - naive_started) + (naive_done - naive_prepared) * (
+        n / len(subset)
+    )
+    return {
+        "n": n,
+        "parse": parsed - started,
+        "build": built - parsed,
+        "match": matched - built,
+        "peak_mib": peak_growth / 1024,
+        "matches": len(matches),
+        "candidates": candidates,
+        "naive": naive_seconds,
+        "naive_subset": len(subset),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_size(args.one)))
+        return
+    documents, real, synthetic = load_papers()
+    print(
+        f"papers: {len(documents):,} ({real:,} distinct real papers from ../shared; "
+        f"{synthetic:,} synthesised by recombining real titles and abstracts)"
+    )
+    print(
+        "profiles: 5-20 terms each (OR groups joined by AND, NOT terms, phrases, title:/author:/"
+        "org: scopes, wildcards, upvotes>=, source:), drawn from the papers' own words"
+    )
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(size)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        rows.append(json.loads(out.stdout))
+    print()
+    header = (
+        f"{'profiles':>9} {'parse s':>8} {'index s':>8} {'match s':>8} {'peak MiB':>9} "
+        f"{'cand/paper':>10} {'matches':>8} {'naive s':>9} {'speed-up':>9}"
+    )
+    print(header)
+    for r in rows:
+        print(
+            f"{r['n']:>9,} {r['parse']:>8.2f} {r['build']:>8.2f} {r['match']:>8.3f} "
+            f"{r['peak_mib']:>9.0f} {r['candidates'] / PAPERS:>10.1f} {r['matches']:>8,} "
+            f"{r['naive']:>9.1f} {r['naive'] / r['match']:>8.0f}x"
+        )
+    print()
+    print(
+        "match s: index.match over all papers (tokenising them included); parse s and index s"
+        " are compile time (parse_query, ProfileIndex build), reported apart."
+    )
+    print(
+        f"naive s: every profile against every paper, timed on {NAIVE_SUBSET:,} profiles (papers"
+        " tokenised once) and extrapolated linearly to N; both paths give the same matches."
+    )
+    print(
+        "peak MiB: growth of the process's peak RSS (getrusage ru_maxrss) over its RSS before"
+        " parsing, during parse + index build + match; each size runs in a fresh process."
+    )
+    print(f"machine: {_cpus()} CPUs, Python {sys.version.split()[0]}; log(speed-up) is noisy.")
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    main()
+    _ = math  # keep math available for ad-hoc analysis in a REPL
