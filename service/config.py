@@ -99,7 +99,15 @@ class Settings(BaseSettings):
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     sources: list[SourceSettings] = Field(
         default_factory=lambda: [
-            SourceSettings(id="inbox", location="inbox", interval=timedelta(minutes=1))
+            SourceSettings(id="inbox", location="inbox", interval=timedelta(minutes=1)),
+            SourceSettings(
+                id="hf-daily",
+                kind=SourceKind.HF_DAILY,
+                location="https://huggingface.co/api/daily_papers",
+                interval=timedelta(hours=1),
+                jitter=timedelta(minutes=5),
+                options={"params": {"limit": 100}},
+            ),
         ]
     )
 

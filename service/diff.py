@@ -114,8 +114,13 @@ def decide(
     *,
     known_keys: Mapping[str, Known],
     stale: bool = False,
+    new_announce: frozenset[str] = frozenset({"new", "cross"}),
 ) -> Plan:
-    """Compare one snapshot's papers with the store: new, listed, updated, dropped."""
+    """Compare one snapshot's papers with the store: new, listed, updated, dropped.
+
+    An arXiv entry announced as something other than ``new_announce`` (a replacement) updates
+    a known paper but never makes a new one.
+    """
     new: list[NewPaper] = []
     new_keys: set[str] = set()
     listed: list[int] = []
@@ -126,6 +131,10 @@ def decide(
     seen: set[int] = set()
     for item, hit in zip(incoming, matches, strict=True):
         if hit is None:
+            announce = item.paper.announce
+            if announce is not None and announce not in new_announce:
+                notes.append(f"{item.paper.title[:60]!r}: {announce} of a paper not seen before")
+                continue
             keys = tuple(k for k in item.keys if k not in known_keys and k not in new_keys)
             if not keys or (item.paper.arxiv_id and keys[0] != item.keys[0]):
                 notes.append(f"line {item.paper.line}: {item.paper.title[:60]!r} listed twice")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from service import diff, polling
 from service.clock import Clock
@@ -59,6 +60,7 @@ class _Prepared:
     snapshot: Snapshot
     record: SnapshotRecord
     parsed: Parsed
+    new_announce: frozenset[str] = frozenset({"new", "cross"})
 
 
 class Pipeline:
@@ -173,6 +175,9 @@ class Pipeline:
     ) -> tuple[list[Summary], SourceState]:
         if self.fetcher is None:
             raise FetchError("no HTTP fetcher is configured", source=url)
+        params = source.options.get("params")
+        if params:
+            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
         host_interval = source.options.get("host_interval")
         result = self.fetcher.fetch(
             source.id,
@@ -260,7 +265,10 @@ class Pipeline:
             return self.store.record_rejected(record, str(exc))
         for note in parsed.notes:
             log.info("%s: %s", snapshot.origin, note)
-        return _Prepared(snapshot, replace(record, captured_at=parsed.captured_at), parsed)
+        announce = frozenset(options.get("new_announce_types", ("new", "cross")))
+        return _Prepared(
+            snapshot, replace(record, captured_at=parsed.captured_at), parsed, announce
+        )
 
     def _commit_in_order(self, prepared: Iterable[_Prepared]) -> list[Summary]:
         ordered = sorted(prepared, key=lambda p: (p.parsed.captured_at, p.snapshot.origin))
@@ -285,6 +293,7 @@ class Pipeline:
                 tx.present(),
                 known_keys=known,
                 stale=latest is not None and captured < latest,
+                new_announce=item.new_announce,
             )
             for note in plan.notes:
                 log.info("%s: %s", record.origin, note)

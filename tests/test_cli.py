@@ -30,12 +30,12 @@ def test_drop_a_capture_in_the_inbox_and_poll(tmp_path: Path, seeds: list[Path])
     inbox = tmp_path / "data" / "inbox"
     inbox.mkdir(parents=True)
     shutil.copy(seed(seeds, "002"), inbox)
-    polled = run(tmp_path, "poll")
+    polled = run(tmp_path, "poll", "--source", "inbox")
     assert polled.returncode == 0, polled.stderr
     assert "parsed" in polled.stdout
-    row = [line for line in polled.stdout.splitlines() if "002_" in line][0].split()
+    row = next(line for line in polled.stdout.splitlines() if "002_" in line).split()
     assert row[-5:] == ["54", "54", "0", "0", "0"]  # papers, new, listed, updated, dropped
-    again = run(tmp_path, "poll")
+    again = run(tmp_path, "poll", "--source", "inbox")
     assert again.returncode == 0
     assert "002_" not in again.stdout
 
@@ -45,7 +45,7 @@ def test_drop_a_capture_in_the_inbox_and_poll(tmp_path: Path, seeds: list[Path])
     assert paper["upvotes"] == 2
 
     health = run(tmp_path, "sources", "--json")
-    inbox_row = [json.loads(line) for line in health.stdout.splitlines() if '"inbox"' in line][0]
+    inbox_row = next(json.loads(line) for line in health.stdout.splitlines() if '"inbox"' in line)
     assert inbox_row["errors"] == 0
     assert inbox_row["papers"] == 54
 

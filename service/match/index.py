@@ -1,18 +1,21 @@
 """Matching papers against every profile at once, and scoring each match with its reasons.
 
-``ProfileIndex`` files each profile under a few *anchor* terms, chosen so that every paper the
-query matches contains at least one of them: the rarest positive term of an AND, every
-alternative of an OR. A paper's words then name the candidate profiles; only those are
-evaluated, so a batch costs time in proportion to the candidate (profile, paper) pairs, not to
-profiles × papers. ``match_query`` evaluates one query directly, for previews.
+``ProfileIndex`` files each profile under *anchor* terms, chosen so that every paper its query
+matches contains one of them: the rarest positive part of an AND (a word, two adjacent words of
+a phrase, a wildcard's first letters), every alternative of an OR. An AND with two or more
+such parts is filed under its two rarest, and a paper must hit both to make the profile a
+candidate. A paper's words name its candidates; only those are evaluated, so a batch costs
+time in proportion to the candidate (profile, paper) pairs, not to profiles × papers.
+``match_query`` evaluates one query directly, for previews.
 
 Index keys (also the keys of ``DocumentStats.df``): a title or abstract word is its text key
 (:mod:`service.match.text`), an author word ``a:key``, an organisation word ``o:key`` and a
 source ``s:id``. Unscoped query words search the title and the abstract.
 
-Score: the sum over the terms that hit of ``weight[field] × idf × (1 + ln(hits in field))``,
-with BM25's idf from ``DocumentStats`` (1.0 without stats), plus
-``upvote_boost × ln(1 + upvotes)``.
+Score: the sum over the query's positive terms (those not under a NOT) found in the paper of
+``weight[field] × idf × (1 + ln(occurrences in field))``, with BM25's idf from
+``DocumentStats`` (1.0 without stats; a phrase adds its words' idfs), plus
+``upvote_boost × ln(1 + upvotes)``. The reasons list those terms, field by field.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from types import MappingProxyType
+from typing import Any
 
 from service.match.query import (
     And,
@@ -38,7 +42,7 @@ from service.match.query import (
     Word,
 )
 from service.match.results import Match, Reason
-from service.match.text import keys, norms, scan
+from service.match.text import keys, norms, spans
 from service.model import Paper
 
 __all__ = [
@@ -83,7 +87,7 @@ class Document:
         if field == "abstract":
             return self.abstract
         if field == "author":
-            return ", ".join(self.authors)
+            return ", ".join(a for a in self.authors if a)
         if field == "org":
             return " ".join(part for part in (self.org_handle, self.org_name) if part)
         if field == "source":
@@ -120,9 +124,9 @@ _GAP = ""  # between two authors, or an organisation's handle and name: no phras
 
 
 class _FieldText:
-    """One field of a document: its keys in order; offsets and norms are computed on demand."""
+    """One field of a document: its keys in order; norms, positions and offsets on demand."""
 
-    __slots__ = ("_at_key", "_at_norm", "_forms", "_spans", "keys", "keyset", "segments")
+    __slots__ = ("_at_key", "_at_norm", "_forms", "_norms", "_spans", "keys", "keyset", "segments")
 
     def __init__(self, segments: tuple[tuple[str, int], ...]) -> None:
         self.segments = segments
@@ -133,35 +137,44 @@ class _FieldText:
             found.extend(keys(text))
         self.keys = tuple(found)
         self.keyset = frozenset(found)
+        self._norms: tuple[str, ...] | None = None
         self._forms: list[str] | None = None
-        self._spans: tuple[tuple[int, int], ...] = ()
         self._at_key: dict[str, list[int]] | None = None
-        self._at_norm: dict[str, list[int]] = {}
+        self._at_norm: dict[str, list[int]] | None = None
+        self._spans: tuple[tuple[int, int], ...] = ()
+
+    def norms(self) -> tuple[str, ...]:
+        """Norms aligned with ``keys``."""
+        if self._norms is None:
+            found: list[str] = []
+            for text, _ in self.segments:
+                if found:
+                    found.append(_GAP)
+                found.extend(norms(text))
+            self._norms = tuple(found)
+        return self._norms
 
     def forms(self) -> list[str]:
         """Every distinct norm and key, sorted, for prefix search."""
         if self._forms is None:
             found = set(self.keyset)
-            for text, _ in self.segments:
-                found.update(norms(text))
+            found.update(self.norms())
             found.discard(_GAP)
             self._forms = sorted(found)
         return self._forms
 
     def _where(self) -> dict[str, list[int]]:
-        """Positions of each key; also fills offsets and the positions of each norm."""
+        """Positions of each key (and fills the offsets of each position)."""
         if self._at_key is None:
             at_key: dict[str, list[int]] = {}
-            spans: list[tuple[int, int]] = []
+            for i, key in enumerate(self.keys):
+                at_key.setdefault(key, []).append(i)
+            offsets: list[tuple[int, int]] = []
             for text, offset in self.segments:
-                if spans:
-                    spans.append((offset, offset))
-                for token in scan(text):
-                    at_key.setdefault(token.key, []).append(len(spans))
-                    if token.norm != token.key:
-                        self._at_norm.setdefault(token.norm, []).append(len(spans))
-                    spans.append((offset + token.start, offset + token.end))
-            self._spans, self._at_key = tuple(spans), at_key
+                if offsets:
+                    offsets.append((offset, offset))
+                offsets.extend((offset + a, offset + b) for a, b in spans(text))
+            self._at_key, self._spans = at_key, tuple(offsets)
         return self._at_key
 
     def has_prefix(self, stem: str) -> bool:
@@ -192,13 +205,18 @@ class _FieldText:
         if not self.keyset.issuperset(phrase):
             return []
         self._where()
-        spans, last = self._spans, len(phrase) - 1
-        return [(spans[i][0], spans[i + last][1]) for i in self._phrase_starts(phrase)]
+        offsets, last = self._spans, len(phrase) - 1
+        return [(offsets[i][0], offsets[i + last][1]) for i in self._phrase_starts(phrase)]
 
     def prefix_spans(self, stem: str) -> tuple[list[tuple[int, int]], set[str]]:
         """Offsets of the words whose norm or key starts with ``stem``, and their keys."""
-        at_key, at_norm = self._where(), self._at_norm
-        forms = self.forms()
+        at_key = self._where()
+        if self._at_norm is None:
+            self._at_norm = {}
+            for i, (norm, key) in enumerate(zip(self.norms(), self.keys, strict=True)):
+                if norm != key:
+                    self._at_norm.setdefault(norm, []).append(i)
+        forms, at_norm = self.forms(), self._at_norm
         found: set[int] = set()
         i = bisect_left(forms, stem)
         while i < len(forms) and forms[i].startswith(stem):
@@ -213,6 +231,7 @@ _EMPTY = _FieldText(())
 
 
 def _segments(parts: Iterable[str], separator: str) -> tuple[tuple[str, int], ...]:
+    """Non-empty ``parts`` with their offsets in ``separator.join(non-empty parts)``."""
     out, offset = [], 0
     for part in parts:
         if part:
@@ -222,7 +241,7 @@ def _segments(parts: Iterable[str], separator: str) -> tuple[tuple[str, int], ..
 
 
 class PreparedDocument:
-    """A document tokenised once for evaluating many queries (see :func:`prepare`)."""
+    """A document tokenised once, to evaluate many queries against it (see :func:`prepare`)."""
 
     __slots__ = ("abstract", "author", "document", "org", "sources", "terms", "title")
 
@@ -230,19 +249,21 @@ class PreparedDocument:
         self.document = document
         self.title = _FieldText(((document.title, 0),)) if document.title else _EMPTY
         self.abstract = _FieldText(((document.abstract, 0),)) if document.abstract else _EMPTY
-        self.author = _FieldText(_segments(document.authors, ", ")) if document.authors else _EMPTY
+        authors = _segments(document.authors, ", ")
+        self.author = _FieldText(authors) if authors else _EMPTY
         org = _segments((document.org_handle, document.org_name), " ")
         self.org = _FieldText(org) if org else _EMPTY
         self.sources = frozenset(s.casefold() for s in document.sources)
         terms = set(self.title.keyset)
         terms.update(self.abstract.keyset)
-        terms.update(["a:" + k for k in self.author.keyset])
-        terms.update(["o:" + k for k in self.org.keyset])
+        terms.update(["a:" + k for k in self.author.keyset if k])
+        terms.update(["o:" + k for k in self.org.keyset if k])
         terms.update(["s:" + s for s in self.sources])
-        terms.difference_update((_GAP, "a:", "o:"))
+        terms.discard(_GAP)
         self.terms = terms
 
     def fields(self, scope: Scope | None) -> tuple[tuple[str, _FieldText], ...]:
+        """``(name, field)`` pairs that a term with this scope searches."""
         if scope is None:
             return (("title", self.title), ("abstract", self.abstract))
         return ((scope, self.field(scope)),)
@@ -277,7 +298,7 @@ def stats_from(documents: Iterable[Document | PreparedDocument]) -> DocumentStat
 
 
 def _holds(node: Node, d: PreparedDocument) -> bool:
-    """Whether ``d`` satisfies ``node``; the hot loop of matching."""
+    """Whether ``d`` satisfies ``node``: the inner loop of matching."""
     if isinstance(node, Word):
         if node.scope is None:
             return node.key in d.terms
@@ -296,9 +317,13 @@ def _holds(node: Node, d: PreparedDocument) -> bool:
     if isinstance(node, Not):
         return not _holds(node.term, d)
     if isinstance(node, Phrase):
-        return any(f.has_phrase(node.keys) for _, f in d.fields(node.scope))
+        if node.scope is None:
+            return d.title.has_phrase(node.keys) or d.abstract.has_phrase(node.keys)
+        return d.field(node.scope).has_phrase(node.keys)
     if isinstance(node, Prefix):
-        return any(f.has_prefix(node.stem) for _, f in d.fields(node.scope))
+        if node.scope is None:
+            return d.title.has_prefix(node.stem) or d.abstract.has_prefix(node.stem)
+        return d.field(node.scope).has_prefix(node.stem)
     if isinstance(node, Source):
         return node.id in d.sources
     return _compare(d.document.upvotes, node)
@@ -322,8 +347,15 @@ def query_matches(query: Query, document: Document | PreparedDocument) -> bool:
     return _holds(query.root, prepare(document))
 
 
+def _positive_terms(node: Node) -> list[Node]:
+    """The terms of ``node`` that are not under a NOT, in query order."""
+    if isinstance(node, And | Or):
+        return [leaf for term in node.terms for leaf in _positive_terms(term)]
+    return [] if isinstance(node, Not) else [node]
+
+
 class _Scorer:
-    """Scores a match and explains it, with idf from ``stats``."""
+    """Scores matches and gives their reasons; remembers each term's result per document."""
 
     def __init__(
         self, stats: DocumentStats | None, weights: Mapping[str, float], upvote_boost: float
@@ -332,6 +364,8 @@ class _Scorer:
         self.weights = weights
         self.upvote_boost = upvote_boost
         self._idf: dict[str, float] = {}
+        self._document: PreparedDocument | None = None
+        self._known: dict[int, tuple[float, tuple[Reason, ...]]] = {}
 
     def idf(self, key: str) -> float:
         if self.stats is None:
@@ -342,69 +376,76 @@ class _Scorer:
             known = self._idf[key] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
         return known
 
-    def match(self, profile_id: int, root: Node, d: PreparedDocument) -> Match:
-        hits: dict[tuple[str, str], tuple[list[tuple[int, int]], float]] = {}
-        self._collect(root, d, hits)
+    def match(self, profile_id: int, terms: tuple[Node, ...], d: PreparedDocument) -> Match:
+        """The match of ``d`` for a query whose positive terms are ``terms``."""
+        if d is not self._document:
+            # Terms are keyed by identity: the index shares equal terms between profiles.
+            self._document, self._known = d, {}
+        known = self._known
         score = 0.0
-        reasons = []
-        for (term, field), (spans, idf) in hits.items():
-            spans.sort()
-            score += self.weights.get(field, 1.0) * idf * (1.0 + math.log(len(spans)))
-            reasons.append(Reason(term, field, tuple(spans)))
+        reasons: list[Reason] = []
+        for term in terms:
+            found = known.get(id(term))
+            if found is None:
+                found = known[id(term)] = self._explain(term, d)
+            if found[1]:
+                score += found[0]
+                reasons += found[1]
         upvotes = d.document.upvotes
         if self.upvote_boost and upvotes > 0:
             score += self.upvote_boost * math.log1p(upvotes)
         return Match(profile_id, d.document.id, score, tuple(reasons))
 
-    def _collect(
-        self,
-        node: Node,
-        d: PreparedDocument,
-        hits: dict[tuple[str, str], tuple[list[tuple[int, int]], float]],
-    ) -> None:
-        def hit(term: str, field: str, spans: list[tuple[int, int]], idf: float) -> None:
-            if spans:
-                known = hits.setdefault((term, field), ([], idf))[0]
-                known.extend(s for s in spans if s not in known)
+    def _explain(self, term: Node, d: PreparedDocument) -> tuple[float, tuple[Reason, ...]]:
+        """The score and the reasons that one positive term contributes."""
+        label = _label(term)
+        hits: list[tuple[str, list[tuple[int, int]], float]] = []
+        if isinstance(term, Word):
+            idf = self.idf(_TAGS[term.scope] + term.key)
+            for name, f in d.fields(term.scope):
+                if term.key in f.keyset:
+                    hits.append((name, f.word_spans(term.key), idf))
+        elif isinstance(term, Phrase):
+            tag = _TAGS[term.scope]
+            idf = sum(self.idf(tag + k) for k in term.keys)
+            for name, f in d.fields(term.scope):
+                hits.append((name, f.phrase_spans(term.keys), idf))
+        elif isinstance(term, Prefix):
+            for name, f in d.fields(term.scope):
+                if f.has_prefix(term.stem):
+                    found, matched = f.prefix_spans(term.stem)
+                    idf = max(self.idf(_TAGS[term.scope] + k) for k in matched)
+                    hits.append((name, found, idf))
+        elif isinstance(term, Source):
+            if term.id in d.sources:
+                hits.append(
+                    ("source", _source_spans(d.document, term.id), self.idf("s:" + term.id))
+                )
+        elif isinstance(term, Upvotes) and _compare(d.document.upvotes, term):
+            hits.append(("upvotes", [(0, len(str(d.document.upvotes)))], 0.0))
+        score = 0.0
+        reasons = []
+        for name, found, idf in hits:
+            if found:
+                score += self.weights.get(name, 1.0) * idf * (1.0 + math.log(len(found)))
+                reasons.append(Reason(label, name, tuple(found)))
+        return score, tuple(reasons)
 
-        if isinstance(node, And):
-            for term in node.terms:
-                self._collect(term, d, hits)
-        elif isinstance(node, Or):
-            for term in node.terms:
-                if _holds(term, d):
-                    self._collect(term, d, hits)
-        elif isinstance(node, Word):
-            for name, f in d.fields(node.scope):
-                idf = self.idf(_TAGS[node.scope] + node.key)
-                hit(node.label or node.text, name, f.word_spans(node.key), idf)
-        elif isinstance(node, Phrase):
-            tag = _TAGS[node.scope]
-            idf = sum(self.idf(tag + k) for k in node.keys)
-            label = node.label or " ".join(node.texts)
-            for name, f in d.fields(node.scope):
-                hit(label, name, f.phrase_spans(node.keys), idf)
-        elif isinstance(node, Prefix):
-            for name, f in d.fields(node.scope):
-                spans, matched = f.prefix_spans(node.stem)
-                idf = max((self.idf(_TAGS[node.scope] + k) for k in matched), default=0.0)
-                hit(node.label or node.stem + "*", name, spans, idf)
-        elif isinstance(node, Source):
-            if node.id in d.sources:
-                spans = _source_spans(d.document, node.id)
-                hit(node.label or node.id, "source", spans, self.idf("s:" + node.id))
-        elif isinstance(node, Upvotes) and _compare(d.document.upvotes, node):
-            shown = f"upvotes{node.op}{node.value}"
-            hit(shown, "upvotes", [(0, len(str(d.document.upvotes)))], 0.0)
+
+def _label(term: Node) -> str:
+    """The term as the query wrote it."""
+    if isinstance(term, Word | Phrase | Prefix | Source) and term.label:
+        return term.label
+    return str(Query(term))
 
 
 def _source_spans(document: Document, source_id: str) -> list[tuple[int, int]]:
-    spans, offset = [], 0
+    found, offset = [], 0
     for source in document.sources:
         if source.casefold() == source_id:
-            spans.append((offset, offset + len(source)))
+            found.append((offset, offset + len(source)))
         offset += len(source) + 2
-    return spans
+    return found
 
 
 def _best_first(matches: list[Match]) -> list[Match]:
@@ -423,27 +464,13 @@ def match_query(
 ) -> list[Match]:
     """The documents matching one query, best first (a preview: no index needed)."""
     scorer = _Scorer(stats, weights, upvote_boost)
+    terms = tuple(dict.fromkeys(_positive_terms(query.root)))
     found = []
     for document in documents:
         d = prepare(document)
         if _holds(query.root, d):
-            found.append(scorer.match(profile_id, query.root, d))
+            found.append(scorer.match(profile_id, terms, d))
     return _best_first(found)
-
-
-@dataclass(slots=True, eq=False)
-class _Profile:
-    """A profile as the index holds it: its query, an evaluation plan and its index entries.
-
-    ``required`` holds keys every match contains: a subset test rejects most candidates.
-    """
-
-    id: int
-    query: Query
-    plan: Node
-    required: frozenset[str]
-    anchors: tuple[str, ...]
-    prefixes: tuple[str, ...]
 
 
 _UNANCHORED = math.inf
@@ -453,7 +480,7 @@ _FIELD_TAGS = ("", "a:", "o:")
 
 
 class _Planner:
-    """Chooses anchors (rarest terms first) from document frequencies, or from word length."""
+    """Chooses anchors, rarest first, from document frequencies (or from word length)."""
 
     def __init__(self, stats: DocumentStats | None) -> None:
         self.stats = stats
@@ -479,14 +506,11 @@ class _Planner:
             i += 1
         return total + 2.0
 
-    def cost(self, node: Node) -> float:
-        return self.anchors(node)[0]
-
     def anchors(self, node: Node) -> tuple[float, list[str]]:
-        """The cheapest set of index entries one of which every match contains.
+        """The cheapest index entries one of which every match of ``node`` contains.
 
-        Entries are keys; two adjacent words of a phrase, ``"tag+key key"``; or ``*`` + a
-        prefix bucket for wildcards.
+        Entries are keys; ``tag+key key`` for two adjacent words of a phrase; or ``*`` + a
+        prefix bucket (tag + first 3 letters) for a wildcard.
         """
         if isinstance(node, Word):
             key = _TAGS[node.scope] + node.key
@@ -499,14 +523,13 @@ class _Planner:
             )
             return cost * _PAIR_RARITY, [pair]
         if isinstance(node, Prefix):
-            tagged = _TAGS[node.scope] + node.stem
-            bucket = "*" + _TAGS[node.scope] + node.stem[:3]
-            return self.prefix_cost(tagged), [bucket]
+            tag = _TAGS[node.scope]
+            return self.prefix_cost(tag + node.stem), ["*" + tag + node.stem[:3]]
         if isinstance(node, Source):
             key = "s:" + node.id
             return (self.word_cost(key) if self.stats else 1000.0), [key]
         if isinstance(node, And):
-            return min((self.anchors(t) for t in node.terms), key=_first)
+            return min((self.anchors(t) for t in node.terms), key=_cost)
         if isinstance(node, Or):
             total, entries = 0.0, []
             for term in node.terms:
@@ -516,17 +539,32 @@ class _Planner:
             return total, entries
         return _UNANCHORED, []
 
+    def levels(self, root: Node) -> tuple[list[str], list[str]]:
+        """Two sets of entries a match contains one of each: from the two rarest AND parts."""
+        if isinstance(root, And):
+            parts = sorted((self.anchors(t) for t in root.terms), key=_cost)
+            parts = [p for p in parts if p[0] != _UNANCHORED] or parts
+            if len(parts) > 1:
+                return parts[0][1], parts[1][1]
+            return parts[0][1], parts[0][1]
+        entries = self.anchors(root)[1]
+        return entries, entries
+
     def plan(self, node: Node) -> Node:
         """``node`` with each AND's rarest terms first, so that evaluation fails fast."""
         if isinstance(node, And):
-            return And(tuple(sorted((self.plan(t) for t in node.terms), key=self.cost)))
+            ordered = sorted((self.plan(t) for t in node.terms), key=self.cost)
+            return And(tuple(ordered))
         if isinstance(node, Or):
             return Or(tuple(self.plan(t) for t in node.terms))
         return node
 
+    def cost(self, node: Node) -> float:
+        return self.anchors(node)[0]
 
-def _first(pair: tuple[float, list[str]]) -> float:
-    return pair[0]
+
+def _cost(anchors: tuple[float, list[str]]) -> float:
+    return anchors[0]
 
 
 def _required(node: Node) -> frozenset[str]:
@@ -544,8 +582,34 @@ def _required(node: Node) -> frozenset[str]:
     return frozenset()
 
 
+@dataclass(slots=True, eq=False)
+class _Profile:
+    """A profile as the index holds it.
+
+    ``plan`` is the query reordered for fast evaluation; ``required`` holds keys every match
+    contains (a subset test rejects most candidates at C speed); ``terms`` are its positive
+    terms, shared with equal terms of other profiles; ``first`` and ``second`` its entries.
+    """
+
+    id: int
+    query: Query
+    plan: Node
+    required: frozenset[str]
+    terms: tuple[Node, ...]
+    first: tuple[str, ...]
+    second: tuple[str, ...]
+
+
+@dataclass(slots=True, eq=False)
+class _Posting:
+    """The profiles filed under one entry, at each of the two levels."""
+
+    first: set[_Profile]
+    second: set[_Profile]
+
+
 class ProfileIndex:
-    """Every profile's query in one inverted index.
+    """Every profile's query in one inverted index; matching costs per candidate, not profile.
 
     ``stats`` picks anchors (rare terms make few candidates) and scores matches; without it
     anchors favour long words and every idf is 1.0. Anchors are chosen when a profile is added.
@@ -564,11 +628,12 @@ class ProfileIndex:
         self.upvote_boost = upvote_boost
         self._planner = _Planner(stats)
         self._profiles: dict[int, _Profile] = {}
-        self._by_key: dict[str, set[_Profile]] = {}
-        self._by_prefix: dict[str, set[_Profile]] = {}
-        self._short_prefixes = 0  # profiles anchored on a 2-character wildcard stem
-        # First words of the phrase anchors, by field tag, counted: the pairs a paper looks up.
+        self._by_key: dict[str, _Posting] = {}  # keys and adjacent-word pairs
+        self._by_prefix: dict[str, _Posting] = {}  # tag + a wildcard's first 3 letters
+        self._short_prefixes = 0  # entries for 2-letter wildcards
+        # The first words of the pair entries, per field tag, counted: what a paper looks up.
         self._pair_heads: dict[str, dict[str, int]] = {tag: {} for tag in _FIELD_TAGS}
+        self._shared: dict[tuple[Node, str], list[Any]] = {}  # term -> [term, users]
         pairs = profiles.items() if isinstance(profiles, Mapping) else profiles
         for profile_id, query in pairs:
             self.add(profile_id, query)
@@ -580,7 +645,7 @@ class ProfileIndex:
         return profile_id in self._profiles
 
     def query(self, profile_id: int) -> Query:
-        """The query of a profile in the index."""
+        """The query of an indexed profile."""
         return self._profiles[profile_id].query
 
     def add(self, profile_id: int, query: Query) -> None:
@@ -588,44 +653,40 @@ class ProfileIndex:
         if profile_id in self._profiles:
             raise ValueError(f"profile {profile_id} is already indexed")
         planner = self._planner
-        cost, entries = planner.anchors(query.root)
-        if cost == _UNANCHORED:
+        first, second = planner.levels(query.root)
+        if not first or not second:
             raise ValueError(f"profile {profile_id}: the query has no term to look for")
-        anchors = tuple(dict.fromkeys(e for e in entries if not e.startswith("*")))
-        prefixes = tuple(dict.fromkeys(e[1:] for e in entries if e.startswith("*")))
         profile = _Profile(
-            profile_id, query, planner.plan(query.root), _required(query.root), anchors, prefixes
+            id=profile_id,
+            query=query,
+            plan=planner.plan(query.root),
+            required=_required(query.root),
+            terms=tuple(self._share(t) for t in dict.fromkeys(_positive_terms(query.root))),
+            first=tuple(dict.fromkeys(first)),
+            second=tuple(dict.fromkeys(second)),
         )
         self._profiles[profile_id] = profile
-        for key in anchors:
-            self._by_key.setdefault(key, set()).add(profile)
-            if " " in key:
-                tag, head = _split_tag(key.partition(" ")[0])
-                self._pair_heads[tag][head] = self._pair_heads[tag].get(head, 0) + 1
-        for bucket in prefixes:
-            self._by_prefix.setdefault(bucket, set()).add(profile)
-            self._short_prefixes += _is_short(bucket)
+        for entry in profile.first:
+            self._posting(entry).first.add(profile)
+        for entry in profile.second:
+            self._posting(entry).second.add(profile)
 
     def remove(self, profile_id: int) -> None:
         """Drop a profile from the index; ``KeyError`` if it is not indexed."""
         profile = self._profiles.pop(profile_id)
-        for index, entries in (
-            (self._by_key, profile.anchors),
-            (self._by_prefix, profile.prefixes),
-        ):
-            for entry in entries:
-                holders = index[entry]
-                holders.discard(profile)
-                if not holders:
-                    del index[entry]
-        for key in profile.anchors:
-            if " " in key:
-                tag, head = _split_tag(key.partition(" ")[0])
-                heads = self._pair_heads[tag]
-                heads[head] -= 1
-                if not heads[head]:
-                    del heads[head]
-        self._short_prefixes -= sum(_is_short(b) for b in profile.prefixes)
+        for entry in profile.first:
+            self._posting(entry).first.discard(profile)
+        for entry in profile.second:
+            self._posting(entry).second.discard(profile)
+        for entry in {*profile.first, *profile.second}:
+            posting = self._posting(entry)
+            if not posting.first and not posting.second:
+                self._drop(entry)
+        for term in profile.terms:
+            shared = self._shared[(term, _label(term))]
+            shared[1] -= 1
+            if not shared[1]:
+                del self._shared[(term, _label(term))]
 
     def replace(self, profile_id: int, query: Query) -> None:
         """Index ``query`` for the profile, replacing its previous query if any."""
@@ -633,17 +694,46 @@ class ProfileIndex:
             self.remove(profile_id)
         self.add(profile_id, query)
 
+    def _share(self, term: Node) -> Node:
+        """The one instance of ``term`` (with its label) that all profiles use."""
+        shared = self._shared.setdefault((term, _label(term)), [term, 0])
+        shared[1] += 1
+        return shared[0]  # type: ignore[no-any-return]
+
+    def _posting(self, entry: str) -> _Posting:
+        """The posting of ``entry``, created (and registered for lookups) if new."""
+        table, key = (self._by_prefix, entry[1:]) if entry[0] == "*" else (self._by_key, entry)
+        posting = table.get(key)
+        if posting is None:
+            posting = table[key] = _Posting(set(), set())
+            if table is self._by_prefix:
+                self._short_prefixes += len(_split_tag(key)[1]) < 3
+            elif " " in key:
+                tag, head = _split_tag(key.partition(" ")[0])
+                self._pair_heads[tag][head] = self._pair_heads[tag].get(head, 0) + 1
+        return posting
+
+    def _drop(self, entry: str) -> None:
+        if entry[0] == "*":
+            del self._by_prefix[entry[1:]]
+            self._short_prefixes -= len(_split_tag(entry[1:])[1]) < 3
+            return
+        del self._by_key[entry]
+        if " " in entry:
+            tag, head = _split_tag(entry.partition(" ")[0])
+            heads = self._pair_heads[tag]
+            heads[head] -= 1
+            if not heads[head]:
+                del heads[head]
+
     def candidates(self, document: Document | PreparedDocument) -> set[int]:
-        """Ids of the profiles the index would evaluate for ``document`` (for diagnostics)."""
+        """Ids of the profiles that the index evaluates for ``document`` (for diagnostics)."""
         return {p.id for p in self._candidates(prepare(document))}
 
     def _candidates(self, d: PreparedDocument) -> set[_Profile]:
-        found: set[_Profile] = set()
-        by_key = self._by_key
-        for key in d.terms:
-            holders = by_key.get(key)
-            if holders:
-                found.update(holders)
+        """Profiles with an entry of each level in ``d``: set operations, no per-profile work."""
+        get = self._by_key.get
+        hits = [p for p in map(get, d.terms) if p is not None]
         tagged = (("", d.title), ("", d.abstract), ("a:", d.author), ("o:", d.org))
         for tag, f in tagged:
             heads = self._pair_heads[tag]
@@ -652,22 +742,30 @@ class ProfileIndex:
             ks = f.keys
             for i in range(len(ks) - 1):
                 if ks[i] in heads:
-                    holders = by_key.get(f"{tag}{ks[i]} {ks[i + 1]}")
-                    if holders:
-                        found.update(holders)
+                    posting = get(f"{tag}{ks[i]} {ks[i + 1]}")
+                    if posting is not None:
+                        hits.append(posting)
         if self._by_prefix:
-            by_prefix, short = self._by_prefix, self._short_prefixes
+            by_prefix, short = self._by_prefix.get, self._short_prefixes
             for tag, f in tagged:
                 if f is _EMPTY:
                     continue
                 for form in f.forms():
-                    holders = by_prefix.get(tag + form[:3])
-                    if holders:
-                        found.update(holders)
+                    posting = by_prefix(tag + form[:3])
+                    if posting is not None:
+                        hits.append(posting)
                     if short and len(form) > 2:
-                        holders = by_prefix.get(tag + form[:2])
-                        if holders:
-                            found.update(holders)
+                        posting = by_prefix(tag + form[:2])
+                        if posting is not None:
+                            hits.append(posting)
+        first: set[_Profile] = set()
+        for posting in hits:
+            first.update(posting.first)
+        found: set[_Profile] = set()
+        if first:
+            for posting in hits:
+                if posting.second:
+                    found |= first.intersection(posting.second)
         return found
 
     def match(
@@ -676,7 +774,7 @@ class ProfileIndex:
         *,
         stats: DocumentStats | None = None,
     ) -> list[Match]:
-        """Every (profile, document) match, grouped by profile id and best first within it.
+        """Every (profile, document) match, by profile id, best first within a profile.
 
         ``stats`` overrides the index's own statistics for scoring.
         """
@@ -687,14 +785,10 @@ class ProfileIndex:
             terms = d.terms
             for profile in self._candidates(d):
                 if profile.required <= terms and _holds(profile.plan, d):
-                    found.append(scorer.match(profile.id, profile.query.root, d))
+                    found.append(scorer.match(profile.id, profile.terms, d))
         return _best_first(found)
 
 
 def _split_tag(entry: str) -> tuple[str, str]:
     """``("a:", "doe")`` for ``"a:doe"``; keys themselves never hold a colon."""
     return (entry[:2], entry[2:]) if entry[1:2] == ":" else ("", entry)
-
-
-def _is_short(bucket: str) -> int:
-    return int(len(_split_tag(bucket)[1]) < 3)

@@ -16,7 +16,17 @@ import re
 import unicodedata
 from typing import NamedTuple
 
-__all__ = ["Token", "fold_plural", "keys", "normalise", "norms", "scan", "tokens", "word_forms"]
+__all__ = [
+    "Token",
+    "fold_plural",
+    "keys",
+    "normalise",
+    "norms",
+    "scan",
+    "spans",
+    "tokens",
+    "word_forms",
+]
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
@@ -146,6 +156,12 @@ def keys(text: str) -> list[str]:
 def norms(text: str) -> list[str]:
     """The norms of the words of ``text``, in order (aligned with :func:`keys`)."""
     return [word_forms(raw)[0] for raw in _raw_words(text)]
+
+
+def spans(text: str) -> list[tuple[int, int]]:
+    """The offsets of the words of ``text``, in order (aligned with :func:`keys`)."""
+    source = _drop_latex(text)
+    return [m.span() for m in (_ASCII_WORD if source.isascii() else _WORD).finditer(source)]
 
 
 def scan(text: str) -> list[Token]:
