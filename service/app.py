@@ -47,4 +47,6 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     store = Store(engine)
     pipeline = Pipeline(settings, store, clock or SystemClock(), HttpFetcher(settings.fetch))
     pipeline.declare_sources()
+    if settings.profiles_file.is_file():
+        pipeline.sync_profiles(settings.profiles_file.read_text(), str(settings.profiles_file))
     return App(settings, store, pipeline)

@@ -18,7 +18,8 @@ from service.app import App, build
 from service.clock import as_utc
 from service.config import load_settings, parse_duration
 from service.errors import PaperboyError
-from service.model import Paper, SnapshotOutcome, SourceKind, Summary
+from service.model import Paper, ProfileSpec, SnapshotOutcome, SourceKind, Summary
+from service.pipeline import reasons_json
 from service.store.database import create_engine, current, head, upgrade
 
 Handler = Callable[[argparse.Namespace], int]
@@ -99,12 +100,75 @@ def _parser() -> argparse.ArgumentParser:
     db_current = db_commands.add_parser("current", help="show the database's migration")
     db_current.set_defaults(handler=_db_current)
 
+    _subscription_commands(commands)
+
     run = commands.add_parser("run", help="run the service: poll sources on their schedules")
     run.add_argument(
         "--tick", type=float, default=30.0, help="seconds between looks for due work (default 30)"
     )
     run.set_defaults(handler=_run)
     return parser
+
+
+def _subscription_commands(commands: Any) -> None:
+    subscriber = commands.add_parser("subscriber", help="add, list or remove subscribers")
+    actions = subscriber.add_subparsers(metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="add a subscriber, or change one")
+    add.add_argument("email")
+    add.add_argument("--timezone", default="UTC", help="IANA name, e.g. Europe/Berlin")
+    when = add.add_mutually_exclusive_group()
+    when.add_argument(
+        "--daily", metavar="HH:MM", help="a digest every day at HH:MM (default 07:00)"
+    )
+    when.add_argument("--weekly", nargs=2, metavar=("DAY", "HH:MM"), help="a digest every week")
+    when.add_argument("--instant", action="store_true", help="a message after each poll")
+    add.set_defaults(handler=_subscriber_add)
+    listing = actions.add_parser("list", help="list subscribers")
+    listing.add_argument("--json", action="store_true", help="print JSON lines for scripts")
+    listing.set_defaults(handler=_subscriber_list)
+    remove = actions.add_parser("remove", help="remove a subscriber and their profiles")
+    remove.add_argument("email")
+    remove.set_defaults(handler=_subscriber_remove)
+
+    profile = commands.add_parser("profile", help="add, list or remove interest profiles")
+    actions = profile.add_subparsers(metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="add a profile, or change one")
+    add.add_argument("email")
+    add.add_argument("name")
+    add.add_argument("query", help="see the README for the query language")
+    add.add_argument("--min-upvotes", type=int, default=0)
+    add.add_argument("--max-items", type=int, default=20)
+    add.add_argument("--alert-threshold", type=float, metavar="SCORE")
+    add.add_argument("--send-when-empty", action="store_true")
+    add.set_defaults(handler=_profile_add)
+    listing = actions.add_parser("list", help="list profiles")
+    listing.add_argument("email", nargs="?")
+    listing.add_argument("--json", action="store_true", help="print JSON lines for scripts")
+    listing.set_defaults(handler=_profile_list)
+    remove = actions.add_parser("remove", help="remove a profile")
+    remove.add_argument("email")
+    remove.add_argument("name")
+    remove.set_defaults(handler=_profile_remove)
+
+    many = commands.add_parser("profiles", help="export or import every profile as TOML")
+    actions = many.add_subparsers(metavar="ACTION", required=True)
+    export = actions.add_parser(
+        "export", help="write subscribers and profiles to FILE (- for stdout)"
+    )
+    export.add_argument("file")
+    export.set_defaults(handler=_profiles_export)
+    load = actions.add_parser("import", help="add or update the subscribers and profiles in FILE")
+    load.add_argument("file", type=Path)
+    load.set_defaults(handler=_profiles_import)
+
+    preview = commands.add_parser("preview", help="what a query matches among stored papers")
+    preview.add_argument("query", nargs="?", help="a query (see README)")
+    preview.add_argument("--profile", metavar="NAME", help="use this profile's query instead")
+    preview.add_argument("--subscriber", metavar="EMAIL", help="whose profile, when several")
+    preview.add_argument("--since", metavar="WHEN", help="first seen since: 30d, 12h or a date")
+    preview.add_argument("--limit", type=int, default=20)
+    preview.add_argument("--json", action="store_true", help="print JSON lines for scripts")
+    preview.set_defaults(handler=_preview)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -205,6 +269,148 @@ def _db_current(args: argparse.Namespace) -> int:
     print(current(engine) or "empty (no migration applied)")
     engine.dispose()
     return 0
+
+
+def _subscriber_add(args: argparse.Namespace) -> int:
+    if args.instant:
+        schedule = "instant"
+    elif args.weekly:
+        schedule = f"weekly {args.weekly[0]} {args.weekly[1]}"
+    else:
+        schedule = f"daily {args.daily or '07:00'}"
+    with _app(args) as app:
+        saved = app.pipeline.save_subscriber(args.email, args.timezone, schedule)
+    print(f"{saved.email}: {saved.schedule} ({saved.timezone})")
+    return 0
+
+
+def _subscriber_list(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        found = app.pipeline.subscriptions.subscribers()
+        counts = {s.id: len(app.pipeline.subscriptions.profiles(s.id)) for s in found}
+    for owner in found:
+        if args.json:
+            row = {
+                "email": owner.email,
+                "timezone": owner.timezone,
+                "schedule": str(owner.schedule),
+                "status": owner.status.value,
+                "declared": owner.declared,
+                "profiles": counts[owner.id],
+            }
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            print(
+                f"{owner.email}  {owner.schedule} ({owner.timezone})  {counts[owner.id]} profiles"
+            )
+    return 0
+
+
+def _subscriber_remove(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        removed = app.pipeline.remove_subscriber(args.email)
+    print(f"removed {args.email}" if removed else f"no subscriber {args.email}")
+    return 0 if removed else 1
+
+
+def _profile_add(args: argparse.Namespace) -> int:
+    spec = ProfileSpec(
+        name=args.name,
+        query=args.query,
+        min_upvotes=args.min_upvotes,
+        max_items=args.max_items,
+        alert_threshold=args.alert_threshold,
+        send_when_empty=args.send_when_empty,
+    )
+    with _app(args) as app:
+        saved = app.pipeline.save_profile(args.email, spec)
+    print(f"{args.email}: profile {saved.spec.name!r} saved")
+    return 0
+
+
+def _profile_list(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        subs = app.pipeline.subscriptions
+        owners = {s.id: s for s in subs.subscribers()}
+        chosen = [s for s in owners.values() if args.email in (None, s.email)]
+        rows = [(o, p) for o in chosen for p in subs.profiles(o.id)]
+    for owner, profile in rows:
+        spec = profile.spec
+        if args.json:
+            print(json.dumps({"email": owner.email, **asdict(spec)}, ensure_ascii=False))
+        else:
+            print(f"{owner.email}  {spec.name}: {spec.query}")
+    return 0
+
+
+def _profile_remove(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        removed = app.pipeline.remove_profile(args.email, args.name)
+    print(f"removed {args.name!r}" if removed else f"no profile {args.name!r} for {args.email}")
+    return 0 if removed else 1
+
+
+def _profiles_export(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        text = app.pipeline.export_profiles()
+    if args.file == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.file).write_text(text)
+    return 0
+
+
+def _profiles_import(args: argparse.Namespace) -> int:
+    text = args.file.read_text()
+    with _app(args) as app:
+        people, kept = app.pipeline.sync_profiles(text, str(args.file), prune=False)
+    print(f"imported {people} subscribers with {kept} profiles")
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    if (args.query is None) == (args.profile is None):
+        print("paperboy: preview takes a QUERY or --profile NAME", file=sys.stderr)
+        return 2
+    since = _since(args.since) if args.since else None
+    with _app(args) as app:
+        query = (
+            app.pipeline.profile_query(args.profile, args.subscriber)
+            if args.profile
+            else args.query
+        )
+        found = app.pipeline.preview(query, since=since, limit=args.limit)
+    colour = sys.stdout.isatty()
+    for paper, match in found:
+        if args.json:
+            row = {
+                "key": paper.key,
+                "title": paper.title,
+                "score": round(match.score, 4),
+                "reasons": reasons_json(match),
+            }
+            print(json.dumps(row, ensure_ascii=False))
+            continue
+        terms = ", ".join(dict.fromkeys(f"{r.term} ({r.field})" for r in match.reasons))
+        title_spans = [p for r in match.reasons if r.field == "title" for p in r.positions]
+        print(f"{match.score:6.2f}  {_highlight(paper.title, title_spans, colour)}")
+        print(f"        {paper.key} · matched {terms}")
+    if not args.json:
+        print(f"({len(found)} papers)", file=sys.stderr)
+    return 0
+
+
+def _highlight(text: str, spans: Sequence[tuple[int, int]], colour: bool) -> str:
+    """Mark the matched spans: bold yellow on a terminal, [brackets] elsewhere."""
+    out, last = [], 0
+    start_mark, end_mark = ("\x1b[1;33m", "\x1b[0m") if colour else ("[", "]")
+    for start, end in sorted(set(spans)):
+        if start < last:
+            continue
+        out += [text[last:start], start_mark, text[start:end], end_mark]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: SecretStr | None = None
     log_level: str = "INFO"
+    profiles_file: Path = Path("config/profiles.toml")
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     sources: list[SourceSettings] = Field(
         default_factory=lambda: [

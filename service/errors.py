@@ -10,6 +10,7 @@ raised on purpose derives from ``PaperboyError`` and carries structured fields::
     │   │   └── SourceGone     HTTP 410: the source is disabled
     │   └── ParseError         the bytes are not what the source's kind expects
     ├── QueryError             a profile query is invalid (position and caret)
+    ├── InvalidValue           a subscriber's or profile's field is invalid (email, zone, ...)
     └── StoreError             the database is unusable or at the wrong revision
 """
 
@@ -88,6 +89,17 @@ class QueryError(PaperboyError):
         self.position = position
         self.reason = message
         super().__init__(f"{message} at position {position}\n  {query}\n  {' ' * position}^")
+
+
+class InvalidValue(PaperboyError):
+    """A field given by a user is invalid: ``field`` names it, ``value`` is what was given."""
+
+    def __init__(self, message: str, *, field: str, value: object, where: str | None = None):
+        self.field = field
+        self.value = value
+        self.where = where
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}{field} {value!r}: {message}")
 
 
 class StoreError(PaperboyError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any
 
@@ -275,3 +275,91 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not (self.new or self.listed or self.updates or self.dropped or self.fingerprints)
+
+
+class Cadence(StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    INSTANT = "instant"
+
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a subscriber's digest is due, in their time zone: daily or weekly at a time, or
+    instant (each poll that finds something)."""
+
+    cadence: Cadence
+    at: time | None = None  # local time of day; None for instant
+    weekday: int | None = None  # 0 = Monday, for weekly
+
+    @classmethod
+    def parse(cls, text: str) -> Schedule:
+        """``daily HH:MM``, ``weekly DAY HH:MM`` (mon..sun) or ``instant``; else ValueError."""
+        words = text.lower().split()
+        problem = "expected 'daily HH:MM', 'weekly DAY HH:MM' (DAY: mon..sun) or 'instant'"
+        if words == ["instant"]:
+            return cls(Cadence.INSTANT)
+        if len(words) == 2 and words[0] == "daily":
+            return cls(Cadence.DAILY, _clock(words[1], problem))
+        if len(words) == 3 and words[0] == "weekly" and words[1][:3] in WEEKDAYS:
+            day = WEEKDAYS.index(words[1][:3])
+            if not WEEKDAY_NAMES[day].startswith(words[1]):
+                raise ValueError(problem)
+            return cls(Cadence.WEEKLY, _clock(words[2], problem), day)
+        raise ValueError(problem)
+
+    def __str__(self) -> str:
+        if self.cadence is Cadence.INSTANT or self.at is None:
+            return "instant"
+        hhmm = self.at.strftime("%H:%M")
+        if self.cadence is Cadence.WEEKLY and self.weekday is not None:
+            return f"weekly {WEEKDAYS[self.weekday]} {hhmm}"
+        return f"daily {hhmm}"
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _clock(text: str, problem: str) -> time:
+    hours, _, minutes = text.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2 and len(hours) <= 2):
+        raise ValueError(problem)
+    if int(hours) > 23 or int(minutes) > 59:
+        raise ValueError(f"{text} is no time of day")
+    return time(int(hours), int(minutes))
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    email: str
+    timezone: str
+    schedule: Schedule
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
+    declared: bool = False  # managed by config/profiles.toml
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSpec:
+    """A profile as declared or saved: what a subscriber wants, before it has an id."""
+
+    name: str
+    query: str
+    min_upvotes: int = 0
+    max_items: int = 20
+    alert_threshold: float | None = None
+    send_when_empty: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    id: int
+    subscriber_id: int
+    spec: ProfileSpec

@@ -17,22 +17,37 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from service import diff, polling
+from service import diff, polling, subscribers
 from service.clock import Clock
 from service.config import Settings, SourceSettings, parse_duration
-from service.errors import FetchError, ParseError, SourceGone
+from service.errors import FetchError, InvalidValue, ParseError, SourceGone
 from service.fetch.local import entry, new_files, read_file
+from service.match.index import (
+    Document,
+    DocumentStats,
+    ProfileIndex,
+    document_from_paper,
+    document_terms,
+    match_query,
+)
+from service.match.query import Query, parse_query
+from service.match.results import Match
 from service.model import (
     NotModified,
+    Paper,
     Parsed,
+    Profile,
+    ProfileSpec,
     Snapshot,
     SnapshotOutcome,
     SourceKind,
     SourceState,
+    Subscriber,
     Summary,
 )
 from service.parse import parse
 from service.store.repository import SnapshotRecord, Store
+from service.store.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +86,15 @@ class Pipeline:
         clock: Clock,
         fetcher: Fetcher | None = None,
         rng: random.Random | None = None,
+        subscriptions: Subscriptions | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.subscriptions = subscriptions or Subscriptions(store.engine)
+        self._index: ProfileIndex | None = None
+        self._indexed: dict[int, str] = {}  # profile id -> the query text indexed
+        self._df: dict[str, int] = {}
+        self._documents = 0
         self.clock = clock
         self.fetcher = fetcher
         self.rng = rng or random.Random()
@@ -297,7 +318,9 @@ class Pipeline:
             )
             for note in plan.notes:
                 log.info("%s: %s", record.origin, note)
-            return tx.apply(record, plan, len(incoming), self.clock.now())
+            summary = tx.apply(record, plan, len(incoming), self.clock.now())
+        self._match_snapshot(summary)
+        return summary
 
     # -- health ---------------------------------------------------------------------------------
 
@@ -323,6 +346,175 @@ class Pipeline:
             fetch.backoff_max,
             self.rng,
         )
+
+    # -- subscribers and profiles ---------------------------------------------------------------
+
+    def save_subscriber(self, email: str, timezone: str, schedule: str) -> Subscriber:
+        """Create or update a subscriber; every field is checked first."""
+        return self.subscriptions.save_subscriber(
+            subscribers.check_email(email),
+            subscribers.check_timezone(timezone),
+            str(subscribers.parse_schedule(schedule)),
+            self.clock.now(),
+        )
+
+    def remove_subscriber(self, email: str) -> bool:
+        removed = self.subscriptions.remove_subscriber(subscribers.check_email(email))
+        self._index = None  # its profiles are gone: rebuilt at the next match
+        return removed
+
+    def save_profile(self, email: str, spec: ProfileSpec) -> Profile:
+        """Create or update a profile; an invalid query is refused here, never at send time."""
+        owner = self._subscriber(email)
+        parse_query(spec.query)
+        profile = self.subscriptions.save_profile(
+            owner.id, subscribers.check_profile(spec), self.clock.now()
+        )
+        self._sync_index()
+        return profile
+
+    def remove_profile(self, email: str, name: str) -> bool:
+        owner = self._subscriber(email)
+        removed = self.subscriptions.remove_profile(owner.id, name)
+        self._sync_index()
+        return removed is not None
+
+    def sync_profiles(self, text: str, origin: str, *, prune: bool = True) -> tuple[int, int]:
+        """Make the subscribers a profiles file declares exist exactly as declared.
+
+        With ``prune``, declared subscribers and profiles no longer in the file are removed;
+        subscribers added by hand are never touched. Returns (subscribers, profiles) saved.
+        """
+        declared = subscribers.read_profiles(text, origin)
+        for item in declared:
+            for spec in item.profiles:
+                parse_query(spec.query)  # every query is checked before anything is written
+        now = self.clock.now()
+        saved_profiles = 0
+        for item in declared:
+            owner = self.subscriptions.save_subscriber(
+                item.email, item.timezone, str(item.schedule), now, declared=prune
+            )
+            names = set()
+            for spec in item.profiles:
+                self.subscriptions.save_profile(owner.id, spec, now)
+                names.add(spec.name)
+                saved_profiles += 1
+            if prune:
+                for profile in self.subscriptions.profiles(owner.id):
+                    if profile.spec.name not in names:
+                        self.subscriptions.remove_profile(owner.id, profile.spec.name)
+        if prune:
+            emails = {item.email for item in declared}
+            for known in self.subscriptions.subscribers():
+                if known.declared and known.email not in emails:
+                    self.subscriptions.remove_subscriber(known.email)
+        self._sync_index()
+        return len(declared), saved_profiles
+
+    def export_profiles(self) -> str:
+        """Every subscriber and profile, as a profiles file."""
+        return subscribers.write_profiles(
+            subscribers.Declared(
+                email=owner.email,
+                timezone=owner.timezone,
+                schedule=owner.schedule,
+                profiles=tuple(p.spec for p in self.subscriptions.profiles(owner.id)),
+            )
+            for owner in self.subscriptions.subscribers()
+        )
+
+    def _subscriber(self, email: str) -> Subscriber:
+        found = self.subscriptions.subscriber(subscribers.check_email(email))
+        if found is None:
+            raise InvalidValue("no such subscriber", field="email", value=email)
+        return found
+
+    # -- matching -------------------------------------------------------------------------------
+
+    def preview(
+        self, query: str | Query, *, since: datetime | None = None, limit: int = 20
+    ) -> list[tuple[Paper, Match]]:
+        """What a query matches among stored papers (first seen since ``since``), best first."""
+        parsed = parse_query(query) if isinstance(query, str) else query
+        stored = {p.id: p for p in self.store.papers(since=since)}
+        found = match_query(
+            parsed, (document_from_paper(p) for p in stored.values()), self._stats()
+        )
+        return [(stored[m.document_id], m) for m in found[:limit]]
+
+    def profile_query(self, name: str, email: str | None = None) -> Query:
+        """The parsed query of the profile called ``name`` (of ``email`` when several are)."""
+        found = self.subscriptions.find_profiles(name)
+        if email is not None:
+            found = [(o, p) for o, p in found if o.email == subscribers.check_email(email)]
+        if not found:
+            raise InvalidValue("no such profile", field="profile", value=name)
+        if len(found) > 1:
+            owners = ", ".join(o.email for o, _ in found)
+            raise InvalidValue(
+                f"several subscribers have it ({owners}); name one", field="profile", value=name
+            )
+        return parse_query(found[0][1].spec.query)
+
+    def _stats(self) -> DocumentStats:
+        """Document frequencies over every stored paper, kept up to date as papers arrive."""
+        if self._documents == 0:
+            for paper in self.store.all_papers():
+                self._count(document_from_paper(paper))
+        return DocumentStats(self._documents, self._df)
+
+    def _count(self, document: Document) -> None:
+        self._documents += 1
+        df = self._df
+        for key in document_terms(document):
+            df[key] = df.get(key, 0) + 1
+
+    def _sync_index(self) -> ProfileIndex:
+        """The index over every profile, changed profile by profile (never rebuilt whole)."""
+        if self._index is None:
+            self._index, self._indexed = ProfileIndex(stats=self._stats()), {}
+        index = self._index
+        current = {p.id: p.spec.query for p in self.subscriptions.profiles()}
+        for profile_id in set(self._indexed) - set(current):
+            index.remove(profile_id)
+            del self._indexed[profile_id]
+        for profile_id, text in current.items():
+            if self._indexed.get(profile_id) == text:
+                continue
+            if profile_id in self._indexed:
+                index.replace(profile_id, parse_query(text))
+            else:
+                index.add(profile_id, parse_query(text))
+            self._indexed[profile_id] = text
+        return index
+
+    def _match_snapshot(self, summary: Summary) -> None:
+        """Match the snapshot's new and updated papers against every profile at once."""
+        if summary.snapshot_id is None or not (summary.new or summary.updated or summary.listed):
+            return
+        events = self.store.events(summary.snapshot_id)
+        fresh = {paper_id for kind, paper_id, _ in events if kind == "new"}
+        touched = {paper_id for kind, paper_id, _ in events if kind in ("new", "updated", "listed")}
+        if self._documents:
+            for paper in self.store.papers(ids=sorted(fresh)):
+                self._count(document_from_paper(paper))
+        index = self._sync_index()
+        if not len(index):
+            return
+        documents = [document_from_paper(p) for p in self.store.papers(ids=sorted(touched))]
+        found = index.match(documents, stats=self._stats())
+        self.subscriptions.save_matches(
+            ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
+            self.clock.now(),
+        )
+
+
+def reasons_json(match: Match) -> list[dict[str, Any]]:
+    return [
+        {"term": r.term, "field": r.field, "positions": [list(p) for p in r.positions]}
+        for r in match.reasons
+    ]
 
 
 def _failed(source_id: str, origin: str, exc: FetchError) -> Summary:

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from types import MappingProxyType
-from typing import Any
 
 from service.match.query import (
     And,
@@ -42,7 +41,7 @@ from service.match.query import (
     Word,
 )
 from service.match.results import Match, Reason
-from service.match.text import keys, norms, spans
+from service.match.text import keys_of, norms_of, spans, words
 from service.model import Paper
 
 __all__ = [
@@ -124,58 +123,50 @@ _GAP = ""  # between two authors, or an organisation's handle and name: no phras
 
 
 class _FieldText:
-    """One field of a document: its keys in order; norms, positions and offsets on demand."""
+    """One field of a document: its keys in order; norms and offsets on demand."""
 
-    __slots__ = ("_at_key", "_at_norm", "_forms", "_norms", "_spans", "keys", "keyset", "segments")
+    __slots__ = ("_forms", "_norms", "_spans", "keys", "keyset", "segments", "words")
 
     def __init__(self, segments: tuple[tuple[str, int], ...]) -> None:
         self.segments = segments
-        found: list[str] = []
+        written: list[str] = []
         for text, _ in segments:
-            if found:
-                found.append(_GAP)
-            found.extend(keys(text))
-        self.keys = tuple(found)
-        self.keyset = frozenset(found)
+            if written:
+                written.append(_GAP)
+            written += words(text)
+        self.words = written
+        self.keys = tuple(keys_of(written))
+        self.keyset = frozenset(self.keys)
         self._norms: tuple[str, ...] | None = None
         self._forms: list[str] | None = None
-        self._at_key: dict[str, list[int]] | None = None
-        self._at_norm: dict[str, list[int]] | None = None
-        self._spans: tuple[tuple[int, int], ...] = ()
+        self._spans: list[tuple[int, int]] | None = None
 
     def norms(self) -> tuple[str, ...]:
         """Norms aligned with ``keys``."""
         if self._norms is None:
-            found: list[str] = []
-            for text, _ in self.segments:
-                if found:
-                    found.append(_GAP)
-                found.extend(norms(text))
-            self._norms = tuple(found)
+            self._norms = tuple(norms_of(self.words))
         return self._norms
 
     def forms(self) -> list[str]:
         """Every distinct norm and key, sorted, for prefix search."""
         if self._forms is None:
-            found = set(self.keyset)
-            found.update(self.norms())
-            found.discard(_GAP)
-            self._forms = sorted(found)
+            found = self.keyset.union(self.norms())
+            self._forms = sorted(found - {_GAP})
         return self._forms
 
-    def _where(self) -> dict[str, list[int]]:
-        """Positions of each key (and fills the offsets of each position)."""
-        if self._at_key is None:
-            at_key: dict[str, list[int]] = {}
-            for i, key in enumerate(self.keys):
-                at_key.setdefault(key, []).append(i)
-            offsets: list[tuple[int, int]] = []
+    def spans(self) -> list[tuple[int, int]]:
+        """Offsets aligned with ``keys``, in the text of the whole field."""
+        if self._spans is None:
+            found: list[tuple[int, int]] = []
             for text, offset in self.segments:
-                if offsets:
-                    offsets.append((offset, offset))
-                offsets.extend((offset + a, offset + b) for a, b in spans(text))
-            self._at_key, self._spans = at_key, tuple(offsets)
-        return self._at_key
+                if found:
+                    found.append((offset, offset))
+                if offset:
+                    found += [(offset + a, offset + b) for a, b in spans(text)]
+                else:
+                    found += spans(text)
+            self._spans = found
+        return self._spans
 
     def has_prefix(self, stem: str) -> bool:
         forms = self.forms()
@@ -185,46 +176,44 @@ class _FieldText:
     def has_phrase(self, phrase: tuple[str, ...]) -> bool:
         if not self.keyset.issuperset(phrase):
             return False
-        return next(self._phrase_starts(phrase), None) is not None
-
-    def _phrase_starts(self, phrase: tuple[str, ...]) -> Iterator[int]:
-        ks, n, i = self.keys, len(phrase), -1
-        while True:
-            try:
-                i = ks.index(phrase[0], i + 1)
-            except ValueError:
-                return
-            if ks[i : i + n] == phrase:
-                yield i
+        n = len(phrase)
+        return any(self.keys[i : i + n] == phrase for i in _positions(self.keys, phrase[0]))
 
     def word_spans(self, key: str) -> list[tuple[int, int]]:
-        at = self._where().get(key, ())
-        return [self._spans[i] for i in at]
+        offsets = self.spans()
+        return [offsets[i] for i in _positions(self.keys, key)]
 
     def phrase_spans(self, phrase: tuple[str, ...]) -> list[tuple[int, int]]:
         if not self.keyset.issuperset(phrase):
             return []
-        self._where()
-        offsets, last = self._spans, len(phrase) - 1
-        return [(offsets[i][0], offsets[i + last][1]) for i in self._phrase_starts(phrase)]
+        offsets, n, ks = self.spans(), len(phrase), self.keys
+        return [
+            (offsets[i][0], offsets[i + n - 1][1])
+            for i in _positions(self.keys, phrase[0])
+            if ks[i : i + n] == phrase
+        ]
 
     def prefix_spans(self, stem: str) -> tuple[list[tuple[int, int]], set[str]]:
         """Offsets of the words whose norm or key starts with ``stem``, and their keys."""
-        at_key = self._where()
-        if self._at_norm is None:
-            self._at_norm = {}
-            for i, (norm, key) in enumerate(zip(self.norms(), self.keys, strict=True)):
-                if norm != key:
-                    self._at_norm.setdefault(norm, []).append(i)
-        forms, at_norm = self.forms(), self._at_norm
-        found: set[int] = set()
+        forms, at = self.forms(), set()
         i = bisect_left(forms, stem)
         while i < len(forms) and forms[i].startswith(stem):
-            found.update(at_key.get(forms[i], ()))
-            found.update(at_norm.get(forms[i], ()))
+            at.update(_positions(self.keys, forms[i]))
+            at.update(_positions(self.norms(), forms[i]))
             i += 1
-        ordered = sorted(found)
-        return [self._spans[i] for i in ordered], {self.keys[i] for i in ordered}
+        offsets, ks = self.spans(), self.keys
+        return [offsets[i] for i in sorted(at)], {ks[i] for i in at}
+
+
+def _positions(items: tuple[str, ...], item: str) -> list[int]:
+    """Where ``item`` occurs in ``items``."""
+    found, i = [], -1
+    try:
+        while True:
+            i = items.index(item, i + 1)
+            found.append(i)
+    except ValueError:
+        return found
 
 
 _EMPTY = _FieldText(())
@@ -241,7 +230,10 @@ def _segments(parts: Iterable[str], separator: str) -> tuple[tuple[str, int], ..
 
 
 class PreparedDocument:
-    """A document tokenised once, to evaluate many queries against it (see :func:`prepare`)."""
+    """A document tokenised once, to evaluate many queries against it (see :func:`prepare`).
+
+    ``terms`` holds the document's index keys, plus ``t:key`` for its title words.
+    """
 
     __slots__ = ("abstract", "author", "document", "org", "sources", "terms", "title")
 
@@ -256,10 +248,11 @@ class PreparedDocument:
         self.sources = frozenset(s.casefold() for s in document.sources)
         terms = set(self.title.keyset)
         terms.update(self.abstract.keyset)
+        terms.update(["t:" + k for k in self.title.keyset])
         terms.update(["a:" + k for k in self.author.keyset if k])
         terms.update(["o:" + k for k in self.org.keyset if k])
         terms.update(["s:" + s for s in self.sources])
-        terms.discard(_GAP)
+        terms.difference_update((_GAP, "t:"))
         self.terms = terms
 
     def fields(self, scope: Scope | None) -> tuple[tuple[str, _FieldText], ...]:
@@ -297,36 +290,128 @@ def stats_from(documents: Iterable[Document | PreparedDocument]) -> DocumentStat
     return DocumentStats(total, df)
 
 
-def _holds(node: Node, d: PreparedDocument) -> bool:
-    """Whether ``d`` satisfies ``node``: the inner loop of matching."""
-    if isinstance(node, Word):
-        if node.scope is None:
-            return node.key in d.terms
-        return node.key in d.field(node.scope).keyset
-    # Plain loops: all()/any() over a generator cost more than the rest of the check.
+# Evaluation. A query compiles to a plan in which the words of each AND, OR or NOT group
+# become one set test against the document's keys, done at C speed.
+
+_KEY_TAGS: Mapping[str | None, str] = MappingProxyType(
+    {None: "", "title": "t:", "abstract": "", "author": "a:", "org": "o:"}
+)
+_FIELD_TAGS: Mapping[str | None, str] = MappingProxyType(
+    {None: "", "title": "", "abstract": "", "author": "a:", "org": "o:"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _AllOf:
+    keys: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _AnyOf:
+    keys: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _NoneOf:
+    keys: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Every:
+    terms: tuple[_Plan, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Either:
+    terms: tuple[_Plan, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Without:
+    term: _Plan
+
+
+_Plan = _AllOf | _AnyOf | _NoneOf | _Every | _Either | _Without | Word | Phrase | Prefix | Upvotes
+
+
+def _term_key(node: Word | Source) -> str:
+    """The key in ``PreparedDocument.terms`` of a word or source (for an abstract: anywhere)."""
+    return "s:" + node.id if isinstance(node, Source) else _KEY_TAGS[node.scope] + node.key
+
+
+def _set_key(node: Node) -> str | None:
+    """The key of a term that is exactly one membership test in ``PreparedDocument.terms``."""
+    if isinstance(node, Source) or (isinstance(node, Word) and node.scope != "abstract"):
+        return _term_key(node)
+    return None
+
+
+def _compile(node: Node, cost: Callable[[Node], float] | None = None) -> _Plan:
+    """The plan of ``node``; ``cost`` orders each AND's other terms, rarest first."""
     if isinstance(node, And):
-        for term in node.terms:  # noqa: SIM110
-            if not _holds(term, d):
+        wanted, unwanted, rest = set(), set(), []
+        for term in node.terms:
+            key = _set_key(term)
+            unkey = _set_key(term.term) if isinstance(term, Not) else None
+            if key is not None:
+                wanted.add(key)
+            elif unkey is not None:
+                unwanted.add(unkey)
+            else:
+                rest.append(term)
+        if cost is not None:
+            rest.sort(key=cost)
+        parts: list[_Plan] = [_AllOf(frozenset(wanted))] if wanted else []
+        parts += [_compile(t, cost) for t in rest]
+        parts += [_NoneOf(frozenset(unwanted))] if unwanted else []
+        return parts[0] if len(parts) == 1 else _Every(tuple(parts))
+    if isinstance(node, Or):
+        keys = {k for t in node.terms if (k := _set_key(t)) is not None}
+        alternatives: list[_Plan] = [_AnyOf(frozenset(keys))] if keys else []
+        alternatives += [_compile(t, cost) for t in node.terms if _set_key(t) is None]
+        return alternatives[0] if len(alternatives) == 1 else _Either(tuple(alternatives))
+    if isinstance(node, Not):
+        key = _set_key(node.term)
+        return _NoneOf(frozenset((key,))) if key is not None else _Without(_compile(node.term))
+    key = _set_key(node)
+    if key is not None:
+        return _AllOf(frozenset((key,)))
+    assert not isinstance(node, Source)
+    return node
+
+
+def _passes(plan: _Plan, d: PreparedDocument) -> bool:
+    """Whether ``d`` satisfies ``plan``: the inner loop of matching."""
+    if isinstance(plan, _AllOf):
+        return plan.keys <= d.terms
+    # Plain loops: all()/any() over a generator cost more than the rest of the check.
+    if isinstance(plan, _Every):
+        for term in plan.terms:  # noqa: SIM110
+            if not _passes(term, d):
                 return False
         return True
-    if isinstance(node, Or):
-        for term in node.terms:  # noqa: SIM110
-            if _holds(term, d):
+    if isinstance(plan, _AnyOf):
+        return not plan.keys.isdisjoint(d.terms)
+    if isinstance(plan, _NoneOf):
+        return plan.keys.isdisjoint(d.terms)
+    if isinstance(plan, _Either):
+        for term in plan.terms:  # noqa: SIM110
+            if _passes(term, d):
                 return True
         return False
-    if isinstance(node, Not):
-        return not _holds(node.term, d)
-    if isinstance(node, Phrase):
-        if node.scope is None:
-            return d.title.has_phrase(node.keys) or d.abstract.has_phrase(node.keys)
-        return d.field(node.scope).has_phrase(node.keys)
-    if isinstance(node, Prefix):
-        if node.scope is None:
-            return d.title.has_prefix(node.stem) or d.abstract.has_prefix(node.stem)
-        return d.field(node.scope).has_prefix(node.stem)
-    if isinstance(node, Source):
-        return node.id in d.sources
-    return _compare(d.document.upvotes, node)
+    if isinstance(plan, Phrase):
+        if plan.scope is None:
+            return d.title.has_phrase(plan.keys) or d.abstract.has_phrase(plan.keys)
+        return d.field(plan.scope).has_phrase(plan.keys)
+    if isinstance(plan, Prefix):
+        if plan.scope is None:
+            return d.title.has_prefix(plan.stem) or d.abstract.has_prefix(plan.stem)
+        return d.field(plan.scope).has_prefix(plan.stem)
+    if isinstance(plan, Word):
+        return plan.scope is not None and plan.key in d.field(plan.scope).keyset
+    if isinstance(plan, _Without):
+        return not _passes(plan.term, d)
+    return _compare(d.document.upvotes, plan)
 
 
 def _compare(upvotes: int, node: Upvotes) -> bool:
@@ -344,18 +429,51 @@ def _compare(upvotes: int, node: Upvotes) -> bool:
 
 def query_matches(query: Query, document: Document | PreparedDocument) -> bool:
     """Whether ``document`` matches ``query`` (no index, no score)."""
-    return _holds(query.root, prepare(document))
+    return _passes(_compile(query.root), prepare(document))
+
+
+# Scoring.
+
+
+class _Term:
+    """A positive query term as scoring sees it; the index shares equal terms of profiles.
+
+    ``probe`` is a key the document must hold for the term to hit anywhere (None: no
+    shortcut), so that most terms are dismissed with one set lookup.
+    """
+
+    __slots__ = ("label", "node", "probe")
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.label = _label(node)
+        self.probe: str | None = None
+        if isinstance(node, Word | Source):
+            self.probe = _term_key(node)
+        elif isinstance(node, Phrase):
+            self.probe = _KEY_TAGS[node.scope] + node.keys[0]
+
+
+def _label(term: Node) -> str:
+    """The term as the query wrote it."""
+    if isinstance(term, Word | Phrase | Prefix | Source) and term.label:
+        return term.label
+    return str(Query(term))
 
 
 def _positive_terms(node: Node) -> list[Node]:
-    """The terms of ``node`` that are not under a NOT, in query order."""
+    """The terms of ``node`` that are not under a NOT, in query order, once each."""
     if isinstance(node, And | Or):
-        return [leaf for term in node.terms for leaf in _positive_terms(term)]
+        found = [leaf for term in node.terms for leaf in _positive_terms(term)]
+        return list({(t, _label(t)): t for t in found}.values())
     return [] if isinstance(node, Not) else [node]
 
 
+_NO_HIT: tuple[float, tuple[Reason, ...]] = (0.0, ())
+
+
 class _Scorer:
-    """Scores matches and gives their reasons; remembers each term's result per document."""
+    """Scores matches and gives their reasons, remembering each term's result per document."""
 
     def __init__(
         self, stats: DocumentStats | None, weights: Mapping[str, float], upvote_boost: float
@@ -365,7 +483,7 @@ class _Scorer:
         self.upvote_boost = upvote_boost
         self._idf: dict[str, float] = {}
         self._document: PreparedDocument | None = None
-        self._known: dict[int, tuple[float, tuple[Reason, ...]]] = {}
+        self._known: dict[_Term, tuple[float, tuple[Reason, ...]]] = {}
 
     def idf(self, key: str) -> float:
         if self.stats is None:
@@ -376,18 +494,19 @@ class _Scorer:
             known = self._idf[key] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
         return known
 
-    def match(self, profile_id: int, terms: tuple[Node, ...], d: PreparedDocument) -> Match:
+    def match(self, profile_id: int, terms: tuple[_Term, ...], d: PreparedDocument) -> Match:
         """The match of ``d`` for a query whose positive terms are ``terms``."""
         if d is not self._document:
-            # Terms are keyed by identity: the index shares equal terms between profiles.
             self._document, self._known = d, {}
-        known = self._known
+        known, held = self._known, d.terms
         score = 0.0
         reasons: list[Reason] = []
         for term in terms:
-            found = known.get(id(term))
+            if term.probe is not None and term.probe not in held:
+                continue
+            found = known.get(term)
             if found is None:
-                found = known[id(term)] = self._explain(term, d)
+                found = known[term] = self._explain(term, d)
             if found[1]:
                 score += found[0]
                 reasons += found[1]
@@ -396,47 +515,42 @@ class _Scorer:
             score += self.upvote_boost * math.log1p(upvotes)
         return Match(profile_id, d.document.id, score, tuple(reasons))
 
-    def _explain(self, term: Node, d: PreparedDocument) -> tuple[float, tuple[Reason, ...]]:
-        """The score and the reasons that one positive term contributes."""
-        label = _label(term)
+    def _explain(self, term: _Term, d: PreparedDocument) -> tuple[float, tuple[Reason, ...]]:
+        """The score and the reasons that one positive term contributes to ``d``."""
+        node = term.node
         hits: list[tuple[str, list[tuple[int, int]], float]] = []
-        if isinstance(term, Word):
-            idf = self.idf(_TAGS[term.scope] + term.key)
-            for name, f in d.fields(term.scope):
-                if term.key in f.keyset:
-                    hits.append((name, f.word_spans(term.key), idf))
-        elif isinstance(term, Phrase):
-            tag = _TAGS[term.scope]
-            idf = sum(self.idf(tag + k) for k in term.keys)
-            for name, f in d.fields(term.scope):
-                hits.append((name, f.phrase_spans(term.keys), idf))
-        elif isinstance(term, Prefix):
-            for name, f in d.fields(term.scope):
-                if f.has_prefix(term.stem):
-                    found, matched = f.prefix_spans(term.stem)
-                    idf = max(self.idf(_TAGS[term.scope] + k) for k in matched)
+        if isinstance(node, Word):
+            idf = self.idf(_FIELD_TAGS[node.scope] + node.key)
+            for name, f in d.fields(node.scope):
+                if node.key in f.keyset:
+                    hits.append((name, f.word_spans(node.key), idf))
+        elif isinstance(node, Phrase):
+            tag = _FIELD_TAGS[node.scope]
+            idf = sum(self.idf(tag + k) for k in node.keys)
+            for name, f in d.fields(node.scope):
+                hits.append((name, f.phrase_spans(node.keys), idf))
+        elif isinstance(node, Prefix):
+            for name, f in d.fields(node.scope):
+                if f.has_prefix(node.stem):
+                    found, matched = f.prefix_spans(node.stem)
+                    idf = max(self.idf(_FIELD_TAGS[node.scope] + k) for k in matched)
                     hits.append((name, found, idf))
-        elif isinstance(term, Source):
-            if term.id in d.sources:
+        elif isinstance(node, Source):
+            if node.id in d.sources:
                 hits.append(
-                    ("source", _source_spans(d.document, term.id), self.idf("s:" + term.id))
+                    ("source", _source_spans(d.document, node.id), self.idf("s:" + node.id))
                 )
-        elif isinstance(term, Upvotes) and _compare(d.document.upvotes, term):
+        elif isinstance(node, Upvotes) and _compare(d.document.upvotes, node):
             hits.append(("upvotes", [(0, len(str(d.document.upvotes)))], 0.0))
+        if not hits:
+            return _NO_HIT
         score = 0.0
         reasons = []
         for name, found, idf in hits:
             if found:
                 score += self.weights.get(name, 1.0) * idf * (1.0 + math.log(len(found)))
-                reasons.append(Reason(label, name, tuple(found)))
+                reasons.append(Reason(term.label, name, tuple(found)))
         return score, tuple(reasons)
-
-
-def _label(term: Node) -> str:
-    """The term as the query wrote it."""
-    if isinstance(term, Word | Phrase | Prefix | Source) and term.label:
-        return term.label
-    return str(Query(term))
 
 
 def _source_spans(document: Document, source_id: str) -> list[tuple[int, int]]:
@@ -464,19 +578,23 @@ def match_query(
 ) -> list[Match]:
     """The documents matching one query, best first (a preview: no index needed)."""
     scorer = _Scorer(stats, weights, upvote_boost)
-    terms = tuple(dict.fromkeys(_positive_terms(query.root)))
+    plan = _compile(query.root)
+    terms = tuple(_Term(t) for t in _positive_terms(query.root))
     found = []
     for document in documents:
         d = prepare(document)
-        if _holds(query.root, d):
+        if _passes(plan, d):
             found.append(scorer.match(profile_id, terms, d))
     return _best_first(found)
 
 
+# The index.
+
 _UNANCHORED = math.inf
 # Two adjacent words are much rarer than the rarer of the two: a rough, safe guess.
 _PAIR_RARITY = 0.25
-_FIELD_TAGS = ("", "a:", "o:")
+# A wildcard is filed under its first letters, at most this many.
+_BUCKET = 4
 
 
 class _Planner:
@@ -509,25 +627,22 @@ class _Planner:
     def anchors(self, node: Node) -> tuple[float, list[str]]:
         """The cheapest index entries one of which every match of ``node`` contains.
 
-        Entries are keys; ``tag+key key`` for two adjacent words of a phrase; or ``*`` + a
-        prefix bucket (tag + first 3 letters) for a wildcard.
+        Entries are keys; ``tag+key key`` for two adjacent words of a phrase; or ``*`` + tag +
+        a wildcard's first letters.
         """
-        if isinstance(node, Word):
-            key = _TAGS[node.scope] + node.key
+        if isinstance(node, Word | Source):
+            key = _term_key(node)
             return self.word_cost(key), [key]
         if isinstance(node, Phrase):
-            tag, ks = _TAGS[node.scope], node.keys
+            tag, ks = _FIELD_TAGS[node.scope], node.keys
             cost, pair = min(
                 (min(self.word_cost(tag + a), self.word_cost(tag + b)), f"{tag}{a} {b}")
                 for a, b in pairwise(ks)
             )
             return cost * _PAIR_RARITY, [pair]
         if isinstance(node, Prefix):
-            tag = _TAGS[node.scope]
-            return self.prefix_cost(tag + node.stem), ["*" + tag + node.stem[:3]]
-        if isinstance(node, Source):
-            key = "s:" + node.id
-            return (self.word_cost(key) if self.stats else 1000.0), [key]
+            tag = _FIELD_TAGS[node.scope]
+            return self.prefix_cost(tag + node.stem), ["*" + tag + node.stem[:_BUCKET]]
         if isinstance(node, And):
             return min((self.anchors(t) for t in node.terms), key=_cost)
         if isinstance(node, Or):
@@ -540,24 +655,14 @@ class _Planner:
         return _UNANCHORED, []
 
     def levels(self, root: Node) -> tuple[list[str], list[str]]:
-        """Two sets of entries a match contains one of each: from the two rarest AND parts."""
+        """Two sets of entries a match holds one of each of: the two rarest parts of an AND."""
         if isinstance(root, And):
             parts = sorted((self.anchors(t) for t in root.terms), key=_cost)
-            parts = [p for p in parts if p[0] != _UNANCHORED] or parts
-            if len(parts) > 1:
+            if len(parts) > 1 and parts[1][0] != _UNANCHORED:
                 return parts[0][1], parts[1][1]
             return parts[0][1], parts[0][1]
         entries = self.anchors(root)[1]
         return entries, entries
-
-    def plan(self, node: Node) -> Node:
-        """``node`` with each AND's rarest terms first, so that evaluation fails fast."""
-        if isinstance(node, And):
-            ordered = sorted((self.plan(t) for t in node.terms), key=self.cost)
-            return And(tuple(ordered))
-        if isinstance(node, Or):
-            return Or(tuple(self.plan(t) for t in node.terms))
-        return node
 
     def cost(self, node: Node) -> float:
         return self.anchors(node)[0]
@@ -567,35 +672,14 @@ def _cost(anchors: tuple[float, list[str]]) -> float:
     return anchors[0]
 
 
-def _required(node: Node) -> frozenset[str]:
-    """Index keys that every document matching ``node`` contains."""
-    if isinstance(node, Word):
-        return frozenset((_TAGS[node.scope] + node.key,))
-    if isinstance(node, Phrase):
-        return frozenset(_TAGS[node.scope] + k for k in node.keys)
-    if isinstance(node, Source):
-        return frozenset(("s:" + node.id,))
-    if isinstance(node, And):
-        return frozenset().union(*(_required(t) for t in node.terms))
-    if isinstance(node, Or):
-        return frozenset.intersection(*(_required(t) for t in node.terms))
-    return frozenset()
-
-
 @dataclass(slots=True, eq=False)
 class _Profile:
-    """A profile as the index holds it.
-
-    ``plan`` is the query reordered for fast evaluation; ``required`` holds keys every match
-    contains (a subset test rejects most candidates at C speed); ``terms`` are its positive
-    terms, shared with equal terms of other profiles; ``first`` and ``second`` its entries.
-    """
+    """A profile as the index holds it: its plan, positive terms and index entries."""
 
     id: int
     query: Query
-    plan: Node
-    required: frozenset[str]
-    terms: tuple[Node, ...]
+    plan: _Plan
+    terms: tuple[_Term, ...]
     first: tuple[str, ...]
     second: tuple[str, ...]
 
@@ -628,12 +712,12 @@ class ProfileIndex:
         self.upvote_boost = upvote_boost
         self._planner = _Planner(stats)
         self._profiles: dict[int, _Profile] = {}
-        self._by_key: dict[str, _Posting] = {}  # keys and adjacent-word pairs
-        self._by_prefix: dict[str, _Posting] = {}  # tag + a wildcard's first 3 letters
-        self._short_prefixes = 0  # entries for 2-letter wildcards
+        self._by_key: dict[str, _Posting] = {}  # keys, and pairs of adjacent words
+        self._by_prefix: dict[str, _Posting] = {}  # tag + a wildcard's first letters
+        self._bucket_sizes: dict[int, int] = {}  # length of a wildcard bucket -> entries
         # The first words of the pair entries, per field tag, counted: what a paper looks up.
-        self._pair_heads: dict[str, dict[str, int]] = {tag: {} for tag in _FIELD_TAGS}
-        self._shared: dict[tuple[Node, str], list[Any]] = {}  # term -> [term, users]
+        self._pair_heads: dict[str, dict[str, int]] = {"": {}, "a:": {}, "o:": {}}
+        self._terms: dict[tuple[Node, str], tuple[_Term, list[int]]] = {}  # shared, counted
         pairs = profiles.items() if isinstance(profiles, Mapping) else profiles
         for profile_id, query in pairs:
             self.add(profile_id, query)
@@ -659,9 +743,8 @@ class ProfileIndex:
         profile = _Profile(
             id=profile_id,
             query=query,
-            plan=planner.plan(query.root),
-            required=_required(query.root),
-            terms=tuple(self._share(t) for t in dict.fromkeys(_positive_terms(query.root))),
+            plan=_compile(query.root, planner.cost),
+            terms=tuple(self._share(t) for t in _positive_terms(query.root)),
             first=tuple(dict.fromkeys(first)),
             second=tuple(dict.fromkeys(second)),
         )
@@ -683,10 +766,11 @@ class ProfileIndex:
             if not posting.first and not posting.second:
                 self._drop(entry)
         for term in profile.terms:
-            shared = self._shared[(term, _label(term))]
-            shared[1] -= 1
-            if not shared[1]:
-                del self._shared[(term, _label(term))]
+            key = (term.node, term.label)
+            users = self._terms[key][1]
+            users[0] -= 1
+            if not users[0]:
+                del self._terms[key]
 
     def replace(self, profile_id: int, query: Query) -> None:
         """Index ``query`` for the profile, replacing its previous query if any."""
@@ -694,20 +778,24 @@ class ProfileIndex:
             self.remove(profile_id)
         self.add(profile_id, query)
 
-    def _share(self, term: Node) -> Node:
-        """The one instance of ``term`` (with its label) that all profiles use."""
-        shared = self._shared.setdefault((term, _label(term)), [term, 0])
-        shared[1] += 1
-        return shared[0]  # type: ignore[no-any-return]
+    def _share(self, node: Node) -> _Term:
+        """The one ``_Term`` for ``node`` (and its label) that all profiles use."""
+        key = (node, _label(node))
+        shared = self._terms.get(key)
+        if shared is None:
+            shared = self._terms[key] = (_Term(node), [0])
+        shared[1][0] += 1
+        return shared[0]
 
     def _posting(self, entry: str) -> _Posting:
-        """The posting of ``entry``, created (and registered for lookups) if new."""
+        """The posting of ``entry``, created (and made findable) if new."""
         table, key = (self._by_prefix, entry[1:]) if entry[0] == "*" else (self._by_key, entry)
         posting = table.get(key)
         if posting is None:
             posting = table[key] = _Posting(set(), set())
             if table is self._by_prefix:
-                self._short_prefixes += len(_split_tag(key)[1]) < 3
+                size = len(_split_tag(key)[1])
+                self._bucket_sizes[size] = self._bucket_sizes.get(size, 0) + 1
             elif " " in key:
                 tag, head = _split_tag(key.partition(" ")[0])
                 self._pair_heads[tag][head] = self._pair_heads[tag].get(head, 0) + 1
@@ -716,7 +804,10 @@ class ProfileIndex:
     def _drop(self, entry: str) -> None:
         if entry[0] == "*":
             del self._by_prefix[entry[1:]]
-            self._short_prefixes -= len(_split_tag(entry[1:])[1]) < 3
+            size = len(_split_tag(entry[1:])[1])
+            self._bucket_sizes[size] -= 1
+            if not self._bucket_sizes[size]:
+                del self._bucket_sizes[size]
             return
         del self._by_key[entry]
         if " " in entry:
@@ -746,27 +837,20 @@ class ProfileIndex:
                     if posting is not None:
                         hits.append(posting)
         if self._by_prefix:
-            by_prefix, short = self._by_prefix.get, self._short_prefixes
-            for tag, f in tagged:
-                if f is _EMPTY:
-                    continue
-                for form in f.forms():
-                    posting = by_prefix(tag + form[:3])
-                    if posting is not None:
-                        hits.append(posting)
-                    if short and len(form) > 2:
-                        posting = by_prefix(tag + form[:2])
-                        if posting is not None:
-                            hits.append(posting)
+            in_bucket = self._by_prefix.get
+            text_forms = d.title.keyset.union(
+                d.title.norms(), d.abstract.keyset, d.abstract.norms()
+            )
+            for tag, forms in (("", text_forms), ("a:", d.author.forms()), ("o:", d.org.forms())):
+                for size in self._bucket_sizes:
+                    probes = {tag + f[:size] for f in forms if len(f) >= size}
+                    hits += [p for p in map(in_bucket, probes) if p is not None]
         first: set[_Profile] = set()
+        second: set[_Profile] = set()
         for posting in hits:
             first.update(posting.first)
-        found: set[_Profile] = set()
-        if first:
-            for posting in hits:
-                if posting.second:
-                    found |= first.intersection(posting.second)
-        return found
+            second.update(posting.second)
+        return first & second
 
     def match(
         self,
@@ -782,9 +866,8 @@ class ProfileIndex:
         found = []
         for document in documents:
             d = prepare(document)
-            terms = d.terms
             for profile in self._candidates(d):
-                if profile.required <= terms and _holds(profile.plan, d):
+                if _passes(profile.plan, d):
                     found.append(scorer.match(profile.id, profile.terms, d))
         return _best_first(found)
 

@@ -20,12 +20,14 @@ __all__ = [
     "Token",
     "fold_plural",
     "keys",
+    "keys_of",
     "normalise",
-    "norms",
+    "norms_of",
     "scan",
     "spans",
     "tokens",
     "word_forms",
+    "words",
 ]
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -115,20 +117,22 @@ def normalise(word: str) -> str:
 
 _FORMS: dict[str, tuple[str, str]] = {}
 _KEYS: dict[str, str] = {}
+_NORMS: dict[str, str] = {}
 _FORMS_LIMIT = 200_000
 
 
-def word_forms(raw: str) -> tuple[str, str]:
+def word_forms(word: str) -> tuple[str, str]:
     """``(norm, key)`` of one word as written (a run of word characters); memoised."""
-    forms = _FORMS.get(raw)
+    forms = _FORMS.get(word)
     if forms is None:
         if len(_FORMS) >= _FORMS_LIMIT:
             _FORMS.clear()
             _KEYS.clear()
-        norm = normalise(raw)
+            _NORMS.clear()
+        norm = normalise(word)
         forms = (norm, fold_plural(norm))
-        _FORMS[raw] = forms
-        _KEYS[raw] = forms[1]
+        _FORMS[word] = forms
+        _NORMS[word], _KEYS[word] = forms
     return forms
 
 
@@ -142,24 +146,31 @@ def _drop_latex(text: str) -> str:
     )
 
 
-def _raw_words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
+    """The words of ``text`` as written, in order (LaTeX commands dropped)."""
     source = _drop_latex(text)
     return (_ASCII_WORD if source.isascii() else _WORD).findall(source)
 
 
-def keys(text: str) -> list[str]:
-    """The keys of the words of ``text``, in order: the fast path for indexing papers."""
+def keys_of(written: list[str]) -> list[str]:
+    """The keys of words as :func:`words` gives them: the fast path for indexing papers."""
     known = _KEYS.get
-    return [known(raw) or word_forms(raw)[1] for raw in _raw_words(text)]
+    return [known(word) or word_forms(word)[1] for word in written]
 
 
-def norms(text: str) -> list[str]:
-    """The norms of the words of ``text``, in order (aligned with :func:`keys`)."""
-    return [word_forms(raw)[0] for raw in _raw_words(text)]
+def norms_of(written: list[str]) -> list[str]:
+    """The norms of words as :func:`words` gives them."""
+    known = _NORMS.get
+    return [known(word) or word_forms(word)[0] for word in written]
+
+
+def keys(text: str) -> list[str]:
+    """The keys of the words of ``text``, in order."""
+    return keys_of(words(text))
 
 
 def spans(text: str) -> list[tuple[int, int]]:
-    """The offsets of the words of ``text``, in order (aligned with :func:`keys`)."""
+    """The offsets of the words of ``text``, in order (aligned with :func:`words`)."""
     source = _drop_latex(text)
     return [m.span() for m in (_ASCII_WORD if source.isascii() else _WORD).finditer(source)]
 

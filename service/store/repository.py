@@ -181,6 +181,7 @@ class Store:
         search: str | None = None,
         source_id: str | None = None,
         limit: int | None = None,
+        ids: Sequence[int] | None = None,
     ) -> list[Paper]:
         """Stored papers, newest first; ``search`` is a case-insensitive substring of the title
         or abstract."""
@@ -205,6 +206,29 @@ class Store:
             )
         if limit is not None:
             query = query.limit(limit)
+        with self.engine.connect() as db:
+            if ids is not None:
+                rows: list[Any] = []
+                for chunk in _chunks(sorted(set(ids))):
+                    rows.extend(db.execute(query.where(papers.c.id.in_(chunk))).all())
+            else:
+                rows = list(db.execute(query).all())
+            keys = _keys_of(db, [row.id for row in rows])
+            where = _sources_of(db, [row.id for row in rows])
+        return [_paper(row, keys.get(row.id, ""), where.get(row.id, ())) for row in rows]
+
+    def all_papers(self, batch: int = 2000) -> Iterator[Paper]:
+        """Every stored paper, in id order, read in batches."""
+        last = 0
+        while True:
+            found = self.papers_after(last, batch)
+            if not found:
+                return
+            yield from found
+            last = found[-1].id
+
+    def papers_after(self, last_id: int, limit: int) -> list[Paper]:
+        query = sa.select(papers).where(papers.c.id > last_id).order_by(papers.c.id).limit(limit)
         with self.engine.connect() as db:
             rows = db.execute(query).all()
             keys = _keys_of(db, [row.id for row in rows])

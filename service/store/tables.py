@@ -136,3 +136,49 @@ events = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False, index=True),
     sa.Column("changes", sa.JSON),
 )
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("schedule", sa.String(32), nullable=False),  # "daily 07:30", "weekly mon 07:30"
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("declared", sa.Boolean, nullable=False),  # managed by the profiles file
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+profiles = sa.Table(
+    "profiles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("query", sa.Text, nullable=False),
+    sa.Column("min_upvotes", sa.Integer, nullable=False),
+    sa.Column("max_items", sa.Integer, nullable=False),
+    sa.Column("alert_threshold", sa.Float),
+    sa.Column("send_when_empty", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("subscriber_id", "name"),
+)
+
+matches = sa.Table(
+    "matches",
+    metadata,
+    sa.Column(
+        "profile_id", sa.Integer, sa.ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("paper_id", sa.Integer, sa.ForeignKey("papers.id"), primary_key=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),
+    sa.Column("matched_at", UTCDateTime, nullable=False, index=True),
+)

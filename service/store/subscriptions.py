@@ -1,0 +1,201 @@
+"""Subscribers, their profiles and the matches found for them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from service.model import Profile, ProfileSpec, Schedule, Subscriber, SubscriberStatus
+from service.store.tables import matches, profiles, subscribers
+
+
+class Subscriptions:
+    """Reads and writes of subscribers and profiles; each call is one transaction."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # -- subscribers ----------------------------------------------------------------------------
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(subscribers).where(subscribers.c.email == email)).first()
+        return _subscriber(row) if row is not None else None
+
+    def subscribers(self) -> list[Subscriber]:
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(subscribers).order_by(subscribers.c.email)).all()
+        return [_subscriber(row) for row in rows]
+
+    def save_subscriber(
+        self, email: str, timezone: str, schedule: str, now: datetime, *, declared: bool = False
+    ) -> Subscriber:
+        """Create or update a subscriber by email."""
+        values = {"timezone": timezone, "schedule": schedule, "updated_at": now}
+        with self.engine.begin() as db:
+            found = db.execute(
+                sa.select(subscribers.c.id).where(subscribers.c.email == email)
+            ).scalar_one_or_none()
+            if found is None:
+                db.execute(
+                    subscribers.insert().values(
+                        email=email,
+                        status=SubscriberStatus.ACTIVE.value,
+                        declared=declared,
+                        created_at=now,
+                        **values,
+                    )
+                )
+            else:
+                db.execute(
+                    subscribers.update()
+                    .where(subscribers.c.id == found)
+                    .values(declared=declared, **values)
+                )
+        saved = self.subscriber(email)
+        assert saved is not None
+        return saved
+
+    def remove_subscriber(self, email: str) -> bool:
+        with self.engine.begin() as db:
+            found = db.execute(
+                sa.select(subscribers.c.id).where(subscribers.c.email == email)
+            ).scalar_one_or_none()
+            if found is None:
+                return False
+            _delete_profiles(db, [found])
+            db.execute(subscribers.delete().where(subscribers.c.id == found))
+        return True
+
+    # -- profiles -------------------------------------------------------------------------------
+
+    def profiles(self, subscriber_id: int | None = None) -> list[Profile]:
+        query = sa.select(profiles).order_by(profiles.c.subscriber_id, profiles.c.name)
+        if subscriber_id is not None:
+            query = query.where(profiles.c.subscriber_id == subscriber_id)
+        with self.engine.connect() as db:
+            return [_profile(row) for row in db.execute(query)]
+
+    def profile(self, profile_id: int) -> Profile | None:
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(profiles).where(profiles.c.id == profile_id)).first()
+        return _profile(row) if row is not None else None
+
+    def find_profiles(self, name: str) -> list[tuple[Subscriber, Profile]]:
+        """Profiles called ``name``, with their subscribers."""
+        query = (
+            sa.select(profiles, subscribers.c.email)
+            .join(subscribers, subscribers.c.id == profiles.c.subscriber_id)
+            .where(profiles.c.name == name)
+        )
+        with self.engine.connect() as db:
+            rows = db.execute(query).all()
+        result = []
+        for row in rows:
+            owner = self.subscriber(row.email)
+            assert owner is not None
+            result.append((owner, _profile(row)))
+        return result
+
+    def save_profile(self, subscriber_id: int, spec: ProfileSpec, now: datetime) -> Profile:
+        """Create or update a subscriber's profile by name."""
+        values = {
+            "query": spec.query,
+            "min_upvotes": spec.min_upvotes,
+            "max_items": spec.max_items,
+            "alert_threshold": spec.alert_threshold,
+            "send_when_empty": spec.send_when_empty,
+            "updated_at": now,
+        }
+        mine = sa.and_(profiles.c.subscriber_id == subscriber_id, profiles.c.name == spec.name)
+        with self.engine.begin() as db:
+            found = db.execute(sa.select(profiles.c.id).where(mine)).scalar_one_or_none()
+            if found is None:
+                db.execute(
+                    profiles.insert().values(
+                        subscriber_id=subscriber_id, name=spec.name, created_at=now, **values
+                    )
+                )
+            else:
+                old = db.execute(sa.select(profiles.c.query).where(profiles.c.id == found))
+                if old.scalar_one() != spec.query:
+                    db.execute(matches.delete().where(matches.c.profile_id == found))
+                db.execute(profiles.update().where(profiles.c.id == found).values(**values))
+            row = db.execute(sa.select(profiles).where(mine)).one()
+        return _profile(row)
+
+    def remove_profile(self, subscriber_id: int, name: str) -> int | None:
+        """Remove a profile and its matches; its id, or None when there was none."""
+        with self.engine.begin() as db:
+            found = db.execute(
+                sa.select(profiles.c.id).where(
+                    profiles.c.subscriber_id == subscriber_id, profiles.c.name == name
+                )
+            ).scalar_one_or_none()
+            if found is not None:
+                db.execute(matches.delete().where(matches.c.profile_id == found))
+                db.execute(profiles.delete().where(profiles.c.id == found))
+        return found
+
+    # -- matches --------------------------------------------------------------------------------
+
+    def save_matches(self, found: Iterable[tuple[int, int, float, Any]], now: datetime) -> int:
+        """Record (profile id, paper id, score, reasons as JSON-able); newer replace older."""
+        rows = [
+            {"profile_id": p, "paper_id": d, "score": s, "reasons": r, "matched_at": now}
+            for p, d, s, r in found
+        ]
+        if not rows:
+            return 0
+        with self.engine.begin() as db:
+            pairs = sa.tuple_(matches.c.profile_id, matches.c.paper_id)
+            keys = [(row["profile_id"], row["paper_id"]) for row in rows]
+            for start in range(0, len(keys), 500):
+                db.execute(matches.delete().where(pairs.in_(keys[start : start + 500])))
+            db.execute(matches.insert(), rows)
+        return len(rows)
+
+    def matches(self, profile_id: int) -> list[tuple[int, float, Any]]:
+        """(paper id, score, reasons) of a profile, best first."""
+        query = (
+            sa.select(matches.c.paper_id, matches.c.score, matches.c.reasons)
+            .where(matches.c.profile_id == profile_id)
+            .order_by(matches.c.score.desc(), matches.c.paper_id)
+        )
+        with self.engine.connect() as db:
+            return [(row.paper_id, row.score, row.reasons) for row in db.execute(query)]
+
+
+def _delete_profiles(db: sa.Connection, subscriber_ids: Sequence[int]) -> None:
+    ids = sa.select(profiles.c.id).where(profiles.c.subscriber_id.in_(subscriber_ids))
+    db.execute(matches.delete().where(matches.c.profile_id.in_(ids)))
+    db.execute(profiles.delete().where(profiles.c.subscriber_id.in_(subscriber_ids)))
+
+
+def _subscriber(row: Any) -> Subscriber:
+    return Subscriber(
+        id=row.id,
+        email=row.email,
+        timezone=row.timezone,
+        schedule=Schedule.parse(row.schedule),
+        status=SubscriberStatus(row.status),
+        declared=bool(row.declared),
+    )
+
+
+def _profile(row: Any) -> Profile:
+    return Profile(
+        id=row.id,
+        subscriber_id=row.subscriber_id,
+        spec=ProfileSpec(
+            name=row.name,
+            query=row.query,
+            min_upvotes=row.min_upvotes,
+            max_items=row.max_items,
+            alert_threshold=row.alert_threshold,
+            send_when_empty=bool(row.send_when_empty),
+        ),
+    )

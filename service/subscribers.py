@@ -1,0 +1,214 @@
+"""Subscribers and their profiles as users declare them: validation and the profiles file.
+
+Pure: text in, values out. The profiles file (``config/profiles.toml``) lists subscribers, each
+with an email, a time zone, a schedule and profiles::
+
+    [[subscribers]]
+    email = "jane@example.org"
+    timezone = "Europe/Berlin"
+    schedule = "daily 07:30"          # or "weekly mon 07:30", or "instant"
+
+    [[subscribers.profiles]]
+    name = "KV cache"
+    query = '"kv cache" OR quantiz*'
+    min_upvotes = 0
+    max_items = 20
+    alert_threshold = 8.0             # optional
+    send_when_empty = false
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tomli_w
+from email_validator import EmailNotValidError, validate_email
+
+from service.errors import InvalidValue
+from service.model import ProfileSpec, Schedule
+
+PROFILE_FIELDS = frozenset(
+    {"name", "query", "min_upvotes", "max_items", "alert_threshold", "send_when_empty"}
+)
+SUBSCRIBER_FIELDS = frozenset({"email", "timezone", "schedule", "profiles"})
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """A subscriber with its profiles, as a file or an import declares it."""
+
+    email: str
+    timezone: str
+    schedule: Schedule
+    profiles: tuple[ProfileSpec, ...] = ()
+
+
+def check_email(text: str, where: str | None = None) -> str:
+    """The address, normalised (domain lower-cased); ``InvalidValue`` when it is not one."""
+    try:
+        return validate_email(text.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidValue(str(exc), field="email", value=text, where=where) from None
+
+
+def check_timezone(name: str, where: str | None = None) -> str:
+    """An IANA time zone name such as ``Europe/Berlin``."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidValue(
+            "not an IANA time zone name such as 'Europe/Berlin' or 'UTC'",
+            field="timezone",
+            value=name,
+            where=where,
+        ) from None
+    return name
+
+
+def parse_schedule(text: str, where: str | None = None) -> Schedule:
+    """``daily HH:MM``, ``weekly DAY HH:MM`` (mon..sun) or ``instant``."""
+    try:
+        return Schedule.parse(text)
+    except ValueError as exc:
+        raise InvalidValue(str(exc), field="schedule", value=text, where=where) from None
+
+
+def check_profile(spec: ProfileSpec, where: str | None = None) -> ProfileSpec:
+    """Check a profile's numbers and name (its query is checked by the matcher)."""
+    if not spec.name.strip() or len(spec.name) > 100:
+        raise InvalidValue(
+            "expected 1 to 100 characters", field="name", value=spec.name, where=where
+        )
+    if spec.min_upvotes < 0:
+        raise InvalidValue(
+            "expected 0 or more", field="min_upvotes", value=spec.min_upvotes, where=where
+        )
+    if not 1 <= spec.max_items <= 1000:
+        raise InvalidValue(
+            "expected 1 to 1000", field="max_items", value=spec.max_items, where=where
+        )
+    if spec.alert_threshold is not None and spec.alert_threshold <= 0:
+        raise InvalidValue(
+            "expected a score above 0",
+            field="alert_threshold",
+            value=spec.alert_threshold,
+            where=where,
+        )
+    return spec
+
+
+def read_profiles(text: str, origin: str) -> list[Declared]:
+    """Parse a profiles file; ``InvalidValue`` names the subscriber and field at fault."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidValue(str(exc), field="file", value=origin) from None
+    unknown = set(data) - {"subscribers"}
+    if unknown:
+        raise InvalidValue(
+            "expected only [[subscribers]] tables",
+            field="key",
+            value=sorted(unknown)[0],
+            where=origin,
+        )
+    result: list[Declared] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(data.get("subscribers", [])):
+        where = f"{origin}: subscribers[{index}]"
+        result.append(_declared(entry, where))
+        if result[-1].email in seen:
+            raise InvalidValue("declared twice", field="email", value=result[-1].email, where=where)
+        seen.add(result[-1].email)
+    return result
+
+
+def _declared(entry: Mapping[str, Any], where: str) -> Declared:
+    extra = set(entry) - SUBSCRIBER_FIELDS
+    if extra:
+        raise InvalidValue(
+            f"unknown field; expected {', '.join(sorted(SUBSCRIBER_FIELDS))}",
+            field=sorted(extra)[0],
+            value=entry[sorted(extra)[0]],
+            where=where,
+        )
+    for name in ("email", "timezone", "schedule"):
+        if not isinstance(entry.get(name), str):
+            raise InvalidValue("expected a string", field=name, value=entry.get(name), where=where)
+    profiles = []
+    names: set[str] = set()
+    for number, raw in enumerate(entry.get("profiles", [])):
+        spec = profile_from(raw, f"{where}.profiles[{number}]")
+        if spec.name in names:
+            raise InvalidValue("declared twice", field="name", value=spec.name, where=where)
+        names.add(spec.name)
+        profiles.append(spec)
+    return Declared(
+        email=check_email(entry["email"], where),
+        timezone=check_timezone(entry["timezone"], where),
+        schedule=parse_schedule(entry["schedule"], where),
+        profiles=tuple(profiles),
+    )
+
+
+def profile_from(raw: Mapping[str, Any], where: str) -> ProfileSpec:
+    """A profile from a mapping of its fields, types checked."""
+    extra = set(raw) - PROFILE_FIELDS
+    if extra:
+        field = sorted(extra)[0]
+        raise InvalidValue(
+            f"unknown field; expected {', '.join(sorted(PROFILE_FIELDS))}",
+            field=field,
+            value=raw[field],
+            where=where,
+        )
+    kinds: dict[str, tuple[type, ...]] = {
+        "name": (str,),
+        "query": (str,),
+        "min_upvotes": (int,),
+        "max_items": (int,),
+        "alert_threshold": (int, float),
+        "send_when_empty": (bool,),
+    }
+    for field in ("name", "query"):
+        if field not in raw:
+            raise InvalidValue("is required", field=field, value=None, where=where)
+    for field, value in raw.items():
+        wrong = isinstance(value, bool) and bool not in kinds[field]
+        if wrong or not isinstance(value, kinds[field]):
+            expected = " or ".join(k.__name__ for k in kinds[field])
+            raise InvalidValue(f"expected {expected}", field=field, value=value, where=where)
+    values = dict(raw)
+    if "alert_threshold" in values:
+        values["alert_threshold"] = float(values["alert_threshold"])
+    return check_profile(ProfileSpec(**values), where)
+
+
+def write_profiles(declared: Iterable[Declared]) -> str:
+    """The profiles file for ``declared``: what ``read_profiles`` reads back the same."""
+    subscribers = []
+    for item in declared:
+        profiles = []
+        for spec in item.profiles:
+            profile: dict[str, Any] = {
+                "name": spec.name,
+                "query": spec.query,
+                "min_upvotes": spec.min_upvotes,
+                "max_items": spec.max_items,
+                "send_when_empty": spec.send_when_empty,
+            }
+            if spec.alert_threshold is not None:
+                profile["alert_threshold"] = spec.alert_threshold
+            profiles.append(profile)
+        subscribers.append(
+            {
+                "email": item.email,
+                "timezone": item.timezone,
+                "schedule": str(item.schedule),
+                "profiles": profiles,
+            }
+        )
+    return tomli_w.dumps({"subscribers": subscribers})

@@ -1,0 +1,156 @@
+"""Subscribers and profiles: declared three ways, checked on save, matched on ingest."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import SEED_ORDER, seed
+
+from service.app import App, build
+from service.cli import main
+from service.clock import FixedClock
+from service.config import Settings
+from service.errors import InvalidValue, QueryError
+from service.model import Cadence, ProfileSpec
+from service.subscribers import read_profiles
+
+T0 = datetime(2026, 6, 1, 8, tzinfo=UTC)
+EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "profiles.example.toml"
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str) -> Iterator[App]:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, sources=[])
+    with build(settings, clock=FixedClock(T0)) as built:
+        yield built
+
+
+def test_subscriber_fields_are_checked(app: App) -> None:
+    saved = app.pipeline.save_subscriber(
+        "Jane.Doe@Example.ORG", "Europe/Berlin", "weekly Mon 07:30"
+    )
+    assert saved.email == "Jane.Doe@example.org"
+    assert saved.schedule.cadence is Cadence.WEEKLY
+    assert str(saved.schedule) == "weekly mon 07:30"
+    for email, zone, schedule, field in [
+        ("not-an-address", "UTC", "daily 07:00", "email"),
+        ("a@b.org", "Mars/Olympus", "daily 07:00", "timezone"),
+        ("a@b.org", "UTC", "daily 25:00", "schedule"),
+        ("a@b.org", "UTC", "fortnightly", "schedule"),
+    ]:
+        with pytest.raises(InvalidValue) as caught:
+            app.pipeline.save_subscriber(email, zone, schedule)
+        assert caught.value.field == field
+    assert [s.email for s in app.pipeline.subscriptions.subscribers()] == ["Jane.Doe@example.org"]
+
+
+def test_an_invalid_query_is_refused_when_saved_with_a_caret(app: App) -> None:
+    app.pipeline.save_subscriber("a@b.org", "UTC", "daily 07:00")
+    with pytest.raises(QueryError) as caught:
+        app.pipeline.save_profile("a@b.org", ProfileSpec("broken", 'kv "cache'))
+    lines = str(caught.value).splitlines()
+    assert lines[-1].index("^") - 2 == caught.value.position == 3
+    assert app.pipeline.subscriptions.profiles() == []
+    with pytest.raises(InvalidValue, match="no such subscriber"):
+        app.pipeline.save_profile("nobody@b.org", ProfileSpec("x", "kv"))
+
+
+def test_the_profiles_file_is_synced_created_updated_removed(app: App, tmp_path: Path) -> None:
+    app.pipeline.save_subscriber("by-hand@example.org", "UTC", "instant")
+    text = EXAMPLE.read_text()
+    assert app.pipeline.sync_profiles(text, "profiles.toml") == (2, 3)
+    subs = app.pipeline.subscriptions
+    assert {s.email for s in subs.subscribers()} == {
+        "by-hand@example.org",
+        "jane@example.org",
+        "sam@example.org",
+    }
+    changed = text.replace('name = "ByteDance Seed"', 'name = "Seed"').replace(
+        'email = "sam@example.org"', 'email = "sam@example.net"'
+    )
+    app.pipeline.sync_profiles(changed, "profiles.toml")
+    emails = {s.email for s in subs.subscribers()}
+    assert emails == {"by-hand@example.org", "jane@example.org", "sam@example.net"}
+    jane = subs.subscriber("jane@example.org")
+    assert jane is not None
+    assert {p.spec.name for p in subs.profiles(jane.id)} == {"KV cache", "Seed"}
+
+
+def test_a_bad_profiles_file_changes_nothing(app: App) -> None:
+    app.pipeline.sync_profiles(EXAMPLE.read_text(), "profiles.toml")
+    before = app.pipeline.export_profiles()
+    broken = EXAMPLE.read_text().replace("quantiz*", "quantiz* AND (")
+    with pytest.raises(QueryError):
+        app.pipeline.sync_profiles(broken, "profiles.toml")
+    wrong_zone = EXAMPLE.read_text().replace("America/New_York", "America/Gotham")
+    with pytest.raises(InvalidValue, match=r"profiles.toml: subscribers\[1\]: timezone"):
+        app.pipeline.sync_profiles(wrong_zone, "profiles.toml")
+    assert app.pipeline.export_profiles() == before
+
+
+def test_export_then_import_round_trips(app: App, tmp_path: Path) -> None:
+    app.pipeline.sync_profiles(EXAMPLE.read_text(), "profiles.toml")
+    exported = app.pipeline.export_profiles()
+
+    def by_email(text: str) -> dict[str, object]:
+        return {
+            d.email: (d.timezone, d.schedule, sorted(d.profiles, key=lambda p: p.name))
+            for d in read_profiles(text, "x")
+        }
+
+    assert by_email(exported) == by_email(EXAMPLE.read_text())
+
+
+@pytest.mark.shared
+def test_new_papers_are_matched_against_every_profile_on_ingest(
+    app: App, seeds: list[Path]
+) -> None:
+    app.pipeline.save_subscriber("a@b.org", "UTC", "daily 07:00")
+    kv = app.pipeline.save_profile("a@b.org", ProfileSpec("kv", '"kv cache"'))
+    rag = app.pipeline.save_profile("a@b.org", ProfileSpec("rag", "title:rag"))
+    for prefix, captured in SEED_ORDER:
+        app.pipeline.ingest_files([seed(seeds, prefix)], captured_at=captured)
+    papers = {p.id: p for p in app.store.papers(limit=None)}
+    kv_expected = {
+        pid
+        for pid, p in papers.items()
+        if re.search(r"\bkv\W+caches?\b", f"{p.title} {p.abstract}", re.IGNORECASE)
+    }
+    rag_expected = {pid for pid, p in papers.items() if re.search(r"\bRAG\b", p.title, re.I)}
+    kv_found = {pid for pid, _, _ in app.pipeline.subscriptions.matches(kv.id)}
+    rag_found = {pid for pid, _, _ in app.pipeline.subscriptions.matches(rag.id)}
+    assert kv_found == kv_expected
+    assert len(kv_found) > 10
+    assert rag_found == rag_expected
+    best = app.pipeline.subscriptions.matches(kv.id)[0]
+    assert best[2][0]["term"] == "kv cache"
+    assert {r["field"] for r in best[2]} <= {"title", "abstract"}
+
+
+@pytest.mark.shared
+def test_preview_cli_json(
+    tmp_path: Path, seeds: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    for prefix, captured in SEED_ORDER:
+        main([*data, "ingest", str(seed(seeds, prefix)), "--captured-at", captured.isoformat()])
+    capsys.readouterr()
+    assert main([*data, "preview", "title:(kv cache) OR org:ByteDance-Seed", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows
+    assert rows == sorted(rows, key=lambda r: -r["score"])
+    for row in rows:
+        text = row["title"]
+        title_hits = [r for r in row["reasons"] if r["field"] == "title"]
+        for reason in title_hits:
+            for start, end in reason["positions"]:
+                assert re.fullmatch(r"kv|caches?", text[start:end], re.IGNORECASE)
+    shadow = next(r for r in rows if r["title"].startswith("ShadowKV"))
+    assert {r["field"] for r in shadow["reasons"]} >= {"title", "org"}
+    assert main([*data, "preview", "kv AND (", "--json"]) == 1
+    assert "^" in capsys.readouterr().err
