@@ -107,7 +107,7 @@ class Settings(BaseSettings):
                 location="https://huggingface.co/api/daily_papers",
                 interval=timedelta(hours=1),
                 jitter=timedelta(minutes=5),
-                options={"params": {"limit": 100}},
+                options={"params": {"limit": 100}, "pages": 3},
             ),
         ]
     )

@@ -8,6 +8,7 @@ snapshot. A source that fails is recorded as failing and the run goes on with th
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 from collections.abc import Iterable, Mapping, Sequence
@@ -200,12 +201,9 @@ class Pipeline:
         if params:
             url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
         host_interval = source.options.get("host_interval")
+        min_interval = parse_duration(host_interval) if host_interval else None
         result = self.fetcher.fetch(
-            source.id,
-            url,
-            state,
-            self.clock.now(),
-            min_interval=parse_duration(host_interval) if host_interval else None,
+            source.id, url, state, self.clock.now(), min_interval=min_interval
         )
         state = replace(state, etag=result.etag, last_modified=result.last_modified)
         if isinstance(result, NotModified):
@@ -217,10 +215,44 @@ class Pipeline:
             )
             return [summary], state
         state = replace(state, body_hash=hashlib.sha256(result.body).hexdigest())
+        pages = int(source.options.get("pages", 1))
+        if pages > 1:
+            result = self._more_pages(source, url, result, pages, min_interval)
         prepared = self._prepare(result, source.kind, source.options)
         if isinstance(prepared, Summary):
             return [prepared], state
         return self._commit_in_order([prepared]), state
+
+    def _more_pages(
+        self,
+        source: SourceSettings,
+        url: str,
+        first: Snapshot,
+        pages: int,
+        min_interval: timedelta | None,
+    ) -> Snapshot:
+        """Follow a JSON list API's ``p`` pages (the HF API) while pages come back full.
+
+        The pages are joined into one JSON list, one snapshot: a poll sees the whole listing.
+        """
+        assert self.fetcher is not None
+        limit = int(source.options.get("params", {}).get("limit", 50))
+        items = _json_list(first)
+        if items is None:
+            return first
+        joined = list(items)
+        page = 1
+        while len(items) >= limit and page < pages:
+            paged = f"{url}{'&' if '?' in url else '?'}{urlencode({'p': page})}"
+            fetched = self.fetcher.fetch(
+                source.id, paged, SourceState(source.id), self.clock.now(), min_interval
+            )
+            if not isinstance(fetched, Snapshot):
+                break
+            items = _json_list(fetched) or []
+            joined.extend(items)
+            page += 1
+        return replace(first, body=json.dumps(joined).encode())
 
     def _poll_path(self, source: SourceSettings, path: Path) -> list[Summary]:
         now = self.clock.now()
@@ -515,6 +547,15 @@ def reasons_json(match: Match) -> list[dict[str, Any]]:
         {"term": r.term, "field": r.field, "positions": [list(p) for p in r.positions]}
         for r in match.reasons
     ]
+
+
+def _json_list(snapshot: Snapshot) -> list[Any] | None:
+    """The items of a JSON list body, or None when the body is not one (the parser says why)."""
+    try:
+        data = json.loads(snapshot.body)
+    except ValueError:
+        return None
+    return data if isinstance(data, list) else None
 
 
 def _failed(source_id: str, origin: str, exc: FetchError) -> Summary:

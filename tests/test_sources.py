@@ -251,3 +251,29 @@ def test_sources_command_shows_failing_sources(tmp_path: Path, database_url: str
             (row,) = [r for r in app.store.list_sources() if r.id == "down"]
     assert row.state.errors == 1
     assert re.search(r"503", row.state.last_error or "")
+
+
+@pytest.mark.shared
+def test_hf_api_pages_are_followed_while_full(
+    tmp_path: Path, database_url: str, fixtures_dir: Path
+) -> None:
+    days = sorted((fixtures_dir / "hf_daily_papers" / "api_json").glob("2026-*.json"))
+    items = [item for day in days[:3] for item in json.loads(day.read_text())]
+    pages = [items[:30], items[30:60], items[60:]]  # 30, 30 and fewer: the last page
+    assert len(pages[2]) < 30
+
+    with LocalServer() as server:
+        url = server.serve("/api/daily_papers", json.dumps(pages[0]).encode())
+        for number, page in enumerate(pages[1:], start=1):
+            server.serve(f"/api/daily_papers?limit=30&p={number}", json.dumps(page).encode())
+        source = SourceSettings(
+            id="hf",
+            kind=SourceKind.HF_DAILY,
+            location=url,
+            options={"params": {"limit": 30}, "pages": 5},
+        )
+        with make_app(tmp_path, database_url, [source]) as app:
+            (summary,) = app.pipeline.poll("hf")
+        assert server.hits("/api/daily_papers") == 3
+    assert summary.outcome is SnapshotOutcome.PARSED, summary.error
+    assert summary.new == len({item["paper"]["id"] for item in items})

@@ -334,6 +334,11 @@ class _Without:
 _Plan = _AllOf | _AnyOf | _NoneOf | _Every | _Either | _Without | Word | Phrase | Prefix | Upvotes
 
 
+_LABELLED = (Word, Phrase, Prefix, Source)
+_GROUPS = (And, Or)
+_KEYED = (Word, Source)
+
+
 def _term_key(node: Word | Source) -> str:
     """The key in ``PreparedDocument.terms`` of a word or source (for an abstract: anywhere)."""
     return "s:" + node.id if isinstance(node, Source) else _KEY_TAGS[node.scope] + node.key
@@ -448,7 +453,7 @@ class _Term:
         self.node = node
         self.label = _label(node)
         self.probe: str | None = None
-        if isinstance(node, Word | Source):
+        if isinstance(node, _KEYED):
             self.probe = _term_key(node)
         elif isinstance(node, Phrase):
             self.probe = _KEY_TAGS[node.scope] + node.keys[0]
@@ -456,17 +461,22 @@ class _Term:
 
 def _label(term: Node) -> str:
     """The term as the query wrote it."""
-    if isinstance(term, Word | Phrase | Prefix | Source) and term.label:
+    if isinstance(term, _LABELLED) and term.label:
         return term.label
     return str(Query(term))
 
 
-def _positive_terms(node: Node) -> list[Node]:
-    """The terms of ``node`` that are not under a NOT, in query order, once each."""
-    if isinstance(node, And | Or):
-        found = [leaf for term in node.terms for leaf in _positive_terms(term)]
-        return list({(t, _label(t)): t for t in found}.values())
-    return [] if isinstance(node, Not) else [node]
+def _positive_terms(root: Node) -> list[Node]:
+    """The terms of ``root`` that are not under a NOT, in query order, once each."""
+    found: list[Node] = []
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, _GROUPS):
+            pending += reversed(node.terms)
+        elif not isinstance(node, Not):
+            found.append(node)
+    return list({(t, _label(t)): t for t in found}.values())
 
 
 _NO_HIT: tuple[float, tuple[Reason, ...]] = (0.0, ())
@@ -603,6 +613,8 @@ class _Planner:
     def __init__(self, stats: DocumentStats | None) -> None:
         self.stats = stats
         self._vocabulary: list[str] | None = None
+        self._prefix_costs: dict[str, float] = {}
+        self._known: dict[int, tuple[float, list[str]]] = {}  # id(node) -> anchors, one query
 
     def word_cost(self, key: str) -> float:
         if self.stats is None:
@@ -613,16 +625,20 @@ class _Planner:
     def prefix_cost(self, tagged_stem: str) -> float:
         if self.stats is None:
             return 300.0 / len(tagged_stem)
+        known = self._prefix_costs.get(tagged_stem)
+        if known is not None:
+            return known
         if self._vocabulary is None:
             self._vocabulary = sorted(self.stats.df)
         vocabulary, df = self._vocabulary, self.stats.df
-        total, i = 0.0, bisect_left(vocabulary, tagged_stem)
+        total, i = 2.0, bisect_left(vocabulary, tagged_stem)
         while i < len(vocabulary) and vocabulary[i].startswith(tagged_stem):
             total += df[vocabulary[i]]
             if total >= self.stats.total:
                 break
             i += 1
-        return total + 2.0
+        self._prefix_costs[tagged_stem] = total
+        return total
 
     def anchors(self, node: Node) -> tuple[float, list[str]]:
         """The cheapest index entries one of which every match of ``node`` contains.
@@ -630,7 +646,13 @@ class _Planner:
         Entries are keys; ``tag+key key`` for two adjacent words of a phrase; or ``*`` + tag +
         a wildcard's first letters.
         """
-        if isinstance(node, Word | Source):
+        known = self._known.get(id(node))
+        if known is None:
+            known = self._known[id(node)] = self._anchors(node)
+        return known
+
+    def _anchors(self, node: Node) -> tuple[float, list[str]]:
+        if isinstance(node, _KEYED):
             key = _term_key(node)
             return self.word_cost(key), [key]
         if isinstance(node, Phrase):
@@ -655,7 +677,11 @@ class _Planner:
         return _UNANCHORED, []
 
     def levels(self, root: Node) -> tuple[list[str], list[str]]:
-        """Two sets of entries a match holds one of each of: the two rarest parts of an AND."""
+        """Two sets of entries a match holds one of each of: the two rarest parts of an AND.
+
+        Call it first for each query: it forgets the nodes of the previous one.
+        """
+        self._known.clear()
         if isinstance(root, And):
             parts = sorted((self.anchors(t) for t in root.terms), key=_cost)
             if len(parts) > 1 and parts[1][0] != _UNANCHORED:

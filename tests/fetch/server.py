@@ -161,7 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         headers = {name.lower(): value for name, value in self.headers.items()}
         owner._record(Seen("GET", self.path, headers))
-        route = owner.routes.get(urlsplit(self.path).path)
+        # A route may name a query string too; else the path alone decides.
+        route = owner.routes.get(self.path) or owner.routes.get(urlsplit(self.path).path)
         if route is None:
             self._answer(404, {"Content-Type": "text/plain"}, b"no such route")
             return
