@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.match.index import (  # noqa: E402
+from service.match.index import (
     Document,
     ProfileIndex,
     match_query,
@@ -33,8 +33,8 @@ from service.match.index import (  # noqa: E402
     query_matches,
     stats_from,
 )
-from service.match.query import parse_query  # noqa: E402
-from service.match.text import scan  # noqa: E402
+from service.match.query import parse_query
+from service.match.text import scan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PAPERS = 1_000
@@ -43,13 +43,13 @@ NAIVE_SUBSET = 1_000  # profiles timed with the naive loop; the rest is extrapol
 
 _DATE = re.compile(r"^[A-Z][a-z]{2} \d{1,2}(?:, \d{4})?(?: (\d+))?$")
 _ATOM = "{http://www.w3.org/2005/Atom}"
-_STOPWORDS = frozenset(
-    """a an and are as at be by can for from has have in into is it its of on or our over such
+_STOPWORD_TEXT = """
+    a an and are as at be by can for from has have in into is it its of on or our over such
     that the their these this those to under via was we were which while with without using
     based towards toward new than both also more most not only show shows paper propose
     proposed approach method methods results however between through across each two three
-    one other they them then there here when where what how all any may large model models""".split()  # noqa: SIM905
-)
+    one other they them then there here when where what how all any may large model models"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 # --- papers -------------------------------------------------------------------------------
