@@ -1,0 +1,1 @@
+"""Tests of the matching core: tokenisation, the query language, the index and scoring."""
