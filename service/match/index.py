@@ -1,19 +1,23 @@
 """Matching papers against every profile at once, and scoring each match with its reasons.
 
-``ProfileIndex`` files each profile under *anchor* terms, chosen so that every paper its query
-matches contains one of them: the rarest positive part of an AND (a word, two adjacent words of
-a phrase, a wildcard's first letters), every alternative of an OR. An AND with two or more
-such parts is filed under its two rarest, and a paper must hit both to make the profile a
-candidate. A paper's words name its candidates; only those are evaluated, so a batch costs
-time in proportion to the candidate (profile, paper) pairs, not to profiles × papers.
+Everything is decided by set operations on *keys*. A paper holds: its title and abstract words
+(text keys from :mod:`service.match.text`), its title words again as ``t:key``, author and
+organisation words as ``a:key`` and ``o:key``, its sources as ``s:id``, every two adjacent
+words of a field as ``tag+key key``, and for wildcards the first letters of its words as
+``*tag+letters``. A query compiles to a plan in which each group of such terms is one C-level
+set test; only long phrases, long wildcards and ``abstract:`` terms look at word positions.
+
+``ProfileIndex`` files each profile under the keys of the rarest positive part of its query
+(every alternative of an OR), so that every paper it matches holds one of them: the paper's
+keys name its candidate profiles. A candidate must then hold a key of a second part of its
+query (its *gate*, one set test) before its plan is evaluated. A batch thus costs time in
+proportion to the candidate (profile, paper) pairs, not to profiles × papers.
 ``match_query`` evaluates one query directly, for previews.
 
-Index keys (also the keys of ``DocumentStats.df``): a title or abstract word is its text key
-(:mod:`service.match.text`), an author word ``a:key``, an organisation word ``o:key`` and a
-source ``s:id``. Unscoped query words search the title and the abstract.
+``DocumentStats.df`` counts the plain keys (words, ``t:``, ``a:``, ``o:``, ``s:``) per document.
 
-Score: the sum over the query's positive terms (those not under a NOT) found in the paper of
-``weight[field] × idf × (1 + ln(occurrences in field))``, with BM25's idf from
+Score: the sum, over the query's positive terms (not under a NOT) found in the paper, of
+``weight[field] × idf × (1 + ln(occurrences in the field))``, with BM25's idf from
 ``DocumentStats`` (1.0 without stats; a phrase adds its words' idfs), plus
 ``upvote_boost × ln(1 + upvotes)``. The reasons list those terms, field by field.
 """
@@ -22,9 +26,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from itertools import pairwise
+from operator import itemgetter
 from types import MappingProxyType
 
 from service.match.query import (
@@ -60,9 +66,6 @@ __all__ = [
 
 FIELD_WEIGHTS: Mapping[str, float] = MappingProxyType(
     {"title": 3.0, "abstract": 1.0, "author": 2.0, "org": 2.0, "source": 0.5, "upvotes": 0.0}
-)
-_TAGS: Mapping[str | None, str] = MappingProxyType(
-    {None: "", "title": "", "abstract": "", "author": "a:", "org": "o:"}
 )
 
 
@@ -113,7 +116,7 @@ def document_from_paper(paper: Paper) -> Document:
 
 @dataclass(frozen=True, slots=True)
 class DocumentStats:
-    """How many documents there are, and in how many each index key occurs."""
+    """How many documents there are, and in how many each key occurs."""
 
     total: int
     df: Mapping[str, int]
@@ -123,9 +126,19 @@ _GAP = ""  # between two authors, or an organisation's handle and name: no phras
 
 
 class _FieldText:
-    """One field of a document: its keys in order; norms and offsets on demand."""
+    """One field of a document: its keys in order; norms, positions and offsets on demand."""
 
-    __slots__ = ("_forms", "_norms", "_spans", "keys", "keyset", "segments", "words")
+    __slots__ = (
+        "_at",
+        "_forms",
+        "_formset",
+        "_norms",
+        "_spans",
+        "keys",
+        "keyset",
+        "segments",
+        "words",
+    )
 
     def __init__(self, segments: tuple[tuple[str, int], ...]) -> None:
         self.segments = segments
@@ -139,7 +152,9 @@ class _FieldText:
         self.keyset = frozenset(self.keys)
         self._norms: tuple[str, ...] | None = None
         self._forms: list[str] | None = None
+        self._formset: frozenset[str] | None = None
         self._spans: list[tuple[int, int]] | None = None
+        self._at: dict[str, list[int]] | None = None
 
     def norms(self) -> tuple[str, ...]:
         """Norms aligned with ``keys``."""
@@ -147,11 +162,16 @@ class _FieldText:
             self._norms = tuple(norms_of(self.words))
         return self._norms
 
+    def formset(self) -> frozenset[str]:
+        """Every distinct norm and key."""
+        if self._formset is None:
+            self._formset = self.keyset.union(self.norms()) - {_GAP}
+        return self._formset
+
     def forms(self) -> list[str]:
         """Every distinct norm and key, sorted, for prefix search."""
         if self._forms is None:
-            found = self.keyset.union(self.norms())
-            self._forms = sorted(found - {_GAP})
+            self._forms = sorted(self.formset())
         return self._forms
 
     def spans(self) -> list[tuple[int, int]]:
@@ -168,6 +188,12 @@ class _FieldText:
             self._spans = found
         return self._spans
 
+    def at(self, key: str) -> list[int]:
+        """Where ``key`` occurs."""
+        if self._at is None:
+            self._at = _where(self.keys)
+        return self._at.get(key, [])
+
     def has_prefix(self, stem: str) -> bool:
         forms = self.forms()
         i = bisect_left(forms, stem)
@@ -176,12 +202,12 @@ class _FieldText:
     def has_phrase(self, phrase: tuple[str, ...]) -> bool:
         if not self.keyset.issuperset(phrase):
             return False
-        n = len(phrase)
-        return any(self.keys[i : i + n] == phrase for i in _positions(self.keys, phrase[0]))
+        n, ks = len(phrase), self.keys
+        return any(ks[i : i + n] == phrase for i in self.at(phrase[0]))
 
     def word_spans(self, key: str) -> list[tuple[int, int]]:
         offsets = self.spans()
-        return [offsets[i] for i in _positions(self.keys, key)]
+        return [offsets[i] for i in self.at(key)]
 
     def phrase_spans(self, phrase: tuple[str, ...]) -> list[tuple[int, int]]:
         if not self.keyset.issuperset(phrase):
@@ -189,31 +215,38 @@ class _FieldText:
         offsets, n, ks = self.spans(), len(phrase), self.keys
         return [
             (offsets[i][0], offsets[i + n - 1][1])
-            for i in _positions(self.keys, phrase[0])
+            for i in self.at(phrase[0])
             if ks[i : i + n] == phrase
         ]
 
     def prefix_spans(self, stem: str) -> tuple[list[tuple[int, int]], set[str]]:
         """Offsets of the words whose norm or key starts with ``stem``, and their keys."""
-        forms, at = self.forms(), set()
+        forms, norms, at = self.forms(), self.norms(), []
         i = bisect_left(forms, stem)
         while i < len(forms) and forms[i].startswith(stem):
-            at.update(_positions(self.keys, forms[i]))
-            at.update(_positions(self.norms(), forms[i]))
+            at += self.at(forms[i])
+            at += _positions(norms, forms[i])
             i += 1
         offsets, ks = self.spans(), self.keys
-        return [offsets[i] for i in sorted(at)], {ks[i] for i in at}
+        at = sorted(set(at))
+        return [offsets[i] for i in at], {ks[i] for i in at}
+
+
+def _where(items: tuple[str, ...]) -> dict[str, list[int]]:
+    """Positions of each item."""
+    found: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        found.setdefault(item, []).append(i)
+    return found
 
 
 def _positions(items: tuple[str, ...], item: str) -> list[int]:
-    """Where ``item`` occurs in ``items``."""
+    """Where ``item`` occurs in ``items``, with C-level scans."""
     found, i = [], -1
-    try:
-        while True:
-            i = items.index(item, i + 1)
-            found.append(i)
-    except ValueError:
-        return found
+    for _ in range(items.count(item)):
+        i = items.index(item, i + 1)
+        found.append(i)
+    return found
 
 
 _EMPTY = _FieldText(())
@@ -229,13 +262,41 @@ def _segments(parts: Iterable[str], separator: str) -> tuple[tuple[str, int], ..
     return tuple(out)
 
 
+# Keys. A term is "keyed" when one key tells exactly whether a paper has it.
+
+_KEY_TAGS: Mapping[str | None, str] = MappingProxyType(
+    {None: "", "title": "t:", "abstract": "", "author": "a:", "org": "o:"}
+)
+_IDF_TAGS: Mapping[str | None, str] = MappingProxyType(
+    {None: "", "title": "", "abstract": "", "author": "a:", "org": "o:"}
+)
+_TEXT_TERMS = (Word, Phrase, Prefix)
+_KEYED = (Word, Phrase, Prefix, Source)
+_GROUPS = (And, Or)
+# A key every paper holds: the gate of a profile that has no gate.
+_ALWAYS = "*"
+# Wildcard stems up to this long are keys; a longer one is keyed by its first letters, then
+# checked word by word.
+_MAX_STEM = 8
+_EVERY_SIZE = tuple(range(2, _MAX_STEM + 1))
+
+
 class PreparedDocument:
     """A document tokenised once, to evaluate many queries against it (see :func:`prepare`).
 
-    ``terms`` holds the document's index keys, plus ``t:key`` for its title words.
+    ``terms`` holds its plain keys; :meth:`held` adds adjacent pairs and wildcard letters.
     """
 
-    __slots__ = ("abstract", "author", "document", "org", "sources", "terms", "title")
+    __slots__ = (
+        "_held",
+        "abstract",
+        "author",
+        "document",
+        "org",
+        "sources",
+        "terms",
+        "title",
+    )
 
     def __init__(self, document: Document) -> None:
         self.document = document
@@ -249,11 +310,38 @@ class PreparedDocument:
         terms = set(self.title.keyset)
         terms.update(self.abstract.keyset)
         terms.update(["t:" + k for k in self.title.keyset])
-        terms.update(["a:" + k for k in self.author.keyset if k])
-        terms.update(["o:" + k for k in self.org.keyset if k])
+        terms.update(["a:" + k for k in self.author.keyset])
+        terms.update(["o:" + k for k in self.org.keyset])
         terms.update(["s:" + s for s in self.sources])
-        terms.difference_update((_GAP, "t:"))
+        terms.difference_update((_GAP, "t:", "a:", "o:"))
         self.terms = terms
+        self._held: dict[tuple[int, ...], set[str]] = {}
+
+    def held(self, sizes: tuple[int, ...] = ()) -> set[str]:
+        """Every key the document holds, with its words' first letters in these counts."""
+        held = self._held.get(sizes)
+        if held is None:
+            held = set(self.terms)
+            for tag, fields in self._tagged():
+                for f in fields:
+                    adjacent = map(" ".join, pairwise(f.keys))
+                    held.update(map(tag.__add__, adjacent) if tag else adjacent)
+                if sizes:
+                    forms = set().union(*(f.formset() for f in fields))
+                    marked = ["*" + tag + form for form in forms]
+                    for n in sizes:
+                        held.update(map(_cut(len(tag) + 1 + n), marked))
+            held.add(_ALWAYS)
+            if len(self._held) > 1:  # an index's sizes, and every size for previews
+                self._held.clear()
+            self._held[sizes] = held
+        return held
+
+    def _tagged(self) -> Iterable[tuple[str, tuple[_FieldText, ...]]]:
+        yield "", tuple(f for f in (self.title, self.abstract) if f is not _EMPTY)
+        for tag, f in (("t:", self.title), ("a:", self.author), ("o:", self.org)):
+            if f is not _EMPTY:
+                yield tag, (f,)
 
     def fields(self, scope: Scope | None) -> tuple[tuple[str, _FieldText], ...]:
         """``(name, field)`` pairs that a term with this scope searches."""
@@ -269,18 +357,24 @@ class PreparedDocument:
         return self.author if scope == "author" else self.org
 
 
+@cache
+def _cut(n: int) -> Callable[[str], str]:
+    """A function giving the first ``n`` characters of a string, without a Python frame."""
+    return itemgetter(slice(0, n))
+
+
 def prepare(document: Document | PreparedDocument) -> PreparedDocument:
     """``document`` tokenised once, to evaluate many queries against it."""
     return document if isinstance(document, PreparedDocument) else PreparedDocument(document)
 
 
 def document_terms(document: Document | PreparedDocument) -> frozenset[str]:
-    """The index keys that occur in ``document`` (what ``DocumentStats.df`` counts)."""
+    """The plain keys that occur in ``document`` (what ``DocumentStats.df`` counts)."""
     return frozenset(prepare(document).terms)
 
 
 def stats_from(documents: Iterable[Document | PreparedDocument]) -> DocumentStats:
-    """Document frequencies of every index key over ``documents``."""
+    """Document frequencies of every plain key over ``documents``."""
     df: dict[str, int] = {}
     total = 0
     for document in documents:
@@ -290,133 +384,161 @@ def stats_from(documents: Iterable[Document | PreparedDocument]) -> DocumentStat
     return DocumentStats(total, df)
 
 
-# Evaluation. A query compiles to a plan in which the words of each AND, OR or NOT group
-# become one set test against the document's keys, done at C speed.
-
-_KEY_TAGS: Mapping[str | None, str] = MappingProxyType(
-    {None: "", "title": "t:", "abstract": "", "author": "a:", "org": "o:"}
-)
-_FIELD_TAGS: Mapping[str | None, str] = MappingProxyType(
-    {None: "", "title": "", "abstract": "", "author": "a:", "org": "o:"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _AllOf:
-    keys: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class _AnyOf:
-    keys: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class _NoneOf:
-    keys: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class _Every:
-    terms: tuple[_Plan, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Either:
-    terms: tuple[_Plan, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Without:
-    term: _Plan
-
-
-_Plan = _AllOf | _AnyOf | _NoneOf | _Every | _Either | _Without | Word | Phrase | Prefix | Upvotes
-
-
-_LABELLED = (Word, Phrase, Prefix, Source)
-_GROUPS = (And, Or)
-_KEYED = (Word, Source)
-
-
-def _term_key(node: Word | Source) -> str:
-    """The key in ``PreparedDocument.terms`` of a word or source (for an abstract: anywhere)."""
-    return "s:" + node.id if isinstance(node, Source) else _KEY_TAGS[node.scope] + node.key
-
-
-def _set_key(node: Node) -> str | None:
-    """The key of a term that is exactly one membership test in ``PreparedDocument.terms``."""
-    if isinstance(node, Source) or (isinstance(node, Word) and node.scope != "abstract"):
-        return _term_key(node)
+def _key(node: Node) -> str | None:
+    """The key that tells exactly whether a paper has ``node``, if there is one."""
+    if isinstance(node, Source):
+        return "s:" + node.id
+    if isinstance(node, _TEXT_TERMS) and node.scope != "abstract":
+        tag = _KEY_TAGS[node.scope]
+        if isinstance(node, Word):
+            return tag + node.key
+        if isinstance(node, Phrase) and len(node.keys) == 2:
+            return f"{tag}{node.keys[0]} {node.keys[1]}"
+        if isinstance(node, Prefix) and len(node.stem) <= _MAX_STEM:
+            return f"*{tag}{node.stem}"
     return None
 
 
-def _compile(node: Node, cost: Callable[[Node], float] | None = None) -> _Plan:
-    """The plan of ``node``; ``cost`` orders each AND's other terms, rarest first."""
-    if isinstance(node, And):
-        wanted, unwanted, rest = set(), set(), []
-        for term in node.terms:
-            key = _set_key(term)
-            unkey = _set_key(term.term) if isinstance(term, Not) else None
-            if key is not None:
-                wanted.add(key)
-            elif unkey is not None:
-                unwanted.add(unkey)
-            else:
-                rest.append(term)
-        if cost is not None:
-            rest.sort(key=cost)
-        parts: list[_Plan] = [_AllOf(frozenset(wanted))] if wanted else []
-        parts += [_compile(t, cost) for t in rest]
-        parts += [_NoneOf(frozenset(unwanted))] if unwanted else []
-        return parts[0] if len(parts) == 1 else _Every(tuple(parts))
-    if isinstance(node, Or):
-        keys = {k for t in node.terms if (k := _set_key(t)) is not None}
-        alternatives: list[_Plan] = [_AnyOf(frozenset(keys))] if keys else []
-        alternatives += [_compile(t, cost) for t in node.terms if _set_key(t) is None]
-        return alternatives[0] if len(alternatives) == 1 else _Either(tuple(alternatives))
-    if isinstance(node, Not):
-        key = _set_key(node.term)
-        return _NoneOf(frozenset((key,))) if key is not None else _Without(_compile(node.term))
-    key = _set_key(node)
+def _necessary(node: Word | Phrase | Prefix | Source) -> list[str]:
+    """Keys every paper having ``node`` holds (each one of them): its key, or its pairs."""
+    key = _key(node)
     if key is not None:
-        return _AllOf(frozenset((key,)))
-    assert not isinstance(node, Source)
-    return node
+        return [key]
+    tag = _KEY_TAGS[node.scope] if not isinstance(node, Source) else ""
+    if isinstance(node, Phrase):
+        return [f"{tag}{a} {b}" for a, b in pairwise(node.keys)]
+    if isinstance(node, Prefix):
+        return [f"*{tag}{node.stem[:_MAX_STEM]}"]
+    assert isinstance(node, Word)
+    return [tag + node.key]
 
 
-def _passes(plan: _Plan, d: PreparedDocument) -> bool:
-    """Whether ``d`` satisfies ``plan``: the inner loop of matching."""
-    if isinstance(plan, _AllOf):
-        return plan.keys <= d.terms
-    # Plain loops: all()/any() over a generator cost more than the rest of the check.
-    if isinstance(plan, _Every):
-        for term in plan.terms:  # noqa: SIM110
-            if not _passes(term, d):
+def _stem_size(node: Node) -> int | None:
+    return min(len(node.stem), _MAX_STEM) if isinstance(node, Prefix) else None
+
+
+def _nodes(root: Node) -> Iterable[Node]:
+    """Every node of a query, depth first."""
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        yield node
+        if isinstance(node, _GROUPS):
+            pending += node.terms
+        elif isinstance(node, Not):
+            pending.append(node.term)
+
+
+# Plans: what a query compiles to for evaluation.
+
+
+class _Check:
+    """A compiled part of a query: ``ok`` tells whether a paper holding ``held`` passes."""
+
+    __slots__ = ()
+
+    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+        raise NotImplementedError
+
+
+class _All(_Check):
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.keys = frozenset(keys)
+
+    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+        return self.keys <= held
+
+
+class _Any(_Check):
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.keys = frozenset(keys)
+
+    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+        return not self.keys.isdisjoint(held)
+
+
+class _NoneOf(_Check):
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.keys = frozenset(keys)
+
+    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+        return self.keys.isdisjoint(held)
+
+
+class _Every(_Check):
+    __slots__ = ("checks",)
+
+    def __init__(self, checks: Iterable[_Check]) -> None:
+        self.checks = tuple(checks)
+
+    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+        # A plain loop: all() over a generator costs more than the checks themselves.
+        for check in self.checks:  # noqa: SIM110
+            if not check.ok(held, d):
                 return False
         return True
-    if isinstance(plan, _AnyOf):
-        return not plan.keys.isdisjoint(d.terms)
-    if isinstance(plan, _NoneOf):
-        return plan.keys.isdisjoint(d.terms)
-    if isinstance(plan, _Either):
-        for term in plan.terms:  # noqa: SIM110
-            if _passes(term, d):
+
+
+class _Either(_Check):
+    __slots__ = ("checks",)
+
+    def __init__(self, checks: Iterable[_Check]) -> None:
+        self.checks = tuple(checks)
+
+    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+        for check in self.checks:  # noqa: SIM110
+            if check.ok(held, d):
                 return True
         return False
-    if isinstance(plan, Phrase):
-        if plan.scope is None:
-            return d.title.has_phrase(plan.keys) or d.abstract.has_phrase(plan.keys)
-        return d.field(plan.scope).has_phrase(plan.keys)
-    if isinstance(plan, Prefix):
-        if plan.scope is None:
-            return d.title.has_prefix(plan.stem) or d.abstract.has_prefix(plan.stem)
-        return d.field(plan.scope).has_prefix(plan.stem)
-    if isinstance(plan, Word):
-        return plan.scope is not None and plan.key in d.field(plan.scope).keyset
-    if isinstance(plan, _Without):
-        return not _passes(plan.term, d)
-    return _compare(d.document.upvotes, plan)
+
+
+class _Without(_Check):
+    __slots__ = ("check",)
+
+    def __init__(self, check: _Check) -> None:
+        self.check = check
+
+    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+        return not self.check.ok(held, d)
+
+
+class _Exact(_Check):
+    """A term without a key of its own: its necessary keys first, then word positions."""
+
+    __slots__ = ("needed", "node")
+
+    def __init__(self, node: Word | Phrase | Prefix) -> None:
+        self.node = node
+        self.needed = frozenset(_necessary(node))
+
+    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+        return self.needed <= held and _found(self.node, d)
+
+
+class _Votes(_Check):
+    __slots__ = ("node",)
+
+    def __init__(self, node: Upvotes) -> None:
+        self.node = node
+
+    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+        return _compare(d.document.upvotes, self.node)
+
+
+def _found(node: Word | Phrase | Prefix, d: PreparedDocument) -> bool:
+    """Whether ``d`` has the term, looking at its words."""
+    fields = d.fields(node.scope)
+    if isinstance(node, Word):
+        return any(node.key in f.keyset for _, f in fields)
+    if isinstance(node, Phrase):
+        return any(f.has_phrase(node.keys) for _, f in fields)
+    return any(f.has_prefix(node.stem) for _, f in fields)
 
 
 def _compare(upvotes: int, node: Upvotes) -> bool:
@@ -432,9 +554,53 @@ def _compare(upvotes: int, node: Upvotes) -> bool:
     return upvotes == value
 
 
+def _compile(node: Node, cost: Callable[[Node], float] | None = None) -> _Check:
+    """The plan of ``node``; ``cost`` orders each AND's parts, the rarest (likeliest to fail)
+    first. Keyed terms of a group become one set test."""
+    if isinstance(node, And):
+        wanted, unwanted, rest = [], [], []
+        for term in node.terms:
+            key = _key(term)
+            negated = _key(term.term) if isinstance(term, Not) else None
+            if key is not None:
+                wanted.append(key)
+            elif negated is not None:
+                unwanted.append(negated)
+            else:
+                rest.append(term)
+        if cost is not None:
+            rest.sort(key=cost)
+        checks: list[_Check] = [_All(wanted)] if wanted else []
+        checks += [_compile(t, cost) for t in rest]
+        checks += [_NoneOf(unwanted)] if unwanted else []
+        return checks[0] if len(checks) == 1 else _Every(checks)
+    if isinstance(node, Or):
+        keys = [k for k in map(_key, node.terms) if k is not None]
+        alternatives: list[_Check] = [_Any(keys)] if keys else []
+        alternatives += [_compile(t, cost) for t in node.terms if _key(t) is None]
+        return alternatives[0] if len(alternatives) == 1 else _Either(alternatives)
+    if isinstance(node, Not):
+        key = _key(node.term)
+        return _NoneOf([key]) if key is not None else _Without(_compile(node.term, cost))
+    if isinstance(node, Upvotes):
+        return _Votes(node)
+    key = _key(node)
+    if key is not None:
+        return _All([key])
+    assert not isinstance(node, Source)
+    return _Exact(node)
+
+
+def _sizes(roots: Iterable[Node]) -> tuple[int, ...]:
+    """The wildcard letter counts that papers must offer for these queries."""
+    found = {size for root in roots for n in _nodes(root) if (size := _stem_size(n))}
+    return tuple(sorted(found))
+
+
 def query_matches(query: Query, document: Document | PreparedDocument) -> bool:
     """Whether ``document`` matches ``query`` (no index, no score)."""
-    return _passes(_compile(query.root), prepare(document))
+    d = prepare(document)
+    return _compile(query.root).ok(d.held(_EVERY_SIZE), d)
 
 
 # Scoring.
@@ -443,8 +609,8 @@ def query_matches(query: Query, document: Document | PreparedDocument) -> bool:
 class _Term:
     """A positive query term as scoring sees it; the index shares equal terms of profiles.
 
-    ``probe`` is a key the document must hold for the term to hit anywhere (None: no
-    shortcut), so that most terms are dismissed with one set lookup.
+    ``probe`` is a key the paper must hold for the term to hit anywhere, so that most terms
+    are dismissed with one set lookup.
     """
 
     __slots__ = ("label", "node", "probe")
@@ -452,16 +618,12 @@ class _Term:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.label = _label(node)
-        self.probe: str | None = None
-        if isinstance(node, _KEYED):
-            self.probe = _term_key(node)
-        elif isinstance(node, Phrase):
-            self.probe = _KEY_TAGS[node.scope] + node.keys[0]
+        self.probe = _necessary(node)[0] if isinstance(node, _KEYED) else None
 
 
 def _label(term: Node) -> str:
     """The term as the query wrote it."""
-    if isinstance(term, _LABELLED) and term.label:
+    if isinstance(term, _KEYED) and term.label:
         return term.label
     return str(Query(term))
 
@@ -483,13 +645,13 @@ _NO_HIT: tuple[float, tuple[Reason, ...]] = (0.0, ())
 
 
 class _Scorer:
-    """Scores matches and gives their reasons, remembering each term's result per document."""
+    """Scores matches and gives their reasons, remembering each term's result per paper."""
 
     def __init__(
         self, stats: DocumentStats | None, weights: Mapping[str, float], upvote_boost: float
     ) -> None:
         self.stats = stats
-        self.weights = weights
+        self.weights = dict(weights)
         self.upvote_boost = upvote_boost
         self._idf: dict[str, float] = {}
         self._document: PreparedDocument | None = None
@@ -504,20 +666,23 @@ class _Scorer:
             known = self._idf[key] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
         return known
 
-    def match(self, profile_id: int, terms: tuple[_Term, ...], d: PreparedDocument) -> Match:
+    def match(
+        self, profile_id: int, terms: tuple[_Term, ...], held: set[str], d: PreparedDocument
+    ) -> Match:
         """The match of ``d`` for a query whose positive terms are ``terms``."""
         if d is not self._document:
             self._document, self._known = d, {}
-        known, held = self._known, d.terms
+        known = self._known
         score = 0.0
         reasons: list[Reason] = []
         for term in terms:
-            if term.probe is not None and term.probe not in held:
+            probe = term.probe
+            if probe is not None and probe not in held:
                 continue
             found = known.get(term)
             if found is None:
                 found = known[term] = self._explain(term, d)
-            if found[1]:
+            if found is not _NO_HIT:
                 score += found[0]
                 reasons += found[1]
         upvotes = d.document.upvotes
@@ -528,23 +693,26 @@ class _Scorer:
     def _explain(self, term: _Term, d: PreparedDocument) -> tuple[float, tuple[Reason, ...]]:
         """The score and the reasons that one positive term contributes to ``d``."""
         node = term.node
-        hits: list[tuple[str, list[tuple[int, int]], float]] = []
+        hits: list[tuple[str, Sequence[tuple[int, int]], float]] = []
         if isinstance(node, Word):
-            idf = self.idf(_FIELD_TAGS[node.scope] + node.key)
+            key = node.key
+            idf = -1.0
             for name, f in d.fields(node.scope):
-                if node.key in f.keyset:
-                    hits.append((name, f.word_spans(node.key), idf))
+                if key in f.keyset:
+                    if idf < 0:
+                        idf = self.idf(_IDF_TAGS[node.scope] + key)
+                    hits.append((name, f.word_spans(key), idf))
         elif isinstance(node, Phrase):
-            tag = _FIELD_TAGS[node.scope]
+            tag = _IDF_TAGS[node.scope]
             idf = sum(self.idf(tag + k) for k in node.keys)
             for name, f in d.fields(node.scope):
                 hits.append((name, f.phrase_spans(node.keys), idf))
         elif isinstance(node, Prefix):
+            tag = _IDF_TAGS[node.scope]
             for name, f in d.fields(node.scope):
-                if f.has_prefix(node.stem):
-                    found, matched = f.prefix_spans(node.stem)
-                    idf = max(self.idf(_FIELD_TAGS[node.scope] + k) for k in matched)
-                    hits.append((name, found, idf))
+                found, matched = f.prefix_spans(node.stem)
+                if found:
+                    hits.append((name, found, max(self.idf(tag + k) for k in matched)))
         elif isinstance(node, Source):
             if node.id in d.sources:
                 hits.append(
@@ -552,15 +720,14 @@ class _Scorer:
                 )
         elif isinstance(node, Upvotes) and _compare(d.document.upvotes, node):
             hits.append(("upvotes", [(0, len(str(d.document.upvotes)))], 0.0))
-        if not hits:
-            return _NO_HIT
         score = 0.0
         reasons = []
-        for name, found, idf in hits:
-            if found:
-                score += self.weights.get(name, 1.0) * idf * (1.0 + math.log(len(found)))
-                reasons.append(Reason(term.label, name, tuple(found)))
-        return score, tuple(reasons)
+        weights = self.weights
+        for name, where, idf in hits:
+            if where:
+                score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(where)))
+                reasons.append(Reason(term.label, name, tuple(where)))  # copies lists only
+        return (score, tuple(reasons)) if reasons else _NO_HIT
 
 
 def _source_spans(document: Document, source_id: str) -> list[tuple[int, int]]:
@@ -588,13 +755,18 @@ def match_query(
 ) -> list[Match]:
     """The documents matching one query, best first (a preview: no index needed)."""
     scorer = _Scorer(stats, weights, upvote_boost)
-    plan = _compile(query.root)
+    plan, sizes = _compile(query.root), _sizes([query.root])
     terms = tuple(_Term(t) for t in _positive_terms(query.root))
     found = []
     for document in documents:
-        d = prepare(document)
-        if _passes(plan, d):
-            found.append(scorer.match(profile_id, terms, d))
+        if isinstance(document, PreparedDocument):
+            # Prepared to serve many queries: one set of keys fits them all.
+            d, held = document, document.held(_EVERY_SIZE)
+        else:
+            d = PreparedDocument(document)
+            held = d.held(sizes)
+        if plan.ok(held, d):
+            found.append(scorer.match(profile_id, terms, held, d))
     return _best_first(found)
 
 
@@ -603,31 +775,40 @@ def match_query(
 _UNANCHORED = math.inf
 # Two adjacent words are much rarer than the rarer of the two: a rough, safe guess.
 _PAIR_RARITY = 0.25
-# A wildcard is filed under its first letters, at most this many.
-_BUCKET = 4
 
 
 class _Planner:
-    """Chooses anchors, rarest first, from document frequencies (or from word length)."""
+    """Chooses the keys to file a query under, and its gate, from document frequencies
+    (without statistics, longer words count as rarer)."""
 
     def __init__(self, stats: DocumentStats | None) -> None:
         self.stats = stats
         self._vocabulary: list[str] | None = None
-        self._prefix_costs: dict[str, float] = {}
-        self._known: dict[int, tuple[float, list[str]]] = {}  # id(node) -> anchors, one query
+        self._costs: dict[str, float] = {}
+        self._known: dict[int, tuple[float, frozenset[str]]] = {}  # id(node) -> need
 
-    def word_cost(self, key: str) -> float:
+    def key_cost(self, key: str) -> float:
+        """How many papers hold ``key``, about."""
+        known = self._costs.get(key)
+        if known is None:
+            known = self._costs[key] = self._key_cost(key)
+        return known
+
+    def _key_cost(self, key: str) -> float:
+        if key.startswith("*"):
+            return self._stem_cost(key[1:])
+        head, space, tail = key.partition(" ")
+        if space:
+            tag = head[:2] if head[1:2] == ":" else ""
+            return min(self.key_cost(head), self.key_cost(tag + tail)) * _PAIR_RARITY
         if self.stats is None:
             return 100.0 / (1 + len(key))
         # Ties between unseen words go to the longer word.
         return self.stats.df.get(key, 0) + 1.0 / (1 + len(key))
 
-    def prefix_cost(self, tagged_stem: str) -> float:
+    def _stem_cost(self, tagged_stem: str) -> float:
         if self.stats is None:
             return 300.0 / len(tagged_stem)
-        known = self._prefix_costs.get(tagged_stem)
-        if known is not None:
-            return known
         if self._vocabulary is None:
             self._vocabulary = sorted(self.stats.df)
         vocabulary, df = self._vocabulary, self.stats.df
@@ -637,92 +818,72 @@ class _Planner:
             if total >= self.stats.total:
                 break
             i += 1
-        self._prefix_costs[tagged_stem] = total
         return total
 
-    def anchors(self, node: Node) -> tuple[float, list[str]]:
-        """The cheapest index entries one of which every match of ``node`` contains.
-
-        Entries are keys; ``tag+key key`` for two adjacent words of a phrase; or ``*`` + tag +
-        a wildcard's first letters.
-        """
+    def need(self, node: Node) -> tuple[float, frozenset[str]]:
+        """The cheapest keys one of which every match of ``node`` holds, and their cost."""
         known = self._known.get(id(node))
         if known is None:
-            known = self._known[id(node)] = self._anchors(node)
+            known = self._known[id(node)] = self._need(node)
         return known
 
-    def _anchors(self, node: Node) -> tuple[float, list[str]]:
+    def _need(self, node: Node) -> tuple[float, frozenset[str]]:
         if isinstance(node, _KEYED):
-            key = _term_key(node)
-            return self.word_cost(key), [key]
-        if isinstance(node, Phrase):
-            tag, ks = _FIELD_TAGS[node.scope], node.keys
-            cost, pair = min(
-                (min(self.word_cost(tag + a), self.word_cost(tag + b)), f"{tag}{a} {b}")
-                for a, b in pairwise(ks)
-            )
-            return cost * _PAIR_RARITY, [pair]
-        if isinstance(node, Prefix):
-            tag = _FIELD_TAGS[node.scope]
-            return self.prefix_cost(tag + node.stem), ["*" + tag + node.stem[:_BUCKET]]
+            key = min(_necessary(node), key=self.key_cost)
+            return self.key_cost(key), frozenset((key,))
         if isinstance(node, And):
-            return min((self.anchors(t) for t in node.terms), key=_cost)
+            return min(map(self.need, node.terms), key=_cost)
         if isinstance(node, Or):
-            total, entries = 0.0, []
-            for term in node.terms:
-                cost, found = self.anchors(term)
-                total += cost
-                entries.extend(found)
-            return total, entries
-        return _UNANCHORED, []
+            needs = [self.need(t) for t in node.terms]
+            if any(cost == _UNANCHORED for cost, _ in needs):
+                return _UNANCHORED, frozenset()
+            return sum(c for c, _ in needs), frozenset().union(*(k for _, k in needs))
+        return _UNANCHORED, frozenset()
 
-    def levels(self, root: Node) -> tuple[list[str], list[str]]:
-        """Two sets of entries a match holds one of each of: the two rarest parts of an AND.
+    def file(self, root: Node) -> tuple[frozenset[str], frozenset[str] | None]:
+        """The keys to file a query under (its rarest part's), and a gate from another part.
 
         Call it first for each query: it forgets the nodes of the previous one.
         """
         self._known.clear()
-        if isinstance(root, And):
-            parts = sorted((self.anchors(t) for t in root.terms), key=_cost)
-            if len(parts) > 1 and parts[1][0] != _UNANCHORED:
-                return parts[0][1], parts[1][1]
-            return parts[0][1], parts[0][1]
-        entries = self.anchors(root)[1]
-        return entries, entries
+        if not isinstance(root, And):
+            return self.need(root)[1], None
+        parts = sorted(map(self.need, root.terms), key=_cost)
+        gate = parts[1][1] if parts[1][0] != _UNANCHORED else None
+        return parts[0][1], gate
 
     def cost(self, node: Node) -> float:
-        return self.anchors(node)[0]
+        return self.need(node)[0]
 
 
-def _cost(anchors: tuple[float, list[str]]) -> float:
-    return anchors[0]
+def _cost(need: tuple[float, frozenset[str]]) -> float:
+    return need[0]
 
 
 @dataclass(slots=True, eq=False)
 class _Profile:
-    """A profile as the index holds it: its plan, positive terms and index entries."""
+    """A profile as the index holds it.
+
+    It is filed under ``keys``; a candidate must hold one of its ``gate`` keys (from another
+    part of its query) before its ``plan`` is evaluated; ``terms`` are its positive terms,
+    shared with the other profiles, for scoring; ``sizes`` its wildcards' letter counts.
+    """
 
     id: int
     query: Query
-    plan: _Plan
+    plan: _Check
     terms: tuple[_Term, ...]
-    first: tuple[str, ...]
-    second: tuple[str, ...]
-
-
-@dataclass(slots=True, eq=False)
-class _Posting:
-    """The profiles filed under one entry, at each of the two levels."""
-
-    first: set[_Profile]
-    second: set[_Profile]
+    keys: frozenset[str]
+    gate: frozenset[str]
+    sizes: tuple[int, ...]
 
 
 class ProfileIndex:
     """Every profile's query in one inverted index; matching costs per candidate, not profile.
 
-    ``stats`` picks anchors (rare terms make few candidates) and scores matches; without it
-    anchors favour long words and every idf is 1.0. Anchors are chosen when a profile is added.
+    ``stats`` picks the keys profiles are filed under (rare keys make few candidates) and
+    scores matches; without it, longer words count as rarer and every idf is 1.0. Keys are
+    chosen when a profile is added.
     """
 
     def __init__(
@@ -738,12 +899,10 @@ class ProfileIndex:
         self.upvote_boost = upvote_boost
         self._planner = _Planner(stats)
         self._profiles: dict[int, _Profile] = {}
-        self._by_key: dict[str, _Posting] = {}  # keys, and pairs of adjacent words
-        self._by_prefix: dict[str, _Posting] = {}  # tag + a wildcard's first letters
-        self._bucket_sizes: dict[int, int] = {}  # length of a wildcard bucket -> entries
-        # The first words of the pair entries, per field tag, counted: what a paper looks up.
-        self._pair_heads: dict[str, dict[str, int]] = {"": {}, "a:": {}, "o:": {}}
+        self._filed: dict[str, set[_Profile]] = {}
+        self._sizes: dict[int, int] = {}  # wildcard letter count -> profiles using it
         self._terms: dict[tuple[Node, str], tuple[_Term, list[int]]] = {}  # shared, counted
+
         pairs = profiles.items() if isinstance(profiles, Mapping) else profiles
         for profile_id, query in pairs:
             self.add(profile_id, query)
@@ -763,40 +922,42 @@ class ProfileIndex:
         if profile_id in self._profiles:
             raise ValueError(f"profile {profile_id} is already indexed")
         planner = self._planner
-        first, second = planner.levels(query.root)
-        if not first or not second:
+        keys, gate = planner.file(query.root)
+        if not keys:
             raise ValueError(f"profile {profile_id}: the query has no term to look for")
         profile = _Profile(
             id=profile_id,
             query=query,
             plan=_compile(query.root, planner.cost),
             terms=tuple(self._share(t) for t in _positive_terms(query.root)),
-            first=tuple(dict.fromkeys(first)),
-            second=tuple(dict.fromkeys(second)),
+            keys=keys,
+            gate=gate or frozenset((_ALWAYS,)),
+            sizes=_sizes([query.root]),
         )
         self._profiles[profile_id] = profile
-        for entry in profile.first:
-            self._posting(entry).first.add(profile)
-        for entry in profile.second:
-            self._posting(entry).second.add(profile)
+        for key in keys:
+            self._filed.setdefault(key, set()).add(profile)
+        for size in profile.sizes:
+            self._sizes[size] = self._sizes.get(size, 0) + 1
 
     def remove(self, profile_id: int) -> None:
         """Drop a profile from the index; ``KeyError`` if it is not indexed."""
         profile = self._profiles.pop(profile_id)
-        for entry in profile.first:
-            self._posting(entry).first.discard(profile)
-        for entry in profile.second:
-            self._posting(entry).second.discard(profile)
-        for entry in {*profile.first, *profile.second}:
-            posting = self._posting(entry)
-            if not posting.first and not posting.second:
-                self._drop(entry)
+        for key in profile.keys:
+            filed = self._filed[key]
+            filed.discard(profile)
+            if not filed:
+                del self._filed[key]
+        for size in profile.sizes:
+            self._sizes[size] -= 1
+            if not self._sizes[size]:
+                del self._sizes[size]
         for term in profile.terms:
-            key = (term.node, term.label)
-            users = self._terms[key][1]
+            shared = (term.node, term.label)
+            users = self._terms[shared][1]
             users[0] -= 1
             if not users[0]:
-                del self._terms[key]
+                del self._terms[shared]
 
     def replace(self, profile_id: int, query: Query) -> None:
         """Index ``query`` for the profile, replacing its previous query if any."""
@@ -813,70 +974,17 @@ class ProfileIndex:
         shared[1][0] += 1
         return shared[0]
 
-    def _posting(self, entry: str) -> _Posting:
-        """The posting of ``entry``, created (and made findable) if new."""
-        table, key = (self._by_prefix, entry[1:]) if entry[0] == "*" else (self._by_key, entry)
-        posting = table.get(key)
-        if posting is None:
-            posting = table[key] = _Posting(set(), set())
-            if table is self._by_prefix:
-                size = len(_split_tag(key)[1])
-                self._bucket_sizes[size] = self._bucket_sizes.get(size, 0) + 1
-            elif " " in key:
-                tag, head = _split_tag(key.partition(" ")[0])
-                self._pair_heads[tag][head] = self._pair_heads[tag].get(head, 0) + 1
-        return posting
-
-    def _drop(self, entry: str) -> None:
-        if entry[0] == "*":
-            del self._by_prefix[entry[1:]]
-            size = len(_split_tag(entry[1:])[1])
-            self._bucket_sizes[size] -= 1
-            if not self._bucket_sizes[size]:
-                del self._bucket_sizes[size]
-            return
-        del self._by_key[entry]
-        if " " in entry:
-            tag, head = _split_tag(entry.partition(" ")[0])
-            heads = self._pair_heads[tag]
-            heads[head] -= 1
-            if not heads[head]:
-                del heads[head]
-
     def candidates(self, document: Document | PreparedDocument) -> set[int]:
-        """Ids of the profiles that the index evaluates for ``document`` (for diagnostics)."""
-        return {p.id for p in self._candidates(prepare(document))}
+        """Ids of the profiles whose plan the index evaluates for ``document``."""
+        d = prepare(document)
+        held = d.held(tuple(sorted(self._sizes)))
+        return {p.id for p in self._filed_under(held) if not p.gate.isdisjoint(held)}
 
-    def _candidates(self, d: PreparedDocument) -> set[_Profile]:
-        """Profiles with an entry of each level in ``d``: set operations, no per-profile work."""
-        get = self._by_key.get
-        hits = [p for p in map(get, d.terms) if p is not None]
-        tagged = (("", d.title), ("", d.abstract), ("a:", d.author), ("o:", d.org))
-        for tag, f in tagged:
-            heads = self._pair_heads[tag]
-            if not heads or heads.keys().isdisjoint(f.keyset):
-                continue
-            ks = f.keys
-            for i in range(len(ks) - 1):
-                if ks[i] in heads:
-                    posting = get(f"{tag}{ks[i]} {ks[i + 1]}")
-                    if posting is not None:
-                        hits.append(posting)
-        if self._by_prefix:
-            in_bucket = self._by_prefix.get
-            text_forms = d.title.keyset.union(
-                d.title.norms(), d.abstract.keyset, d.abstract.norms()
-            )
-            for tag, forms in (("", text_forms), ("a:", d.author.forms()), ("o:", d.org.forms())):
-                for size in self._bucket_sizes:
-                    probes = {tag + f[:size] for f in forms if len(f) >= size}
-                    hits += [p for p in map(in_bucket, probes) if p is not None]
-        first: set[_Profile] = set()
-        second: set[_Profile] = set()
-        for posting in hits:
-            first.update(posting.first)
-            second.update(posting.second)
-        return first & second
+    def _filed_under(self, held: set[str]) -> set[_Profile]:
+        found: set[_Profile] = set()
+        for filed in filter(None, map(self._filed.get, held)):
+            found |= filed
+        return found
 
     def match(
         self,
@@ -889,15 +997,12 @@ class ProfileIndex:
         ``stats`` overrides the index's own statistics for scoring.
         """
         scorer = _Scorer(stats or self.stats, self.weights, self.upvote_boost)
+        sizes = tuple(sorted(self._sizes))
         found = []
         for document in documents:
             d = prepare(document)
-            for profile in self._candidates(d):
-                if _passes(profile.plan, d):
-                    found.append(scorer.match(profile.id, profile.terms, d))
+            held = d.held(sizes)
+            for profile in self._filed_under(held):
+                if not profile.gate.isdisjoint(held) and profile.plan.ok(held, d):
+                    found.append(scorer.match(profile.id, profile.terms, held, d))
         return _best_first(found)
-
-
-def _split_tag(entry: str) -> tuple[str, str]:
-    """``("a:", "doe")`` for ``"a:doe"``; keys themselves never hold a colon."""
-    return (entry[:2], entry[2:]) if entry[1:2] == ":" else ("", entry)

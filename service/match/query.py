@@ -60,10 +60,11 @@ _MAX_UPVOTES = 10**9
 
 @dataclass(frozen=True, slots=True)
 class Word:
-    """A whole word. ``key`` is what matching compares, ``text`` its normalised spelling."""
+    """A whole word. ``key`` is what matching compares (and equality), ``text`` its
+    normalised spelling and ``label`` how the query wrote it, for display."""
 
     key: str
-    text: str
+    text: str = field(compare=False)
     scope: Scope | None = None
     label: str = field(default="", compare=False)
 
@@ -73,7 +74,7 @@ class Phrase:
     """Consecutive words in order, within one field (and one author name)."""
 
     keys: tuple[str, ...]
-    texts: tuple[str, ...]
+    texts: tuple[str, ...] = field(compare=False)
     scope: Scope | None = None
     label: str = field(default="", compare=False)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from itertools import accumulate
 from typing import NamedTuple
 
 __all__ = [
@@ -36,6 +37,8 @@ _MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
 _ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
 # Decomposed accents (combining marks) stay inside their word.
 _WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}](?:[^\W_{_CJK}]|[{_MARKS}])*")
+_ASCII_SPLIT = re.compile(f"({_ASCII_WORD.pattern})")
+_SPLIT = re.compile(f"({_WORD.pattern})")
 _LATEX_COMMAND = re.compile(r"\\([A-Za-z]+)")
 # Greek letters are content ("$\alpha$-divergence"); other commands are formatting.
 _GREEK = frozenset(
@@ -154,14 +157,19 @@ def words(text: str) -> list[str]:
 
 def keys_of(written: list[str]) -> list[str]:
     """The keys of words as :func:`words` gives them: the fast path for indexing papers."""
-    known = _KEYS.get
-    return [known(word) or word_forms(word)[1] for word in written]
+    return _known(written, _KEYS, 1)
 
 
 def norms_of(written: list[str]) -> list[str]:
     """The norms of words as :func:`words` gives them."""
-    known = _NORMS.get
-    return [known(word) or word_forms(word)[0] for word in written]
+    return _known(written, _NORMS, 0)
+
+
+def _known(written: list[str], memo: dict[str, str], form: int) -> list[str]:
+    found = list(map(memo.get, written))
+    if None in found:
+        return [word_forms(word)[form] for word in written]
+    return found  # type: ignore[return-value]
 
 
 def keys(text: str) -> list[str]:
@@ -172,7 +180,11 @@ def keys(text: str) -> list[str]:
 def spans(text: str) -> list[tuple[int, int]]:
     """The offsets of the words of ``text``, in order (aligned with :func:`words`)."""
     source = _drop_latex(text)
-    return [m.span() for m in (_ASCII_WORD if source.isascii() else _WORD).finditer(source)]
+    # Words and the gaps between them, alternately: their running lengths are the offsets,
+    # computed without a Python step per word.
+    parts = (_ASCII_SPLIT if source.isascii() else _SPLIT).split(source)
+    ends = list(accumulate(map(len, parts)))
+    return list(zip(ends[0::2], ends[1::2], strict=False))
 
 
 def scan(text: str) -> list[Token]:
