@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/paperboy/bin:$PATH \
     PAPERBOY_DATA_DIR=/data \
-    PAPERBOY_CONFIG=/config/paperboy.toml
+    PAPERBOY_CONFIG=/config/paperboy.toml \
+    PAPERBOY_PROFILES_FILE=/config/profiles.toml
 
 RUN python3 -m venv /opt/paperboy
 COPY pyproject.toml README.md /src/
