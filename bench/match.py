@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import html
 import json
 import os
 import random
@@ -19,8 +18,8 @@ import resource
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
@@ -33,14 +32,14 @@ from service.match.index import (
 )
 from service.match.query import parse_query
 from service.match.text import scan
+from service.model import Snapshot
+from service.parse import parse
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PAPERS = 1_000
 SEED = 20240601
 NAIVE_SUBSET = 1_000  # profiles timed with the naive loop; the rest is extrapolated
 
-_DATE = re.compile(r"^[A-Z][a-z]{2} \d{1,2}(?:, \d{4})?(?: (\d+))?$")
-_ATOM = "{http://www.w3.org/2005/Atom}"
 _STOPWORD_TEXT = """
     a an and are as at be by can for from has have in into is it its of on or our over such
     that the their these this those to under via was we were which while with without using
@@ -53,65 +52,27 @@ _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 # --- papers -------------------------------------------------------------------------------
 
 
-def seed_papers() -> Iterator[tuple[str, str, tuple[str, ...], str, str, int]]:
-    for path in sorted((SHARED / "seeds").glob("*.txt")):
-        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        i = lines.index("byAK and the research community") + 2
-        while i + 1 < len(lines):
-            title, abstract = lines[i], lines[i + 1]
-            handle = name = ""
-            upvotes = 0
-            if i + 4 < len(lines) and lines[i + 3] == "·":
-                meta, date = lines[i + 2].strip(), _DATE.match(lines[i + 4])
-                if not meta.startswith("•"):
-                    handle, _, name = meta.partition(" ")
-                upvotes = int(date[1]) if date and date[1] else 0
-                i += 5
-            else:
-                i += 2
-            yield title, abstract, (), handle, name, upvotes
-
-
-def hf_papers() -> Iterator[tuple[str, str, tuple[str, ...], str, str, int]]:
-    for path in sorted((SHARED / "fixtures/hf_daily_papers/api_json").glob("*.json")):
-        for item in json.loads(path.read_text(encoding="utf-8")):
-            paper = item["paper"]
-            org = item.get("organization") or paper.get("organization") or {}
-            authors = tuple(a["name"] for a in paper.get("authors", ()) if a.get("name"))
-            summary = " ".join(paper.get("summary", "").split())
-            handle, name = org.get("name", ""), org.get("fullname", "")
-            yield item["title"], summary, authors, handle, name, int(paper.get("upvotes", 0))
-
-
-def feed_papers() -> Iterator[tuple[str, str, tuple[str, ...], str, str, int]]:
-    arxiv = SHARED / "fixtures/arxiv"
-    for path in sorted((arxiv / "rss").glob("*.xml")):
-        for item in ET.parse(path).getroot().iter("item"):
-            description = item.findtext("description") or ""
-            abstract = description.partition("Abstract:")[2].strip()
-            creators = item.findtext("{http://purl.org/dc/elements/1.1/}creator") or ""
-            authors = tuple(a.strip() for a in creators.split(",") if a.strip())
-            yield item.findtext("title") or "", abstract, authors, "", "", 0
-    for path in sorted((arxiv / "api").glob("*.atom")):
-        for entry in ET.parse(path).getroot().iter(_ATOM + "entry"):
-            authors = tuple(a.findtext(_ATOM + "name") or "" for a in entry.iter(_ATOM + "author"))
-            title = " ".join((entry.findtext(_ATOM + "title") or "").split())
-            summary = " ".join((entry.findtext(_ATOM + "summary") or "").split())
-            yield title, summary, authors, "", "", 0
-    for path in sorted((arxiv / "republished").glob("*.xml")):
-        for item in ET.parse(path).getroot().iter("item"):
-            parts = re.findall(r"<p>(.*?)</p>", item.findtext("description") or "", re.S)
-            parts = [html.unescape(p).strip() for p in parts]
-            if len(parts) > 1:
-                abstract = parts[-1].partition("Abstract:")[2].strip()
-                yield parts[1], abstract, (), "", "", 0
+def real_papers() -> Iterator[tuple[str, str, tuple[str, ...], str, str, int]]:
+    """Papers from the seeds and the fixtures, read by paperboy's own parsers."""
+    files = [
+        *sorted((SHARED / "seeds").glob("*.txt")),
+        *sorted((SHARED / "fixtures/hf_daily_papers/api_json").glob("*.json")),
+        *sorted((SHARED / "fixtures/arxiv").glob("*/*")),
+    ]
+    now = datetime.now(UTC)
+    for path in files:
+        snapshot = Snapshot("bench", str(path), path.read_bytes(), fetched_at=now)
+        for paper in parse(snapshot, None).papers:
+            org = paper.organisation
+            handle, name = (org.handle, org.name) if org else ("", "")
+            yield paper.title, paper.abstract, paper.authors, handle, name, paper.upvotes or 0
 
 
 def load_papers() -> tuple[list[Document], int, int]:
     """``PAPERS`` documents: real ones first, then recombined variants; and both counts."""
     seen: set[str] = set()
     real: list[tuple[str, str, tuple[str, ...], str, str, int]] = []
-    for paper in (*seed_papers(), *hf_papers(), *feed_papers()):
+    for paper in real_papers():
         key = " ".join(t.key for t in scan(paper[0]))
         if key and paper[1] and key not in seen:
             seen.add(key)

@@ -7,7 +7,6 @@ snapshot. A source that fails is recorded as failing and the run goes on with th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -22,6 +21,7 @@ from service import diff, polling, subscribers
 from service.clock import Clock
 from service.config import Settings, SourceSettings, parse_duration
 from service.errors import FetchError, InvalidValue, ParseError, SourceGone
+from service.fetch.http import body_hash
 from service.fetch.local import entry, new_files, read_file
 from service.match.index import (
     Document,
@@ -140,8 +140,7 @@ class Pipeline:
             except FetchError as exc:
                 summaries.append(self._unreadable(source_id, path, exc, now))
                 continue
-            result = self._prepare(snapshot, kind, options)
-            (prepared if isinstance(result, _Prepared) else summaries).append(result)  # type: ignore[arg-type]
+            _sort_out(self._prepare(snapshot, kind, options), prepared, summaries)
         summaries.extend(self._commit_in_order(prepared))
         return summaries
 
@@ -214,7 +213,7 @@ class Pipeline:
                 outcome=SnapshotOutcome.NOT_MODIFIED,
             )
             return [summary], state
-        state = replace(state, body_hash=hashlib.sha256(result.body).hexdigest())
+        state = replace(state, body_hash=body_hash(result.body))
         pages = int(source.options.get("pages", 1))
         if pages > 1:
             result = self._more_pages(source, url, result, pages, min_interval)
@@ -275,7 +274,7 @@ class Pipeline:
                 summaries.append(self._unreadable(source.id, item.path, exc, now, item.stamp))
                 continue
             result = self._prepare(snapshot, source.kind, source.options, stamp=item.stamp)
-            (prepared if isinstance(result, _Prepared) else summaries).append(result)  # type: ignore[arg-type]
+            _sort_out(result, prepared, summaries)
         summaries.extend(self._commit_in_order(prepared))
         return summaries
 
@@ -307,7 +306,7 @@ class Pipeline:
             origin=snapshot.origin,
             fetched_at=snapshot.fetched_at,
             captured_at=snapshot.captured_at,
-            body_hash=hashlib.sha256(snapshot.body).hexdigest(),
+            body_hash=body_hash(snapshot.body),
             size=len(snapshot.body),
             stamp=stamp,
         )
@@ -392,7 +391,7 @@ class Pipeline:
 
     def remove_subscriber(self, email: str) -> bool:
         removed = self.subscriptions.remove_subscriber(subscribers.check_email(email))
-        self._index = None  # its profiles are gone: rebuilt at the next match
+        self._refresh_index()
         return removed
 
     def save_profile(self, email: str, spec: ProfileSpec) -> Profile:
@@ -402,13 +401,13 @@ class Pipeline:
         profile = self.subscriptions.save_profile(
             owner.id, subscribers.check_profile(spec), self.clock.now()
         )
-        self._sync_index()
+        self._refresh_index()
         return profile
 
     def remove_profile(self, email: str, name: str) -> bool:
         owner = self._subscriber(email)
         removed = self.subscriptions.remove_profile(owner.id, name)
-        self._sync_index()
+        self._refresh_index()
         return removed is not None
 
     def sync_profiles(self, text: str, origin: str, *, prune: bool = True) -> tuple[int, int]:
@@ -441,7 +440,7 @@ class Pipeline:
             for known in self.subscriptions.subscribers():
                 if known.declared and known.email not in emails:
                     self.subscriptions.remove_subscriber(known.email)
-        self._sync_index()
+        self._refresh_index()
         return len(declared), saved_profiles
 
     def export_profiles(self) -> str:
@@ -502,6 +501,11 @@ class Pipeline:
         for key in document_terms(document):
             df[key] = df.get(key, 0) + 1
 
+    def _refresh_index(self) -> None:
+        """Bring an index in use up to date; a process that matches nothing builds none."""
+        if self._index is not None:
+            self._sync_index()
+
     def _sync_index(self) -> ProfileIndex:
         """The index over every profile, changed profile by profile (never rebuilt whole)."""
         if self._index is None:
@@ -528,18 +532,30 @@ class Pipeline:
         events = self.store.events(summary.snapshot_id)
         fresh = {paper_id for kind, paper_id, _ in events if kind == "new"}
         touched = {paper_id for kind, paper_id, _ in events if kind in ("new", "updated", "listed")}
-        if self._documents:
-            for paper in self.store.papers(ids=sorted(fresh)):
-                self._count(document_from_paper(paper))
+        if self._index is None and not self.subscriptions.profiles():
+            self._documents, self._df = 0, {}  # nothing to match: count afresh when needed
+            return
+        documents = [document_from_paper(p) for p in self.store.papers(ids=sorted(touched))]
+        if self._documents:  # stats already counted: add the new papers (else counted lazily)
+            for document in documents:
+                if document.id in fresh:
+                    self._count(document)
         index = self._sync_index()
         if not len(index):
             return
-        documents = [document_from_paper(p) for p in self.store.papers(ids=sorted(touched))]
         found = index.match(documents, stats=self._stats())
         self.subscriptions.save_matches(
             ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
             self.clock.now(),
         )
+
+
+def _sort_out(result: _Prepared | Summary, prepared: list[_Prepared], done: list[Summary]) -> None:
+    """A parsed snapshot waits for its turn; a rejected one is done already."""
+    if isinstance(result, _Prepared):
+        prepared.append(result)
+    else:
+        done.append(result)
 
 
 def reasons_json(match: Match) -> list[dict[str, Any]]:

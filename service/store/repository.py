@@ -418,8 +418,8 @@ class Ingest:
                 paper_sources.update().where(this_source).values(present=False),
                 [{"pid": pid} for pid in plan.dropped],
             )
-        stale = self.last_captured_at()
-        if stale is None or at >= stale:
+        latest = self.last_captured_at()
+        if latest is None or at >= latest:
             db.execute(
                 paper_sources.update()
                 .where(paper_sources.c.source_id == self.source_id, paper_sources.c.present)
