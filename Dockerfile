@@ -14,6 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN python3 -m venv /opt/paperboy
 COPY pyproject.toml README.md /src/
 COPY service /src/service
+COPY templates /src/templates
 RUN /opt/paperboy/bin/pip install --no-cache-dir /src && rm -rf /src
 COPY config/paperboy.toml /config/paperboy.toml
 

@@ -9,6 +9,8 @@ from types import TracebackType
 
 from service.clock import Clock, SystemClock
 from service.config import Settings
+from service.deliver.maildir import MaildirSender
+from service.mailroom import Mailroom, Sender
 from service.pipeline import Pipeline
 from service.store.database import create_engine, upgrade
 from service.store.repository import Store
@@ -26,6 +28,10 @@ class App(AbstractContextManager["App"]):
             fetcher.close()
         self.store.engine.dispose()
 
+    @property
+    def mailroom(self) -> Mailroom:
+        return self.pipeline.mailroom
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -35,7 +41,22 @@ class App(AbstractContextManager["App"]):
         self.close()
 
 
-def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = True) -> App:
+def build_sender(settings: Settings) -> Sender:
+    """The configured sender: a maildir under the data directory, or an SMTP server."""
+    if settings.mail.sender == "smtp":
+        from service.deliver.smtp import SmtpSender
+
+        return SmtpSender(settings.mail.smtp)
+    return MaildirSender(settings.maildir())
+
+
+def build(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    migrate: bool = True,
+    sender: Sender | None = None,
+) -> App:
     """Open the database (migrating it to this version's schema) and wire the pipeline."""
     from service.fetch.http import HttpFetcher
 
@@ -45,7 +66,13 @@ def build(settings: Settings, *, clock: Clock | None = None, migrate: bool = Tru
     if migrate:
         upgrade(engine)
     store = Store(engine)
-    pipeline = Pipeline(settings, store, clock or SystemClock(), HttpFetcher(settings.fetch))
+    pipeline = Pipeline(
+        settings,
+        store,
+        clock or SystemClock(),
+        HttpFetcher(settings.fetch),
+        sender=sender if sender is not None else build_sender(settings),
+    )
     pipeline.declare_sources()
     if settings.profiles_file.is_file():
         pipeline.sync_profiles(settings.profiles_file.read_text(), str(settings.profiles_file))

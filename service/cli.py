@@ -18,7 +18,7 @@ from service.app import App, build
 from service.clock import as_utc
 from service.config import load_settings, parse_duration
 from service.errors import PaperboyError
-from service.model import Paper, ProfileSpec, SnapshotOutcome, SourceKind, Summary
+from service.model import DeliveryStatus, Paper, ProfileSpec, SnapshotOutcome, SourceKind, Summary
 from service.pipeline import reasons_json
 from service.store.database import create_engine, current, head, upgrade
 
@@ -102,12 +102,53 @@ def _parser() -> argparse.ArgumentParser:
 
     _subscription_commands(commands)
 
-    run = commands.add_parser("run", help="run the service: poll sources on their schedules")
+    _mail_commands(commands)
+
+    run = commands.add_parser(
+        "run", help="run the service: poll, match, send digests and alerts on schedule"
+    )
     run.add_argument(
         "--tick", type=float, default=30.0, help="seconds between looks for due work (default 30)"
     )
+    run.add_argument(
+        "--send-every",
+        type=float,
+        default=60.0,
+        help="seconds between outbox runs (default 60; new mail also wakes the sender)",
+    )
     run.set_defaults(handler=_run)
     return parser
+
+
+def _mail_commands(commands: Any) -> None:
+    digest = commands.add_parser("digest", help="render a subscriber's digest now")
+    digest.add_argument("--subscriber", required=True, metavar="EMAIL")
+    digest.add_argument(
+        "--dry-run", action="store_true", help="render only: record nothing, queue nothing"
+    )
+    digest.add_argument("--out", type=Path, metavar="DIR", help="also write the message to DIR")
+    digest.set_defaults(handler=_digest)
+
+    send = commands.add_parser("send", help="send what the outbox holds that is due, once")
+    send.add_argument("--json", action="store_true", help="print JSON for scripts")
+    send.set_defaults(handler=_send)
+
+    plan = commands.add_parser("plan", help="close due digest windows now (queue their digests)")
+    plan.add_argument("--json", action="store_true", help="print JSON lines for scripts")
+    plan.set_defaults(handler=_plan)
+
+    outbox = commands.add_parser("outbox", help="list deliveries by status")
+    outbox.add_argument("--status", choices=[s.value for s in DeliveryStatus])
+    outbox.add_argument("--json", action="store_true", help="print JSON lines for scripts")
+    outbox.set_defaults(handler=_outbox)
+
+    feeds = commands.add_parser("feeds", help="RSS and Atom feeds of the matches")
+    actions = feeds.add_subparsers(metavar="ACTION", required=True)
+    export = actions.add_parser(
+        "export", help="write every subscriber's feeds to DIR/<feed token>/ (atomically)"
+    )
+    export.add_argument("directory", type=Path, metavar="DIR")
+    export.set_defaults(handler=_feeds_export)
 
 
 def _subscription_commands(commands: Any) -> None:
@@ -417,7 +458,110 @@ def _run(args: argparse.Namespace) -> int:
     from service.runner import run
 
     with _app(args) as app:
-        run(app, tick=args.tick)
+        run(app, tick=args.tick, send_every=args.send_every)
+    return 0
+
+
+def _digest(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        owner = app.pipeline.subscriber(args.subscriber)
+        composed, rendered = app.mailroom.render_now(owner)
+        if rendered is None or composed is None:
+            print("nothing to render")
+            return 0
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            name = re.sub(
+                r"[^A-Za-z0-9.@_-]", "_", f"{owner.email}-{composed.window.end:%Y%m%dT%H%M%SZ}"
+            )
+            path = args.out / f"{name}.eml"
+            path.write_bytes(rendered.message)
+            print(f"wrote {path}")
+        if args.dry_run:
+            if not args.out:
+                sys.stdout.write(rendered.message.decode("utf-8", "replace"))
+            return 0
+        planned = app.mailroom.close_now(owner)
+        print(f"queued: {planned.papers} papers for {owner.email} (paperboy send delivers it)")
+    return 0
+
+
+def _send(args: argparse.Namespace) -> int:
+    import asyncio
+
+    with _app(args) as app:
+
+        async def drain() -> Any:
+            try:
+                return await app.mailroom.send()
+            finally:
+                assert app.mailroom.sender is not None
+                await app.mailroom.sender.close()
+
+        result = asyncio.run(drain())
+        if args.json:
+            print(json.dumps(asdict(result)))
+        else:
+            print(
+                f"sent {result.sent}, to retry {result.retried}, failed {result.failed}, "
+                f"dead {result.dead}"
+            )
+    return 1 if result.failed or result.dead else 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        planned = app.mailroom.plan()
+    for item in planned:
+        row = {
+            "email": item.email,
+            "kind": item.kind.value,
+            "window": item.window.key,
+            "papers": item.papers,
+            "delivery_id": item.delivery_id,
+        }
+        print(
+            json.dumps(row)
+            if args.json
+            else f"{item.email}: {item.papers} papers ({item.window.key})"
+        )
+    return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        status = DeliveryStatus(args.status) if args.status else None
+        rows = app.mailroom.outbox.deliveries(status)
+    if args.json:
+        for delivery in rows:
+            print(json.dumps({k: _iso(v) for k, v in asdict(delivery).items()}, ensure_ascii=False))
+        return 0
+    table = [("ID", "STATUS", "KIND", "TO", "CREATED", "TRIES", "PAPERS", "SUBJECT / ERROR")]
+    for d in rows:
+        detail = d.last_error if d.status is not DeliveryStatus.SENT and d.last_error else d.subject
+        table.append(
+            (
+                str(d.id),
+                d.status.value,
+                d.kind.value,
+                d.recipient,
+                _short(d.created_at),
+                str(d.attempts),
+                str(d.papers),
+                _tail(detail, 60),
+            )
+        )
+    if rows:
+        _print_table(table)
+    else:
+        print("the outbox is empty")
+    return 0
+
+
+def _feeds_export(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        written = app.mailroom.export_feeds(args.directory)
+    print(f"wrote {len(written)} feeds under {args.directory}")
     return 0
 
 

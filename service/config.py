@@ -12,7 +12,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -83,6 +83,59 @@ class FetchSettings(BaseModel):
     )
 
 
+class SmtpSettings(BaseModel):
+    """How the ``smtp`` sender reaches the mail server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    max_per_second: float = Field(default=10.0, gt=0)
+    validate_certs: bool = True
+
+
+class MailSettings(BaseModel):
+    """Digests, alerts and how they leave: the sender, the headers, retries and rate limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sender: Literal["maildir", "smtp"] = "maildir"
+    maildir: Path = Path("maildir")
+    from_address: str = "paperboy <paperboy@localhost>"
+    reply_to: str | None = None
+    base_url: str = "http://localhost:8000"
+    unsubscribe_mailto: str | None = None
+    list_id: str | None = None
+    alerts_per_hour: int = Field(default=10, ge=0)
+    max_attempts: int = Field(default=8, ge=1)
+    retry_base: timedelta = timedelta(minutes=1)
+    retry_max: timedelta = timedelta(hours=6)
+    source_failing_after: timedelta = timedelta(days=1)
+    keep_sent: timedelta = timedelta(days=30)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+
+    _durations = field_validator(
+        "retry_base", "retry_max", "source_failing_after", "keep_sent", mode="before"
+    )(classmethod(lambda cls, v: parse_duration(v)))
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http(s) URL, e.g. https://papers.example.org")
+        return value.rstrip("/")
+
+
+class FeedSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    items: int = Field(default=50, ge=1, le=1000)
+
+
 class Settings(BaseSettings):
     """Every setting paperboy reads."""
 
@@ -97,7 +150,10 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     log_level: str = "INFO"
     profiles_file: Path = Path("config/profiles.toml")
+    templates_dir: Path | None = None
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+    feeds: FeedSettings = Field(default_factory=FeedSettings)
     sources: list[SourceSettings] = Field(
         default_factory=lambda: [
             SourceSettings(id="inbox", location="inbox", interval=timedelta(minutes=1)),
@@ -141,6 +197,11 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.data_dir / 'paperboy.db'}"
+
+    def maildir(self) -> Path:
+        """The maildir that the ``maildir`` sender writes to (relative: inside data_dir)."""
+        path = self.mail.maildir
+        return path if path.is_absolute() else self.data_dir / path
 
     def resolve(self, location: str) -> str:
         """A source location: URLs as they are, relative paths under the data directory."""

@@ -11,7 +11,8 @@ raised on purpose derives from ``PaperboyError`` and carries structured fields::
     │   └── ParseError         the bytes are not what the source's kind expects
     ├── QueryError             a profile query is invalid (position and caret)
     ├── InvalidValue           a subscriber's or profile's field is invalid (email, zone, ...)
-    └── StoreError             the database is unusable or at the wrong revision
+    ├── StoreError             the database is unusable or at the wrong revision
+    └── DeliveryError          a message could not be handed over (transient or permanent)
 """
 
 from __future__ import annotations
@@ -111,3 +112,17 @@ def _shorten(text: str, limit: int = 60) -> str:
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return repr(text)
+
+
+class DeliveryError(PaperboyError):
+    """A message was not delivered. ``transient`` failures (4xx replies, timeouts, dropped
+    connections) are retried later; permanent ones (5xx replies) fail the delivery. ``code`` is
+    the SMTP reply code when the server gave one, ``reply`` its text."""
+
+    def __init__(
+        self, message: str, *, transient: bool, code: int | None = None, reply: str | None = None
+    ) -> None:
+        self.transient = transient
+        self.code = code
+        self.reply = reply
+        super().__init__(message)

@@ -283,6 +283,19 @@ class Cadence(StrEnum):
     INSTANT = "instant"
 
 
+class DeliveryKind(StrEnum):
+    DIGEST = "digest"
+    ALERT = "alert"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its next attempt
+    SENDING = "sending"  # claimed by a sender until claimed_until
+    SENT = "sent"
+    FAILED = "failed"  # refused for good (a 5xx reply)
+    DEAD = "dead"  # gave up after mail.max_attempts transient failures
+
+
 class SubscriberStatus(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
@@ -344,6 +357,7 @@ class Subscriber:
     schedule: Schedule
     status: SubscriberStatus = SubscriberStatus.ACTIVE
     declared: bool = False  # managed by config/profiles.toml
+    token: str = ""  # secret behind the subscriber's unsubscribe and feed URLs
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,3 +377,23 @@ class Profile:
     id: int
     subscriber_id: int
     spec: ProfileSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message in the outbox."""
+
+    id: int
+    subscriber_id: int
+    kind: DeliveryKind
+    window: str
+    recipient: str
+    subject: str
+    message_id: str
+    papers: int
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    sent_at: datetime | None = None
+    last_error: str | None = None

@@ -23,6 +23,7 @@ from service.config import Settings, SourceSettings, parse_duration
 from service.errors import FetchError, InvalidValue, ParseError, SourceGone
 from service.fetch.http import body_hash
 from service.fetch.local import entry, new_files, read_file
+from service.mailroom import Mailroom, Sender
 from service.match.index import (
     Document,
     DocumentStats,
@@ -47,6 +48,7 @@ from service.model import (
     Summary,
 )
 from service.parse import parse
+from service.render.templates import environment
 from service.store.repository import SnapshotRecord, Store
 from service.store.subscriptions import Subscriptions
 
@@ -88,6 +90,7 @@ class Pipeline:
         fetcher: Fetcher | None = None,
         rng: random.Random | None = None,
         subscriptions: Subscriptions | None = None,
+        sender: Sender | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -99,6 +102,15 @@ class Pipeline:
         self.clock = clock
         self.fetcher = fetcher
         self.rng = rng or random.Random()
+        self.mailroom = Mailroom(
+            settings,
+            store,
+            self.subscriptions,
+            clock,
+            environment(settings.templates_dir),
+            sender,
+            self.rng,
+        )
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -455,6 +467,10 @@ class Pipeline:
             for owner in self.subscriptions.subscribers()
         )
 
+    def subscriber(self, email: str) -> Subscriber:
+        """The subscriber with this email; InvalidValue when there is none."""
+        return self._subscriber(email)
+
     def _subscriber(self, email: str) -> Subscriber:
         found = self.subscriptions.subscriber(subscribers.check_email(email))
         if found is None:
@@ -548,6 +564,7 @@ class Pipeline:
             ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
             self.clock.now(),
         )
+        self.mailroom.alert(found)
 
 
 def _sort_out(result: _Prepared | Summary, prepared: list[_Prepared], done: list[Summary]) -> None:

@@ -71,15 +71,24 @@ def next_check_after_error(
     ``retry_after`` seconds from now nor than the source's next regular, unjittered check:
     failures never make a source polled more often than when it works.
     """
-    base = backoff_base.total_seconds()
-    exponent = min(max(errors, 1) - 1, 64)
-    factor = (_rng if rng is None else rng).uniform(1 - ERROR_JITTER, 1 + ERROR_JITTER)
-    delay = min(base * 2.0**exponent * factor, backoff_max.total_seconds())
-    at = _utc(now) + timedelta(seconds=delay)
+    at = _utc(now) + backoff(errors, backoff_base, backoff_max, rng)
     if retry_after is not None and retry_after > 0:
         wait = min(retry_after, RETRY_AFTER_MAX.total_seconds())
         at = max(at, _utc(now) + timedelta(seconds=wait))
     return max(at, _scheduled(source, now))
+
+
+def backoff(
+    failures: int, base: timedelta, cap: timedelta, rng: random.Random | None = None
+) -> timedelta:
+    """``base * 2**(failures - 1)``, scaled by a factor in [0.8, 1.2], capped at ``cap``.
+
+    Shared by source polling and mail delivery retries."""
+    exponent = min(max(failures, 1) - 1, 64)
+    factor = (_rng if rng is None else rng).uniform(1 - ERROR_JITTER, 1 + ERROR_JITTER)
+    return timedelta(
+        seconds=min(base.total_seconds() * 2.0**exponent * factor, cap.total_seconds())
+    )
 
 
 def is_due(state: SourceState, source: SourceSettings, now: datetime) -> bool:

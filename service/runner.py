@@ -1,36 +1,103 @@
-"""``paperboy run``: APScheduler runs the "do what is due" jobs; due times live in the database."""
+"""``paperboy run``: APScheduler's AsyncIOScheduler runs the "do what is due" jobs.
+
+Jobs: ``poll`` (poll due sources; matching and alerts follow each snapshot), ``plan`` (close
+due digest windows), ``send`` (drain the outbox) and ``cleanup``. Due times live in the
+database, so the jobs only ask "what is due now?". The jobs that write papers and windows run
+one at a time on a single worker thread; ``send`` runs on the event loop and is woken as soon as
+a poll or a plan queued something. Every job coalesces missed runs and never overlaps itself.
+SIGTERM or SIGINT: the job in hand finishes (the message in flight is sent), then the process
+exits.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
-from types import FrameType
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service.app import App
 
 log = logging.getLogger(__name__)
 
 
-def run(app: App, *, tick: float = 30.0) -> None:
-    """Poll due sources every ``tick`` seconds until SIGTERM or SIGINT; finish the job in hand."""
-    scheduler = BlockingScheduler(timezone="UTC")
-    scheduler.add_job(
-        app.pipeline.poll,
-        "interval",
-        seconds=tick,
-        id="poll",
-        coalesce=True,
-        max_instances=1,
-        next_run_time=app.pipeline.clock.now(),
+def run(app: App, *, tick: float = 30.0, send_every: float = 60.0) -> None:
+    """Run until SIGTERM or SIGINT."""
+    asyncio.run(serve(app, tick=tick, send_every=send_every))
+
+
+async def serve(
+    app: App,
+    *,
+    tick: float = 30.0,
+    send_every: float = 60.0,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the jobs until ``stop`` is set (by SIGTERM or SIGINT, or by a caller)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    mailroom = app.mailroom
+    scheduler = AsyncIOScheduler(
+        timezone=UTC,
+        executors={"store": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
+    sending: set[asyncio.Task[Any]] = set()
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
+    def store_job(job: Callable[[], object]) -> Callable[[], None]:
+        """Run ``job``; if the outbox then holds something due, wake the sender now."""
+
+        def wrapped() -> None:
+            job()
+            if mailroom.outbox.due(app.pipeline.clock.now()) and not mailroom.stopping:
+                loop.call_soon_threadsafe(
+                    lambda: scheduler.modify_job("send", next_run_time=datetime.now(UTC))
+                )
+
+        return wrapped
+
+    async def send() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        sending.add(task)
+        try:
+            await mailroom.send()
+        finally:
+            sending.discard(task)
+
+    now = datetime.now(UTC)
+    store = {"executor": "store", "next_run_time": now}
+    scheduler.add_job(store_job(app.pipeline.poll), "interval", seconds=tick, id="poll", **store)
+    scheduler.add_job(store_job(mailroom.plan), "interval", seconds=tick, id="plan", **store)
+    scheduler.add_job(send, "interval", seconds=send_every, id="send", next_run_time=now)
+    scheduler.add_job(mailroom.cleanup, "interval", hours=1, id="cleanup", executor="store")
+
+    def request_stop(signum: int) -> None:
         log.info("signal %d: finishing the job in hand, then stopping", signum)
-        scheduler.shutdown(wait=True)
+        stop.set()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("paperboy running: %d sources", len(app.settings.sources))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, request_stop, signum)
+    log.info(
+        "paperboy running: %d sources, mail by %s",
+        len(app.settings.sources),
+        app.settings.mail.sender,
+    )
     scheduler.start()
+    try:
+        await stop.wait()
+    finally:
+        mailroom.stop()  # the send in progress ends after its message in flight
+        scheduler.pause()
+        if sending:
+            await asyncio.wait(sending)
+        scheduler.shutdown(wait=True)  # waits for the store thread's job in hand
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        if mailroom.sender is not None:
+            await mailroom.sender.close()

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from service import tokens
 from service.model import Profile, ProfileSpec, Schedule, Subscriber, SubscriberStatus
 from service.store.tables import matches, profiles, subscribers
 
@@ -34,11 +35,13 @@ class Subscriptions:
         self, email: str, timezone: str, schedule: str, now: datetime, *, declared: bool = False
     ) -> Subscriber:
         """Create or update a subscriber by email."""
-        values = {"timezone": timezone, "schedule": schedule, "updated_at": now}
+        values: dict[str, Any] = {"timezone": timezone, "schedule": schedule, "updated_at": now}
         with self.engine.begin() as db:
             found = db.execute(
-                sa.select(subscribers.c.id).where(subscribers.c.email == email)
-            ).scalar_one_or_none()
+                sa.select(subscribers.c.id, subscribers.c.timezone, subscribers.c.schedule).where(
+                    subscribers.c.email == email
+                )
+            ).first()
             if found is None:
                 db.execute(
                     subscribers.insert().values(
@@ -46,13 +49,17 @@ class Subscriptions:
                         status=SubscriberStatus.ACTIVE.value,
                         declared=declared,
                         created_at=now,
+                        token=tokens.new_secret(),
+                        window_end=now,  # the first digest covers what comes after this
                         **values,
                     )
                 )
             else:
+                if (found.timezone, found.schedule) != (timezone, schedule):
+                    values["next_window_at"] = None  # planned afresh by the new schedule
                 db.execute(
                     subscribers.update()
-                    .where(subscribers.c.id == found)
+                    .where(subscribers.c.id == found.id)
                     .values(declared=declared, **values)
                 )
         saved = self.subscriber(email)
@@ -183,6 +190,7 @@ def _subscriber(row: Any) -> Subscriber:
         schedule=Schedule.parse(row.schedule),
         status=SubscriberStatus(row.status),
         declared=bool(row.declared),
+        token=row.token or "",
     )
 
 

@@ -146,6 +146,9 @@ subscribers = sa.Table(
     sa.Column("schedule", sa.String(32), nullable=False),  # "daily 07:30", "weekly mon 07:30"
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("declared", sa.Boolean, nullable=False),  # managed by the profiles file
+    sa.Column("token", sa.String(64), unique=True),  # secret: unsubscribe and feed URLs
+    sa.Column("window_end", UTCDateTime),  # end of the last digest window closed
+    sa.Column("next_window_at", UTCDateTime),  # when the next one closes (None: plan it)
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -181,4 +184,52 @@ matches = sa.Table(
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("reasons", sa.JSON, nullable=False),
     sa.Column("matched_at", UTCDateTime, nullable=False, index=True),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.String(16), nullable=False),  # digest, alert
+    sa.Column("window", sa.String(64), nullable=False),  # "start/end" (ISO, UTC) or alert time
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("message", sa.LargeBinary),  # the rendered bytes; emptied after mail.keep_sent
+    sa.Column("papers", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending sending sent failed dead
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("claimed_until", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("subscriber_id", "kind", "window"),
+    sa.Index(None, "status", "next_attempt_at"),
+)
+
+sent = sa.Table(
+    "sent",
+    metadata,
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("paper_id", sa.Integer, sa.ForeignKey("papers.id"), primary_key=True),
+    sa.Column(
+        "delivery_id",
+        sa.Integer,
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("at", UTCDateTime, nullable=False),
 )

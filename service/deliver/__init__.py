@@ -1,0 +1,1 @@
+"""Senders: hand rendered messages to a mail server or a maildir."""

@@ -1,0 +1,455 @@
+"""Digests, alerts and feeds: plan due windows, queue rendered messages, drain the outbox.
+
+The pipeline owns the mailroom and is the only way in; every method takes its ``now`` from the
+clock and keeps its state in the database (see ``service.store.outbox``), so any job may run
+twice, or after a crash, without a window sent twice or skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from service import digest as digests
+from service import polling, windows
+from service.clock import Clock
+from service.config import Settings
+from service.digest import Candidate, Digest, Hit
+from service.errors import DeliveryError
+from service.match.results import Match
+from service.model import (
+    DeliveryKind,
+    DeliveryStatus,
+    Paper,
+    Profile,
+    Subscriber,
+    SubscriberStatus,
+)
+from service.render.email import EmailRenderer, Letterhead, Rendered
+from service.render.feeds import FORMATS, FeedEntry, FeedMeta, render_feed
+from service.render.papers import reasons_from_json
+from service.store.outbox import MatchRow, NewDelivery, Outbox
+from service.store.repository import Store
+from service.store.subscriptions import Subscriptions
+from service.tokens import make as make_token
+from service.windows import Window
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=10)
+"""How long a sender holds a claimed delivery; a claim older than this is taken again."""
+
+
+class Sender(Protocol):
+    """What the mailroom needs of a sender (``maildir`` or ``smtp``)."""
+
+    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What planning did for one subscriber."""
+
+    email: str
+    kind: DeliveryKind
+    window: Window
+    papers: int
+    delivery_id: int | None  # None: nothing to send (or the window was closed already)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    dead: int = 0
+
+
+class Mailroom:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        subscriptions: Subscriptions,
+        clock: Clock,
+        env: jinja2.Environment,
+        sender: Sender | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.subscriptions = subscriptions
+        self.outbox = Outbox(store.engine)
+        self.clock = clock
+        self.env = env
+        self.sender = sender
+        self.rng = rng or random.Random()
+        mail = settings.mail
+        self.letterhead = Letterhead(
+            from_address=mail.from_address,
+            base_url=mail.base_url,
+            reply_to=mail.reply_to,
+            unsubscribe_mailto=mail.unsubscribe_mailto,
+            list_id=mail.list_id,
+        )
+        self._renderer: EmailRenderer | None = None
+        self.stopping = False
+
+    @property
+    def renderer(self) -> EmailRenderer:
+        if self._renderer is None:
+            self._renderer = EmailRenderer(self.env, self.letterhead)
+        return self._renderer
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def plan(self) -> list[Planned]:
+        """Close every due window: one digest per subscriber, queued in the outbox."""
+        now = self.clock.now()
+        states = self.outbox.windows()
+        done = []
+        for owner in self.subscriptions.subscribers():
+            state = states.get(owner.id)
+            if state is None or owner.status is not SubscriberStatus.ACTIVE:
+                continue
+            zone = ZoneInfo(owner.timezone)
+            window = windows.due_window(
+                owner.schedule, zone, state.window_end, state.next_window_at, now
+            )
+            if window is None:
+                if state.next_window_at is None:
+                    upcoming = windows.next_boundary(owner.schedule, zone, state.window_end)
+                    if upcoming is not None:
+                        self.outbox.set_next_window(owner.id, upcoming)
+                continue
+            done.append(self._close(owner, window, now, record=True))
+        return done
+
+    def _close(self, owner: Subscriber, window: Window, now: datetime, *, record: bool) -> Planned:
+        profiles = self.subscriptions.profiles(owner.id)
+        candidates = self._candidates(
+            owner, profiles, self.outbox.candidates(owner.id, window.start, window.end)
+        )
+        notes = digests.source_notes(
+            self.outbox.source_health(), now, self.settings.mail.source_failing_after
+        )
+        composed = digests.compose(
+            owner,
+            DeliveryKind.DIGEST,
+            window,
+            candidates,
+            notes=notes,
+            send_when_empty=any(p.spec.send_when_empty for p in profiles),
+        )
+        queued = self._queue(composed, now) if composed is not None else None
+        upcoming = windows.next_boundary(owner.schedule, ZoneInfo(owner.timezone), now)
+        delivery_id = None
+        if record:
+            delivery_id = self.outbox.close_window(
+                owner.id,
+                DeliveryKind.DIGEST,
+                window.key,
+                now,
+                queued,
+                window_end=window.end,
+                next_window_at=upcoming,
+            )
+            if delivery_id is not None:
+                log.info(
+                    "digest for %s: %d papers", owner.email, len(queued.paper_ids if queued else ())
+                )
+        return Planned(
+            owner.email,
+            DeliveryKind.DIGEST,
+            window,
+            len(composed.paper_ids) if composed else 0,
+            delivery_id,
+        )
+
+    def _candidates(
+        self, owner: Subscriber, profiles: Sequence[Profile], rows: Sequence[MatchRow]
+    ) -> list[Candidate]:
+        by_id = {p.id: p for p in profiles}
+        papers = {p.id: p for p in self.store.papers(ids=sorted({r.paper_id for r in rows}))}
+        return [
+            Candidate(
+                by_id[r.profile_id], papers[r.paper_id], r.score, reasons_from_json(r.reasons)
+            )
+            for r in rows
+            if r.profile_id in by_id and r.paper_id in papers
+        ]
+
+    def _queue(self, composed: Digest, now: datetime) -> NewDelivery:
+        rendered = self.renderer.render(composed, now)
+        return _new_delivery(composed, rendered)
+
+    def render_now(self, owner: Subscriber) -> tuple[Digest | None, Rendered | None]:
+        """The digest ``owner`` would get if their window closed now, rendered; nothing is
+        recorded (``paperboy digest --dry-run``)."""
+        now = self.clock.now()
+        state = self.outbox.windows([owner.id]).get(owner.id)
+        start = state.window_end if state else now
+        window = Window(start, now)
+        profiles = self.subscriptions.profiles(owner.id)
+        candidates = self._candidates(
+            owner, profiles, self.outbox.candidates(owner.id, window.start, window.end)
+        )
+        notes = digests.source_notes(
+            self.outbox.source_health(), now, self.settings.mail.source_failing_after
+        )
+        composed = digests.compose(
+            owner, DeliveryKind.DIGEST, window, candidates, notes=notes, send_when_empty=True
+        )
+        if composed is None:
+            return None, None
+        return composed, self.renderer.render(composed, now)
+
+    def close_now(self, owner: Subscriber) -> Planned:
+        """Close ``owner``'s window now (``paperboy digest``); the schedule goes on as before."""
+        now = self.clock.now()
+        state = self.outbox.windows([owner.id]).get(owner.id)
+        start = state.window_end if state else now
+        planned = self._close(owner, Window(start, now), now, record=True)
+        if state is not None and state.next_window_at is not None:
+            self.outbox.set_next_window(owner.id, state.next_window_at)
+        return planned
+
+    # -- alerts ---------------------------------------------------------------------------------
+
+    def alert(self, found: Iterable[Match]) -> list[Planned]:
+        """Queue alerts for the fresh matches that want one.
+
+        One short message per subscriber per poll, at most ``mail.alerts_per_hour`` messages
+        an hour; what is over the limit waits for the digest.
+        """
+        rows = list(found)
+        if not rows:
+            return []
+        now = self.clock.now()
+        profiles = {p.id: p for p in self.subscriptions.profiles()}
+        owners = {s.id: s for s in self.subscriptions.subscribers()}
+        papers = {p.id: p for p in self.store.papers(ids=sorted({m.document_id for m in rows}))}
+        wanted: dict[int, list[Candidate]] = {}
+        for match in rows:
+            profile = profiles.get(match.profile_id)
+            paper = papers.get(match.document_id)
+            if profile is None or paper is None:
+                continue
+            owner = owners[profile.subscriber_id]
+            if owner.status is not SubscriberStatus.ACTIVE:
+                continue
+            candidate = Candidate(profile, paper, match.score, match.reasons)
+            if digests.wants_alert(candidate):
+                wanted.setdefault(owner.id, []).append(candidate)
+        planned = []
+        limit = self.settings.mail.alerts_per_hour
+        for owner_id, candidates in wanted.items():
+            owner = owners[owner_id]
+            if self.outbox.alerts_since(owner_id, now - timedelta(hours=1)) >= limit:
+                log.info("alerts for %s are over %d an hour: to the digest", owner.email, limit)
+                continue
+            done = self.outbox.sent_papers(owner_id)
+            fresh = [c for c in candidates if c.paper.id not in done]
+            window = Window(now, now)
+            composed = digests.compose(owner, DeliveryKind.ALERT, window, fresh)
+            if composed is None:
+                continue
+            queued = self._queue(composed, now)
+            key = f"{windows.Window(now, now).key}#{min(queued.paper_ids)}"
+            delivery_id = self.outbox.close_window(owner_id, DeliveryKind.ALERT, key, now, queued)
+            planned.append(
+                Planned(owner.email, DeliveryKind.ALERT, window, len(queued.paper_ids), delivery_id)
+            )
+        return planned
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def send(self, *, limit: int = 100) -> SendResult:
+        """Send what is due, a claimed batch at a time, until nothing is due or ``stop()``."""
+        if self.sender is None:
+            raise DeliveryError("no sender is configured", transient=True)
+        totals = SendResult()
+        envelope_from = _addr_spec(self.settings.mail.from_address)
+        while not self.stopping:
+            claimed = self.outbox.claim(self.clock.now(), LEASE, limit)
+            if not claimed:
+                break
+            for index, (delivery, message) in enumerate(claimed):
+                if self.stopping:
+                    self.outbox.release([d.id for d, _ in claimed[index:]])
+                    break
+                totals = await self._send_one(
+                    delivery.id,
+                    delivery.attempts,
+                    delivery.recipient,
+                    envelope_from,
+                    message,
+                    totals,
+                )
+        return totals
+
+    async def _send_one(
+        self,
+        delivery_id: int,
+        attempts: int,
+        recipient: str,
+        envelope_from: str,
+        message: bytes,
+        totals: SendResult,
+    ) -> SendResult:
+        assert self.sender is not None
+        try:
+            await self.sender.send(envelope_from, [recipient], message)
+        except DeliveryError as exc:
+            now = self.clock.now()
+            if not exc.transient:
+                log.warning("delivery %d to %s failed: %s", delivery_id, recipient, exc)
+                self.outbox.mark_failed(delivery_id, str(exc), DeliveryStatus.FAILED)
+                return _add(totals, failed=1)
+            if attempts >= self.settings.mail.max_attempts:
+                log.warning(
+                    "delivery %d to %s is dead after %d attempts: %s",
+                    delivery_id,
+                    recipient,
+                    attempts,
+                    exc,
+                )
+                self.outbox.mark_failed(delivery_id, str(exc), DeliveryStatus.DEAD)
+                return _add(totals, dead=1)
+            mail = self.settings.mail
+            wait = polling.backoff(attempts, mail.retry_base, mail.retry_max, self.rng)
+            self.outbox.mark_retry(delivery_id, str(exc), now + wait)
+            return _add(totals, retried=1)
+        self.outbox.mark_sent(delivery_id, self.clock.now())
+        return _add(totals, sent=1)
+
+    def stop(self) -> None:
+        """Finish the message in flight, then stop sending."""
+        self.stopping = True
+
+    # -- feeds ----------------------------------------------------------------------------------
+
+    def feeds(self, owner: Subscriber) -> dict[str, bytes]:
+        """Every feed of a subscriber: ``<profile>.rss|.atom`` per profile, ``all.rss|.atom``."""
+        now = self.clock.now()
+        limit = self.settings.feeds.items
+        profiles = self.subscriptions.profiles(owner.id)
+        token = make_token(owner.id, owner.token, "feeds")
+        base = self.settings.mail.base_url
+        out: dict[str, bytes] = {}
+        groups: list[tuple[str, str, list[Profile]]] = [
+            ("all", f"paperboy: papers for {owner.email}", list(profiles))
+        ]
+        taken = {"all"}
+        for profile in profiles:
+            slug = _slug(profile.spec.name)
+            slug = f"{slug}-{profile.id}" if slug in taken else slug
+            taken.add(slug)
+            groups.append((slug, f"paperboy: {profile.spec.name}", [profile]))
+        for slug, title, chosen in groups:
+            entries = self._feed_entries(owner, chosen, limit)
+            meta = FeedMeta(title=title, base_url=base, path=f"feeds/{token}/{slug}")
+            for fmt in FORMATS:
+                out[f"{slug}.{fmt}"] = render_feed(self.env, meta, entries, fmt, now)
+        return out
+
+    def _feed_entries(
+        self, owner: Subscriber, profiles: Sequence[Profile], limit: int
+    ) -> list[FeedEntry]:
+        rows = self.outbox.recent_matches([p.id for p in profiles], limit * max(1, len(profiles)))
+        names = {p.id: p.spec.name for p in profiles}
+        papers = {p.id: p for p in self.store.papers(ids=sorted({r.paper_id for r in rows}))}
+        grouped: dict[int, list[MatchRow]] = {}
+        for row in rows:
+            grouped.setdefault(row.paper_id, []).append(row)
+        entries = []
+        for paper_id, found in grouped.items():
+            paper: Paper | None = papers.get(paper_id)
+            if paper is None:
+                continue
+            found.sort(key=lambda r: -r.score)
+            hits = tuple(
+                Hit(names[r.profile_id], r.score, reasons_from_json(r.reasons)) for r in found
+            )
+            entries.append(FeedEntry(paper, hits, max(r.matched_at for r in found)))
+        entries.sort(key=lambda e: (e.at, e.hits[0].score), reverse=True)
+        return entries[:limit]
+
+    def export_feeds(self, directory: Path) -> list[Path]:
+        """Write every subscriber's feeds under ``directory/<feed token>/``, each atomically."""
+        written = []
+        for owner in self.subscriptions.subscribers():
+            if owner.status is not SubscriberStatus.ACTIVE:
+                continue
+            folder = directory / make_token(owner.id, owner.token, "feeds")
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, body in self.feeds(owner).items():
+                written.append(_write_atomically(folder / name, body))
+        return written
+
+    # -- cleanup --------------------------------------------------------------------------------
+
+    def cleanup(self) -> int:
+        """Forget the bytes of messages sent longer ago than ``mail.keep_sent``."""
+        return self.outbox.forget_sent_bodies(self.clock.now() - self.settings.mail.keep_sent)
+
+
+def _new_delivery(composed: Digest, rendered: Rendered) -> NewDelivery:
+    return NewDelivery(
+        subscriber_id=composed.subscriber.id,
+        kind=composed.kind,
+        window=composed.window.key,
+        recipient=composed.subscriber.email,
+        subject=rendered.subject,
+        message_id=rendered.message_id,
+        message=rendered.message,
+        paper_ids=composed.paper_ids,
+    )
+
+
+def _add(totals: SendResult, **more: int) -> SendResult:
+    return SendResult(
+        sent=totals.sent + more.get("sent", 0),
+        retried=totals.retried + more.get("retried", 0),
+        failed=totals.failed + more.get("failed", 0),
+        dead=totals.dead + more.get("dead", 0),
+    )
+
+
+def _addr_spec(address: str) -> str:
+    from email.utils import parseaddr
+
+    return parseaddr(address)[1]
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug or "profile"
+
+
+def _write_atomically(path: Path, body: bytes) -> Path:
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(body)
+            out.flush()
+            os.fsync(out.fileno())
+        Path(temporary).chmod(0o644)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,122 @@
+"""A digest or an alert as an email: multipart/alternative (plain text and HTML with inlined
+CSS), with the headers of a well-behaved list (RFC 2369 List-Unsubscribe, RFC 8058 one-click,
+RFC 2919 List-Id, RFC 3834 Auto-Submitted)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, parseaddr
+from typing import Any
+from urllib.parse import quote
+
+import css_inline
+import jinja2
+
+from service import tokens
+from service.digest import Digest
+from service.model import DeliveryKind
+from service.render.papers import view
+
+
+@dataclass(frozen=True, slots=True)
+class Letterhead:
+    """Who mail comes from and where its links point: from the ``mail`` settings."""
+
+    from_address: str
+    base_url: str
+    reply_to: str | None = None
+    unsubscribe_mailto: str | None = None
+    list_id: str | None = None
+
+    @property
+    def domain(self) -> str:
+        _, address = parseaddr(self.from_address)
+        return address.rpartition("@")[2] or "localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    message_id: str
+    message: bytes
+
+
+class EmailRenderer:
+    """Renders digests; templates are compiled once and CSS is inlined per message."""
+
+    def __init__(self, env: jinja2.Environment, letterhead: Letterhead) -> None:
+        self.letterhead = letterhead
+        self._html = env.get_template("email/digest.html")
+        self._text = env.get_template("email/digest.txt")
+        self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+    def message_id(self, digest: Digest) -> str:
+        """Stable per delivery: the same subscriber, kind and window give the same id."""
+        window = hashlib.sha256(digest.window.key.encode()).hexdigest()[:16]
+        return f"<{digest.kind}.{digest.subscriber.id}.{window}@{self.letterhead.domain}>"
+
+    def links(self, digest: Digest) -> dict[str, str]:
+        subscriber = digest.subscriber
+        base = self.letterhead.base_url
+
+        def url(purpose: str) -> str:
+            return f"{base}/{purpose}/{tokens.make(subscriber.id, subscriber.token, purpose)}"
+
+        unsubscribe = url("unsubscribe")
+        _, mailbox = parseaddr(self.letterhead.unsubscribe_mailto or self.letterhead.from_address)
+        token = tokens.make(subscriber.id, subscriber.token, "unsubscribe")
+        return {
+            "unsubscribe": unsubscribe,
+            "unsubscribe_mailto": f"mailto:{mailbox}?subject={quote('unsubscribe ' + token)}",
+            "manage": url("manage"),
+            "feeds": f"{url('feeds')}/all.atom",
+        }
+
+    def render(self, digest: Digest, now: datetime) -> Rendered:
+        links = self.links(digest)
+        context: dict[str, Any] = {
+            "digest": digest,
+            "alert": digest.kind is DeliveryKind.ALERT,
+            "sections": [
+                {
+                    "name": section.profile,
+                    "more": section.more,
+                    "papers": [view(item.paper, item.hits) for item in section.items],
+                }
+                for section in digest.sections
+            ],
+            "notes": digest.notes,
+            "links": links,
+            "subject": digest.subject,
+            "zone": digest.subscriber.timezone,
+        }
+        text = self._text.render(context)
+        html = self._inliner.inline(self._html.render(context))
+        message_id = self.message_id(digest)
+        message = EmailMessage(policy=SMTP)
+        head = self.letterhead
+        message["Subject"] = digest.subject
+        message["From"] = head.from_address
+        message["To"] = Address(addr_spec=digest.subscriber.email)
+        if head.reply_to:
+            message["Reply-To"] = head.reply_to
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = message_id
+        message["List-Id"] = f"paperboy <{head.list_id or 'digests.' + head.domain}>"
+        message["List-Unsubscribe"] = f"<{links['unsubscribe']}>, <{links['unsubscribe_mailto']}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(_crlf_free_lines(text))
+        message.add_alternative(html, subtype="html")
+        return Rendered(digest.subject, message_id, message.as_bytes())
+
+
+def _crlf_free_lines(text: str) -> str:
+    """Text with lone CRs gone (a title may carry one); the policy writes CRLF line ends."""
+    return re.sub(r"\r\n?", "\n", text)

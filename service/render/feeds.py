@@ -1,0 +1,78 @@
+"""Matches as RSS 2.0 and Atom (RFC 4287) feeds, one per profile and one per subscriber."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Literal
+from urllib.parse import urlsplit
+
+import jinja2
+
+from service.digest import Hit
+from service.model import Paper
+from service.render.papers import view
+
+Format = Literal["rss", "atom"]
+FORMATS: tuple[Format, ...] = ("rss", "atom")
+MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    paper: Paper
+    hits: tuple[Hit, ...]  # best first
+    at: datetime  # when the paper matched: the entry's date
+
+
+@dataclass(frozen=True, slots=True)
+class FeedMeta:
+    title: str
+    base_url: str
+    path: str  # under base_url, without the extension: "feeds/<token>/kv-cache"
+    description: str = ""
+
+
+def guid(base_url: str, paper: Paper) -> str:
+    """A stable id per paper (an RFC 4151 tag URI): the same in every feed it appears in."""
+    host = urlsplit(base_url).hostname or "localhost"
+    return f"tag:{host},2026:paper/{paper.key}"
+
+
+def render_feed(
+    env: jinja2.Environment,
+    meta: FeedMeta,
+    entries: Sequence[FeedEntry],
+    fmt: Format,
+    now: datetime,
+) -> bytes:
+    template = env.get_template(f"feeds/{fmt}.xml")
+    updated = max((e.at for e in entries), default=now).astimezone(UTC)
+    items = [
+        {
+            "view": view(entry.paper, entry.hits),
+            "guid": guid(meta.base_url, entry.paper),
+            "categories": [hit.profile for hit in entry.hits],
+            "rfc822": format_datetime(entry.at.astimezone(UTC), usegmt=True),
+            "rfc3339": _rfc3339(entry.at),
+            "published": (
+                f"{entry.paper.published.isoformat()}T00:00:00Z" if entry.paper.published else None
+            ),
+        }
+        for entry in entries
+    ]
+    text = template.render(
+        meta=meta,
+        self_url=f"{meta.base_url}/{meta.path}.{fmt}",
+        feed_id=f"tag:{urlsplit(meta.base_url).hostname or 'localhost'},2026:{meta.path}",
+        rfc822=format_datetime(updated, usegmt=True),
+        rfc3339=_rfc3339(updated),
+        items=items,
+    )
+    return text.encode()
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

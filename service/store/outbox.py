@@ -1,0 +1,358 @@
+"""The outbox: digest windows, deliveries and the ledger of papers sent.
+
+A window is closed in one transaction that writes the delivery (unique per subscriber, kind and
+window), the papers it sends into the ledger, and the subscriber's next window: a job that runs
+twice, or after a crash, finds the window closed and does nothing. Senders claim due deliveries
+for a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several processes share the work); a
+claim that outlives its lease (the sender died) is taken again, which may repeat the one message
+that was in flight and no other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from service.model import Delivery, DeliveryKind, DeliveryStatus, SourceState
+from service.store.tables import deliveries, matches, profiles, sent, sources, subscribers
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A rendered message to queue."""
+
+    subscriber_id: int
+    kind: DeliveryKind
+    window: str
+    recipient: str
+    subject: str
+    message_id: str
+    message: bytes
+    paper_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    subscriber_id: int
+    window_end: datetime
+    next_window_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRow:
+    profile_id: int
+    paper_id: int
+    score: float
+    reasons: Any
+    matched_at: datetime
+
+
+class Outbox:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # -- windows --------------------------------------------------------------------------------
+
+    def windows(self, subscriber_ids: Iterable[int] | None = None) -> dict[int, WindowState]:
+        """Each active subscriber's window state."""
+        query = sa.select(
+            subscribers.c.id,
+            subscribers.c.window_end,
+            subscribers.c.created_at,
+            subscribers.c.next_window_at,
+        ).where(subscribers.c.status == "active")
+        if subscriber_ids is not None:
+            query = query.where(subscribers.c.id.in_(list(subscriber_ids)))
+        with self.engine.connect() as db:
+            return {
+                row.id: WindowState(row.id, row.window_end or row.created_at, row.next_window_at)
+                for row in db.execute(query)
+            }
+
+    def set_next_window(self, subscriber_id: int, at: datetime | None) -> None:
+        with self.engine.begin() as db:
+            db.execute(
+                subscribers.update()
+                .where(subscribers.c.id == subscriber_id)
+                .values(next_window_at=at)
+            )
+
+    def candidates(self, subscriber_id: int, start: datetime, end: datetime) -> list[MatchRow]:
+        """Matches of the subscriber's profiles made in ``[start, end]``, of papers not sent."""
+        already = sa.select(sent.c.paper_id).where(sent.c.subscriber_id == subscriber_id)
+        query = (
+            sa.select(matches)
+            .join(profiles, profiles.c.id == matches.c.profile_id)
+            .where(
+                profiles.c.subscriber_id == subscriber_id,
+                matches.c.matched_at >= start,  # the ledger keeps an edge match single
+                matches.c.matched_at <= end,
+                matches.c.paper_id.not_in(already),
+            )
+        )
+        with self.engine.connect() as db:
+            return [_match(row) for row in db.execute(query)]
+
+    def close_window(
+        self,
+        subscriber_id: int,
+        kind: DeliveryKind,
+        window: str,
+        now: datetime,
+        delivery: NewDelivery | None,
+        *,
+        window_end: datetime | None = None,
+        next_window_at: datetime | None = None,
+    ) -> int | None:
+        """Queue ``delivery`` (if any), record its papers as sent and, for a digest, move the
+        subscriber's window; all or nothing. Returns the delivery id, or None when there was
+        nothing to queue or the window was closed already (the second run of a job)."""
+        with self.engine.begin() as db:
+            closed = db.execute(
+                sa.select(deliveries.c.id).where(
+                    deliveries.c.subscriber_id == subscriber_id,
+                    deliveries.c.kind == kind.value,
+                    deliveries.c.window == window,
+                )
+            ).first()
+            if closed is not None:
+                return None  # closed by an earlier run of the same job
+            delivery_id = None
+            if delivery is not None:
+                delivery_id = db.execute(
+                    deliveries.insert()
+                    .values(
+                        subscriber_id=subscriber_id,
+                        kind=kind.value,
+                        window=window,
+                        recipient=delivery.recipient,
+                        subject=delivery.subject,
+                        message_id=delivery.message_id,
+                        message=delivery.message,
+                        papers=len(delivery.paper_ids),
+                        status=DeliveryStatus.PENDING.value,
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                    .returning(deliveries.c.id)
+                ).scalar_one()
+                if delivery.paper_ids:
+                    db.execute(
+                        sent.insert(),
+                        [
+                            {
+                                "subscriber_id": subscriber_id,
+                                "paper_id": paper_id,
+                                "delivery_id": delivery_id,
+                                "at": now,
+                            }
+                            for paper_id in delivery.paper_ids
+                        ],
+                    )
+            if window_end is not None:
+                db.execute(
+                    subscribers.update()
+                    .where(subscribers.c.id == subscriber_id)
+                    .values(window_end=window_end, next_window_at=next_window_at)
+                )
+        return delivery_id
+
+    def alerts_since(self, subscriber_id: int, since: datetime) -> int:
+        query = sa.select(sa.func.count()).where(
+            deliveries.c.subscriber_id == subscriber_id,
+            deliveries.c.kind == DeliveryKind.ALERT.value,
+            deliveries.c.created_at > since,
+        )
+        with self.engine.connect() as db:
+            return int(db.execute(query).scalar_one())
+
+    def sent_papers(self, subscriber_id: int) -> set[int]:
+        query = sa.select(sent.c.paper_id).where(sent.c.subscriber_id == subscriber_id)
+        with self.engine.connect() as db:
+            return set(db.execute(query).scalars())
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def claim(self, now: datetime, lease: timedelta, limit: int) -> list[tuple[Delivery, bytes]]:
+        """Take up to ``limit`` due deliveries for ``lease``; each claim counts as an attempt."""
+        due = sa.or_(
+            sa.and_(
+                deliveries.c.status == DeliveryStatus.PENDING.value,
+                deliveries.c.next_attempt_at <= now,
+            ),
+            sa.and_(
+                deliveries.c.status == DeliveryStatus.SENDING.value,
+                deliveries.c.claimed_until < now,
+            ),
+        )
+        with self.engine.begin() as db:
+            ids = list(
+                db.execute(
+                    sa.select(deliveries.c.id)
+                    .where(due)
+                    .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )
+            if not ids:
+                return []
+            db.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(ids))
+                .values(
+                    status=DeliveryStatus.SENDING.value,
+                    claimed_until=now + lease,
+                    attempts=deliveries.c.attempts + 1,
+                )
+            )
+            rows = db.execute(
+                sa.select(deliveries)
+                .where(deliveries.c.id.in_(ids))
+                .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            ).all()
+        return [(_delivery(row), bytes(row.message or b"")) for row in rows]
+
+    def due(self, now: datetime) -> int:
+        """How many deliveries a sender could claim now."""
+        query = sa.select(sa.func.count()).where(
+            deliveries.c.status == DeliveryStatus.PENDING.value,
+            deliveries.c.next_attempt_at <= now,
+        )
+        with self.engine.connect() as db:
+            return int(db.execute(query).scalar_one())
+
+    def mark_sent(self, delivery_id: int, now: datetime) -> None:
+        self._set(delivery_id, status=DeliveryStatus.SENT, sent_at=now, last_error=None)
+
+    def mark_retry(self, delivery_id: int, error: str, at: datetime) -> None:
+        self._set(delivery_id, status=DeliveryStatus.PENDING, next_attempt_at=at, last_error=error)
+
+    def mark_failed(self, delivery_id: int, error: str, status: DeliveryStatus) -> None:
+        self._set(delivery_id, status=status, last_error=error)
+
+    def release(self, delivery_ids: Sequence[int]) -> None:
+        """Give back claims not tried (a graceful stop): they were no attempt."""
+        if not delivery_ids:
+            return
+        with self.engine.begin() as db:
+            db.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.id.in_(list(delivery_ids)),
+                    deliveries.c.status == DeliveryStatus.SENDING.value,
+                )
+                .values(
+                    status=DeliveryStatus.PENDING.value,
+                    claimed_until=None,
+                    attempts=deliveries.c.attempts - 1,
+                )
+            )
+
+    def _set(self, delivery_id: int, *, status: DeliveryStatus, **values: Any) -> None:
+        with self.engine.begin() as db:
+            db.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id)
+                .values(status=status.value, claimed_until=None, **values)
+            )
+
+    # -- reading and cleaning up ----------------------------------------------------------------
+
+    def deliveries(
+        self, status: DeliveryStatus | None = None, subscriber_id: int | None = None
+    ) -> list[Delivery]:
+        query = sa.select(*[c for c in deliveries.c if c.name != "message"]).order_by(
+            deliveries.c.created_at, deliveries.c.id
+        )
+        if status is not None:
+            query = query.where(deliveries.c.status == status.value)
+        if subscriber_id is not None:
+            query = query.where(deliveries.c.subscriber_id == subscriber_id)
+        with self.engine.connect() as db:
+            return [_delivery(row) for row in db.execute(query)]
+
+    def message(self, delivery_id: int) -> bytes | None:
+        with self.engine.connect() as db:
+            found = db.execute(
+                sa.select(deliveries.c.message).where(deliveries.c.id == delivery_id)
+            ).scalar_one_or_none()
+        return bytes(found) if found is not None else None
+
+    def counts(self) -> dict[str, int]:
+        query = sa.select(deliveries.c.status, sa.func.count()).group_by(deliveries.c.status)
+        with self.engine.connect() as db:
+            return {status: int(n) for status, n in db.execute(query)}
+
+    def forget_sent_bodies(self, before: datetime) -> int:
+        """Drop the bytes of messages sent before ``before``; the rows (and ledger) stay."""
+        with self.engine.begin() as db:
+            result = db.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.status == DeliveryStatus.SENT.value,
+                    deliveries.c.sent_at < before,
+                    deliveries.c.message.is_not(None),
+                )
+                .values(message=None)
+            )
+        return int(result.rowcount)
+
+    def recent_matches(self, profile_ids: Sequence[int], limit: int) -> list[MatchRow]:
+        """The latest ``limit`` matches of these profiles, newest first."""
+        if not profile_ids:
+            return []
+        query = (
+            sa.select(matches)
+            .where(matches.c.profile_id.in_(list(profile_ids)))
+            .order_by(matches.c.matched_at.desc(), matches.c.score.desc(), matches.c.paper_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as db:
+            return [_match(row) for row in db.execute(query)]
+
+    def source_health(self) -> list[tuple[SourceState, datetime]]:
+        """Each source's health, with when it was declared."""
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(sources).order_by(sources.c.id)).all()
+        return [
+            (
+                SourceState(
+                    source_id=row.id,
+                    last_success_at=row.last_success_at,
+                    errors=row.errors,
+                    last_error=row.last_error,
+                    disabled=row.disabled,
+                ),
+                row.created_at,
+            )
+            for row in rows
+        ]
+
+
+def _match(row: Any) -> MatchRow:
+    return MatchRow(row.profile_id, row.paper_id, row.score, row.reasons, row.matched_at)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row.id,
+        subscriber_id=row.subscriber_id,
+        kind=DeliveryKind(row.kind),
+        window=row.window,
+        recipient=row.recipient,
+        subject=row.subject,
+        message_id=row.message_id,
+        papers=row.papers,
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+        last_error=row.last_error,
+    )

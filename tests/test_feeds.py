@@ -1,0 +1,93 @@
+"""Per-profile and per-subscriber RSS 2.0 and Atom feeds: feedparser reads them cleanly and
+every field round-trips."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, datetime
+from pathlib import Path
+
+import feedparser
+from mail import BASE, ingest, listing, make_app, rss
+
+from service import tokens
+from service.cli import main
+from service.clock import FixedClock
+from service.model import ProfileSpec
+
+T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
+EVIL = '<script>alert("x")</script> & "Quotes" in KV cache'
+
+
+def test_feeds_round_trip_through_feedparser(tmp_path: Path, database_url: str) -> None:
+    clock = FixedClock(T0)
+    with make_app(tmp_path, database_url, clock) as app:
+        app.pipeline.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.save_profile("ann@example.org", ProfileSpec("KV cache", '"kv cache"'))
+        app.pipeline.save_profile("ann@example.org", ProfileSpec("Paging", "paging OR paged"))
+        ingest(
+            app, tmp_path, "a.txt", listing("Jun 1", (EVIL, "The KV-cache, shrunk.", "May 30 12"))
+        )
+        clock.advance(hours=3)
+        ingest(
+            app, tmp_path, "b.xml", rss(("2606.00001", "Paging the kv cache", "A paged kv cache."))
+        )
+        owner = app.pipeline.subscriber("ann@example.org")
+        feeds = app.mailroom.feeds(owner)
+        token = tokens.make(owner.id, owner.token, "feeds")
+
+    assert sorted(feeds) == [
+        "all.atom",
+        "all.rss",
+        "kv-cache.atom",
+        "kv-cache.rss",
+        "paging.atom",
+        "paging.rss",
+    ]
+    for name, body in feeds.items():
+        parsed = feedparser.parse(body)
+        assert parsed.bozo == 0, (name, parsed.get("bozo_exception"))
+        assert parsed.version == ("atom10" if name.endswith("atom") else "rss20")
+        slug = name.rsplit(".", 1)[0]
+        assert any(link.href == f"{BASE}/feeds/{token}/{name}" for link in parsed.feed.links)
+        if slug == "paging":
+            assert [e.title for e in parsed.entries] == ["Paging the kv cache"]
+        else:
+            # Newest match first; the title comes back exactly, markup and all.
+            assert [e.title for e in parsed.entries] == ["Paging the kv cache", EVIL]
+        for entry in parsed.entries:
+            assert entry.id.startswith("tag:papers.example.org,2026:paper/")
+            assert "Matched" in entry.summary
+        first = parsed.entries[0]
+        assert first.link == "https://arxiv.org/abs/2606.00001"
+        stamp = "published_parsed" if name.endswith("rss") else "updated_parsed"
+        assert calendar.timegm(first[stamp]) == int(T0.timestamp() + 3 * 3600)
+        if slug == "all":
+            # Both profiles' reasons on the one entry, and both as categories.
+            assert "KV cache:" in first.summary and "Paging:" in first.summary
+            assert {t.term for t in first.tags} == {"KV cache", "Paging"}
+            last = parsed.entries[-1]
+            assert "<strong>KV-cache</strong>" in last.summary  # feed readers drop <mark>
+            assert calendar.timegm(last[stamp]) == int(T0.timestamp())
+            if name.endswith("atom"):
+                assert last.published == "2026-05-30T00:00:00Z"  # the paper's own date
+    # The same paper has the same id in every feed it is in.
+    ids = {feedparser.parse(body).entries[0].id for name, body in feeds.items()}
+    assert len(ids) == 1
+
+
+def test_feeds_export_writes_every_subscriber_atomically(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    out = tmp_path / "public"
+    assert main(["--data-dir", str(data), "subscriber", "add", "ann@example.org"]) == 0
+    assert main(["--data-dir", str(data), "profile", "add", "ann@example.org", "KV", "kv"]) == 0
+    capture = tmp_path / "a.txt"
+    capture.write_text(listing("Jun 1", ("A kv cache", "x", "May 30 1")))
+    assert main(["--data-dir", str(data), "ingest", str(capture)]) == 0
+    assert main(["--data-dir", str(data), "feeds", "export", str(out)]) == 0
+    [folder] = out.iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["all.atom", "all.rss", "kv.atom", "kv.rss"]
+    assert feedparser.parse((folder / "kv.atom").read_bytes()).entries[0].title == "A kv cache"
+    # Exporting again replaces the files in place and leaves no temporary files behind.
+    assert main(["--data-dir", str(data), "feeds", "export", str(out)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["all.atom", "all.rss", "kv.atom", "kv.rss"]
