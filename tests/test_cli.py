@@ -85,6 +85,6 @@ def test_bad_arguments_say_what_was_expected(tmp_path: Path) -> None:
 def test_db_upgrade_and_help(tmp_path: Path) -> None:
     upgraded = run(tmp_path, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "database at migration 0002" in upgraded.stdout
-    assert run(tmp_path, "db", "current").stdout.strip() == "0002"
+    assert "database at migration 0003" in upgraded.stdout
+    assert run(tmp_path, "db", "current").stdout.strip() == "0003"
     assert "ingest" in run(tmp_path, "--help").stdout

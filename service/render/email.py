@@ -5,13 +5,9 @@ RFC 2919 List-Id, RFC 3834 Auto-Submitted)."""
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +17,7 @@ import jinja2
 from service import tokens
 from service.digest import Digest
 from service.model import DeliveryKind
+from service.render import mime
 from service.render.papers import view
 
 
@@ -55,6 +52,11 @@ class EmailRenderer:
         self._html = env.get_template("email/digest.html")
         self._text = env.get_template("email/digest.txt")
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        name, address = parseaddr(letterhead.from_address)
+        self._from = mime.header_line("From", formataddr((name, address), charset="utf-8"))
+        self._reply_to = (
+            mime.header_line("Reply-To", letterhead.reply_to) if letterhead.reply_to else ""
+        )
 
     def message_id(self, digest: Digest) -> str:
         """Stable per delivery: the same subscriber, kind and window give the same id."""
@@ -99,24 +101,22 @@ class EmailRenderer:
         text = self._text.render(context)
         html = self._inliner.inline(self._html.render(context))
         message_id = self.message_id(digest)
-        message = EmailMessage(policy=SMTP)
         head = self.letterhead
-        message["Subject"] = digest.subject
-        message["From"] = head.from_address
-        message["To"] = Address(addr_spec=digest.subscriber.email)
-        if head.reply_to:
-            message["Reply-To"] = head.reply_to
-        message["Date"] = format_datetime(now)
-        message["Message-ID"] = message_id
-        message["List-Id"] = f"paperboy <{head.list_id or 'digests.' + head.domain}>"
-        message["List-Unsubscribe"] = f"<{links['unsubscribe']}>, <{links['unsubscribe_mailto']}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(_crlf_free_lines(text))
-        message.add_alternative(html, subtype="html")
-        return Rendered(digest.subject, message_id, message.as_bytes())
-
-
-def _crlf_free_lines(text: str) -> str:
-    """Text with lone CRs gone (a title may carry one); the policy writes CRLF line ends."""
-    return re.sub(r"\r\n?", "\n", text)
+        headers = [
+            mime.header_line("Subject", digest.subject),
+            self._from,
+            mime.address_line("To", digest.subscriber.email),
+            self._reply_to,
+            mime.header_line("Date", format_datetime(now)),
+            mime.header_line("Message-ID", message_id),
+            mime.header_line("List-Id", f"paperboy <{head.list_id or 'digests.' + head.domain}>"),
+            mime.address_list_line(
+                "List-Unsubscribe",
+                [f"<{links['unsubscribe']}>", f"<{links['unsubscribe_mailto']}>"],
+            ),
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            "Auto-Submitted: auto-generated\r\n",
+        ]
+        boundary = f"==paperboy-{message_id.strip('<>').split('@')[0]}=="
+        message = mime.alternative(headers, text, html, boundary)
+        return Rendered(digest.subject, message_id, message)

@@ -1,0 +1,220 @@
+"""The ``smtp`` sender: hand messages to a mail server over one reused SMTP connection.
+
+``SmtpSender.send`` returns the server's reply to an accepted message, or raises
+``DeliveryError``::
+
+    transient   a 4xx reply (MAIL, RCPT or DATA), a timeout, a refused, dropped or failed TLS
+                connection, a server that lacks the STARTTLS or AUTH the settings ask for
+    permanent   a 5xx reply (``code`` and ``reply`` set), including 535 for wrong credentials;
+                an address that cannot go on an SMTP command line
+
+Any other exception is a bug and propagates. The connection opens on the first send; one the
+server closed while idle is reopened once, transparently. After a clean 4xx/5xx reply it is
+reset (RSET) and kept; after anything else it is dropped, and the next send reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import ssl
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+import aiosmtplib
+from aiosmtplib.email import parse_address
+
+from service.config import SmtpSettings
+from service.errors import DeliveryError
+
+log = logging.getLogger(__name__)
+
+# Errors from the wire; everything else aiosmtplib raises is a bug and propagates.
+_NETWORK_ERRORS = (aiosmtplib.SMTPException, OSError)  # OSError covers TimeoutError and ssl
+
+
+class Pacer:
+    """Spaces events at least ``1 / per_second`` apart; the caller passes the time."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second
+        self._next = -math.inf
+
+    def reserve(self, now: float) -> float:
+        """Take the next free slot; return the seconds to wait for it (0 when under the rate)."""
+        start = max(now, self._next)
+        self._next = start + self.interval
+        return start - now
+
+
+class SmtpSender:
+    """Sends over one connection, opened lazily and kept until ``close``; sends queue in turn."""
+
+    def __init__(
+        self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None
+    ) -> None:
+        self._settings = settings
+        self._tls_context = tls_context
+        self._server = f"{settings.host}:{settings.port}"
+        self._pacer = Pacer(settings.max_per_second)
+        self._lock = asyncio.Lock()
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> str:
+        """Hand ``message`` (sent byte for byte) over for ``recipients``; return the reply text."""
+        if not recipients:
+            raise ValueError("a message needs at least one recipient")
+        options = _mail_options(sender, recipients)
+        async with self._lock:
+            delay = self._pacer.reserve(time.monotonic())
+            if delay > 0:
+                await asyncio.sleep(delay)
+            return await self._send(sender, list(recipients), message, options)
+
+    async def close(self) -> None:
+        """Say QUIT and close the connection; does nothing when none is open."""
+        async with self._lock:
+            smtp, self._smtp = self._smtp, None
+            if smtp is None:
+                return
+            try:
+                if smtp.is_connected:
+                    with contextlib.suppress(*_NETWORK_ERRORS):
+                        await smtp.quit()
+            finally:
+                smtp.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _send(
+        self, sender: str, recipients: list[str], message: bytes, options: list[str]
+    ) -> str:
+        reused = self._smtp is not None and self._smtp.is_connected
+        while True:
+            smtp = await self._connection()
+            try:
+                refused, reply = await smtp.sendmail(
+                    sender, recipients, message, mail_options=options
+                )
+            except aiosmtplib.SMTPServerDisconnected as exc:
+                self._drop()
+                if reused:  # the server closed it while idle: once more on a new connection
+                    reused = False
+                    continue
+                raise self._error(exc) from exc
+            except (
+                aiosmtplib.SMTPResponseException,
+                aiosmtplib.SMTPRecipientsRefused,
+                aiosmtplib.SMTPNotSupported,
+            ) as exc:
+                if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code < 400:
+                    self._drop()  # not a reply at all (garbled, too long): the stream is unknown
+                else:
+                    await self._reset(smtp)
+                raise self._error(exc) from exc
+            except _NETWORK_ERRORS as exc:
+                self._drop()
+                raise self._error(exc) from exc
+            except BaseException:
+                self._drop()
+                raise
+            if refused:
+                log.warning(
+                    "%s took the message but refused %s",
+                    self._server,
+                    "; ".join(f"{who}: {code} {text}" for who, (code, text) in refused.items()),
+                )
+            return reply
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        if self._smtp is not None and self._smtp.is_connected:
+            return self._smtp
+        self._drop()
+        settings = self._settings
+        password = settings.password.get_secret_value() if settings.password else None
+        smtp = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username,
+            password=password,
+            timeout=settings.timeout,
+            use_tls=settings.security == "tls",
+            start_tls=settings.security == "starttls",
+            validate_certs=settings.validate_certs,
+            tls_context=self._tls_context,
+        )
+        try:
+            await smtp.connect()  # closes the connection itself when it fails
+        except _NETWORK_ERRORS as exc:
+            raise self._error(exc) from exc
+        self._smtp = smtp
+        return smtp
+
+    async def _reset(self, smtp: aiosmtplib.SMTP) -> None:
+        """After a refusal, keep the connection only if RSET says it is usable."""
+        # sendmail already sent RSET, but it swallows a failed one; ours tells.
+        if not smtp.is_connected:
+            self._drop()
+            return
+        try:
+            await smtp.rset()
+        except BaseException as exc:
+            self._drop()
+            if not isinstance(exc, _NETWORK_ERRORS):
+                raise
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+
+    def _error(self, exc: Exception) -> DeliveryError:
+        server = self._server
+        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+            refusals = exc.recipients
+            worst = next((r for r in refusals if r.code >= 500), refusals[0])
+            detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in refusals)
+            return DeliveryError(
+                f"{server} refused every recipient: {detail}",
+                transient=worst.code < 500,
+                code=worst.code,
+                reply=worst.message,
+            )
+        if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 400:
+            return DeliveryError(
+                f"{server} answered {exc.code} {exc.message}",
+                transient=exc.code < 500,
+                code=exc.code,
+                reply=exc.message,
+            )
+        if isinstance(exc, aiosmtplib.SMTPNotSupported):
+            return DeliveryError(f"{server}: {exc}", transient=False)
+        if isinstance(exc, TimeoutError):
+            return DeliveryError(f"{server} timed out: {exc}", transient=True)
+        return DeliveryError(f"{server}: {exc}", transient=True)
+
+
+def _mail_options(sender: str, recipients: Sequence[str]) -> list[str]:
+    """The MAIL options the envelope needs: SMTPUTF8 when an address is not ASCII."""
+    addresses = [sender, *recipients]
+    for address in addresses:
+        try:
+            if any(ord(char) < 32 or char == "\x7f" for char in address):
+                raise ValueError("it contains a control character")
+            parse_address(address)
+        except ValueError as exc:
+            raise DeliveryError(f"invalid address {address!r}: {exc}", transient=False) from exc
+    return [] if all(address.isascii() for address in addresses) else ["SMTPUTF8"]
