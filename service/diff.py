@@ -14,7 +14,7 @@ empty fields: it neither drops papers nor overwrites newer values.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -38,18 +38,24 @@ TOLD = frozenset(
 )  # fmt: skip
 
 
-def identify(papers: Iterable[PaperIn]) -> list[Incoming]:
-    """Give each parsed paper its keys (arXiv first) and a fingerprint of its content."""
-    result = []
-    for paper in papers:
-        keys = []
-        if paper.arxiv_id:
-            keys.append(arxiv_key(paper.arxiv_id))
-        by_title = title_key(paper.title)
-        if by_title:
-            keys.append(by_title)
-        result.append(Incoming(paper, tuple(keys), fingerprint(paper)))
-    return result
+def identify(
+    papers: Iterable[PaperIn], fingerprints: Iterable[str] | None = None
+) -> list[Incoming]:
+    """Give each parsed paper its keys (arXiv first) and a fingerprint of its content: the
+    ``fingerprints`` given (by a parser that knows all a paper's content depends on, such as
+    the bytes of its block), else ``fingerprint(paper)``."""
+    pairs: Iterable[tuple[PaperIn, str]] = (
+        ((paper, fingerprint(paper)) for paper in papers)
+        if fingerprints is None
+        else zip(papers, fingerprints, strict=True)
+    )
+    return [Incoming(paper, _keys(paper), print_) for paper, print_ in pairs]
+
+
+def _keys(paper: PaperIn) -> tuple[str, ...]:
+    by_title = title_key(paper.title)
+    keys = (by_title,) if by_title else ()
+    return (arxiv_key(paper.arxiv_id), *keys) if paper.arxiv_id else keys
 
 
 def fingerprint(paper: PaperIn) -> str:
@@ -75,8 +81,15 @@ def fingerprint(paper: PaperIn) -> str:
     return digest.hexdigest()
 
 
-def resolve(incoming: Sequence[Incoming], known: Mapping[str, Known]) -> list[Known | None]:
-    """The known paper each incoming one is, or None: by arXiv id, else by title.
+# An incoming item is a parsed paper, or the id of a paper this source shows exactly as it did
+# last time, present (the parser's fingerprint of the bytes equals the stored one): such an
+# entry was not even parsed. Both take part in the decision in their order.
+Item = Incoming | int
+
+
+def resolve(incoming: Sequence[Item], known: Mapping[str, Known]) -> list[Known | None]:
+    """The known paper each incoming one is, or None: by arXiv id, else by title (None for
+    unchanged entries, which need no resolving).
 
     A title match is refused when both sides carry different arXiv ids: two papers may share a
     title.
@@ -84,6 +97,9 @@ def resolve(incoming: Sequence[Incoming], known: Mapping[str, Known]) -> list[Kn
     result: list[Known | None] = []
     for item in incoming:
         found = None
+        if isinstance(item, int):
+            result.append(None)
+            continue
         for key in item.keys:
             hit = known.get(key)
             if hit is None:
@@ -97,17 +113,69 @@ def resolve(incoming: Sequence[Incoming], known: Mapping[str, Known]) -> list[Kn
     return result
 
 
-def needs_compare(incoming: Sequence[Incoming], matches: Sequence[Known | None]) -> set[int]:
-    """Ids of matched papers whose content in this source may have changed."""
-    return {
-        hit.paper_id
-        for item, hit in zip(incoming, matches, strict=True)
-        if hit is not None and hit.fingerprint != item.fingerprint
-    }
+def needs_compare(incoming: Sequence[Item], matches: Sequence[Known | None]) -> set[int]:
+    """Ids of matched papers whose content in this source may have changed (by their first
+    entry: ``decide`` takes a repeated entry for no more than a repeat)."""
+    seen: set[int] = set()
+    result = set()
+    for item, hit in zip(incoming, matches, strict=True):
+        paper_id = item if isinstance(item, int) else hit.paper_id if hit is not None else None
+        if paper_id is None or paper_id in seen:
+            continue
+        seen.add(paper_id)
+        if hit is not None and not isinstance(item, int) and hit.fingerprint != item.fingerprint:
+            result.add(paper_id)
+    return result
+
+
+def identify_blocks(
+    fingerprints: Sequence[str],
+    entries: Callable[[int], Sequence[tuple[PaperIn, str]]],
+    describe: Callable[[int], tuple[int | None, str]],
+    present: Mapping[str, int],
+) -> tuple[list[Item], Callable[[int], tuple[int | None, str]]]:
+    """``identify`` for a snapshot in blocks of bytes that each hold one or more entries, the
+    blocks fingerprinted as their entries are: ``entries(block)`` gives a block's entries with
+    their fingerprints, parsing it if need be; a "" fingerprint is no block's.
+
+    A block whose fingerprint is a present paper's (``present`` maps fingerprint to paper id)
+    shows that paper unchanged: its item is the paper id and it is not even parsed. Returns the
+    items in order, and the (line, title) of the entry at a position, for messages
+    (``describe(block)`` gives those of a block of one entry without parsing all of it).
+    """
+    items: list[Item] = []
+    blocks: list[int] = []  # the block of each item
+    papers: list[PaperIn] = []
+    prints: list[str] = []
+    slots: list[int] = []
+    for block, print_ in enumerate(fingerprints):
+        paper_id = present.get(print_) if print_ else None
+        if paper_id is not None:
+            items.append(paper_id)
+            blocks.append(block)
+            continue
+        for paper, entry_print in entries(block):
+            slots.append(len(items))
+            items.append(0)  # a place for the Incoming below
+            blocks.append(block)
+            papers.append(paper)
+            prints.append(entry_print)
+    for slot, incoming in zip(slots, identify(papers, prints), strict=True):
+        items[slot] = incoming
+
+    def where(position: int) -> tuple[int | None, str]:
+        return describe(blocks[position])
+
+    return items, where
+
+
+def keys_of(incoming: Iterable[Item]) -> list[str]:
+    """The keys to look up for the parsed items."""
+    return [key for item in incoming if not isinstance(item, int) for key in item.keys]
 
 
 def decide(
-    incoming: Sequence[Incoming],
+    incoming: Sequence[Item],
     matches: Sequence[Known | None],
     stored: Mapping[int, Stored],
     present: Iterable[int],
@@ -115,11 +183,14 @@ def decide(
     known_keys: Mapping[str, Known],
     stale: bool = False,
     new_announce: frozenset[str] = frozenset({"new", "cross"}),
+    unparsed: Callable[[int], tuple[int | None, str]] | None = None,
 ) -> Plan:
     """Compare one snapshot's papers with the store: new, listed, updated, dropped.
 
     An arXiv entry announced as something other than ``new_announce`` (a replacement) updates
-    a known paper but never makes a new one.
+    a known paper but never makes a new one. An unchanged entry (a paper id, see ``Item``)
+    only counts as seen; ``unparsed(position)`` gives its line and title, for the note when it
+    is a repeat.
     """
     new: list[NewPaper] = []
     new_keys: set[str] = set()
@@ -129,7 +200,16 @@ def decide(
     fingerprints: list[tuple[int, str]] = []
     notes: list[str] = []
     seen: set[int] = set()
-    for item, hit in zip(incoming, matches, strict=True):
+    for position, (item, hit) in enumerate(zip(incoming, matches, strict=True)):
+        if isinstance(item, int):
+            # Shown byte for byte as before, and present: nothing changes but being seen.
+            if item in seen:
+                assert unparsed is not None, "unchanged entries need unparsed"
+                line, title = unparsed(position)
+                notes.append(f"line {line}: {title[:60]!r} listed twice")
+            else:
+                seen.add(item)
+            continue
         if hit is None:
             announce = item.paper.announce
             if announce is not None and announce not in new_announce:

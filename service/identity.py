@@ -11,15 +11,22 @@ import re
 import unicodedata
 
 _NOT_WORD = re.compile(r"[\W_]+")
+# For ASCII titles, the same folding as one byte translation: letters and digits lower-cased,
+# every other byte a space (then runs of spaces become one).
+_ASCII_FOLD = bytes(
+    (c | 0x20 if chr(c).isalpha() else c) if c < 128 and chr(c).isalnum() else 32
+    for c in range(256)
+)
 _ARXIV_NEW = re.compile(r"(\d{4}\.\d{4,5})(?:v(\d+))?")
 _ARXIV_OLD = re.compile(r"([a-z][a-z.-]*/\d{7})(?:v(\d+))?", re.IGNORECASE)
 
 
 def normalise_title(title: str) -> str:
     """Fold case, accents, punctuation, spacing: ``"KV-Cache:  Études"`` → ``"kv cache etudes"``."""
-    if not title.isascii():
-        title = unicodedata.normalize("NFKD", title)
-        title = "".join(c for c in title if not unicodedata.combining(c))
+    if title.isascii():
+        return " ".join(title.encode().translate(_ASCII_FOLD).decode().split())
+    title = unicodedata.normalize("NFKD", title)
+    title = "".join(c for c in title if not unicodedata.combining(c))
     return _NOT_WORD.sub(" ", title.casefold()).strip()
 
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from itertools import pairwise
+from itertools import chain, compress, pairwise
 from operator import itemgetter
 from types import MappingProxyType
 
@@ -47,7 +47,7 @@ from service.match.query import (
     Word,
 )
 from service.match.results import Match, Reason
-from service.match.text import keys_of, norms_of, spans, words
+from service.match.text import keys_of, norms_of, spans, word_forms, words
 from service.model import Paper
 
 __all__ = [
@@ -284,11 +284,14 @@ _EVERY_SIZE = tuple(range(2, _MAX_STEM + 1))
 class PreparedDocument:
     """A document tokenised once, to evaluate many queries against it (see :func:`prepare`).
 
-    ``terms`` holds its plain keys; :meth:`held` adds adjacent pairs and wildcard letters.
+    ``terms`` holds its plain keys; :meth:`pairs` its adjacent pairs; :meth:`held` adds
+    wildcard letters.
     """
 
     __slots__ = (
         "_held",
+        "_pairs",
+        "_spellings",
         "abstract",
         "author",
         "document",
@@ -316,17 +319,37 @@ class PreparedDocument:
         terms.difference_update((_GAP, "t:", "a:", "o:"))
         self.terms = terms
         self._held: dict[tuple[int, ...], set[str]] = {}
+        self._pairs: frozenset[str] | None = None
+        self._spellings: tuple[tuple[str, frozenset[str]], ...] | None = None
+
+    def pairs(self) -> frozenset[str]:
+        """The keys of every two adjacent words of a field (``tag+key key``)."""
+        if self._pairs is None:
+            pairs: set[str] = set()
+            for tag, fields in self._tagged():
+                for f in fields:
+                    adjacent = map(" ".join, pairwise(f.keys))
+                    pairs.update(map(tag.__add__, adjacent) if tag else adjacent)
+            self._pairs = frozenset(pairs)
+        return self._pairs
+
+    def spellings(self) -> tuple[tuple[str, frozenset[str]], ...]:
+        """``(tag, distinct words as written)`` for each group of fields that wildcards with
+        that tag search."""
+        if self._spellings is None:
+            self._spellings = tuple(
+                (tag, frozenset().union(*(f.words for f in fields)) - {_GAP})
+                for tag, fields in self._tagged()
+            )
+        return self._spellings
 
     def held(self, sizes: tuple[int, ...] = ()) -> set[str]:
         """Every key the document holds, with its words' first letters in these counts."""
         held = self._held.get(sizes)
         if held is None:
-            held = set(self.terms)
-            for tag, fields in self._tagged():
-                for f in fields:
-                    adjacent = map(" ".join, pairwise(f.keys))
-                    held.update(map(tag.__add__, adjacent) if tag else adjacent)
-                if sizes:
+            held = self.terms | self.pairs()
+            if sizes:
+                for tag, fields in self._tagged():
                     forms = set().union(*(f.formset() for f in fields))
                     marked = ["*" + tag + form for form in forms]
                     for n in sizes:
@@ -597,6 +620,37 @@ def _sizes(roots: Iterable[Node]) -> tuple[int, ...]:
     return tuple(sorted(found))
 
 
+def _plan_keys(check: _Check) -> Iterator[str]:
+    """Every key that a plan tests."""
+    if isinstance(check, _All | _Any | _NoneOf):
+        yield from check.keys
+    elif isinstance(check, _Exact):
+        yield from check.needed
+    elif isinstance(check, _Every | _Either):
+        for part in check.checks:
+            yield from _plan_keys(part)
+    elif isinstance(check, _Without):
+        yield from _plan_keys(check.check)
+
+
+def _rekey(check: _Check, canonical: Callable[[frozenset[str]], frozenset[str]]) -> None:
+    """Replace the key sets of a plan with ``canonical`` ones, in place."""
+    if isinstance(check, _All | _Any | _NoneOf):
+        check.keys = canonical(check.keys)
+    elif isinstance(check, _Exact):
+        check.needed = canonical(check.needed)
+    elif isinstance(check, _Every | _Either):
+        for part in check.checks:
+            _rekey(part, canonical)
+    elif isinstance(check, _Without):
+        _rekey(check.check, canonical)
+
+
+def _stems(root: Node) -> frozenset[str]:
+    """The keys of the wildcards of a query (what papers' words are tested for)."""
+    return frozenset(_necessary(n)[0] for n in _nodes(root) if isinstance(n, Prefix))
+
+
 def query_matches(query: Query, document: Document | PreparedDocument) -> bool:
     """Whether ``document`` matches ``query`` (no index, no score)."""
     d = prepare(document)
@@ -609,8 +663,8 @@ def query_matches(query: Query, document: Document | PreparedDocument) -> bool:
 class _Term:
     """A positive query term as scoring sees it; the index shares equal terms of profiles.
 
-    ``probe`` is a key the paper must hold for the term to hit anywhere, so that most terms
-    are dismissed with one set lookup.
+    ``probe`` is a key the paper must hold for the term to hit anywhere (``_ALWAYS`` for an
+    upvotes condition), so that most terms are dismissed with one set lookup.
     """
 
     __slots__ = ("label", "node", "probe")
@@ -618,7 +672,7 @@ class _Term:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.label = _label(node)
-        self.probe = _necessary(node)[0] if isinstance(node, _KEYED) else None
+        self.probe = _necessary(node)[0] if isinstance(node, _KEYED) else _ALWAYS
 
 
 def _label(term: Node) -> str:
@@ -667,18 +721,21 @@ class _Scorer:
         return known
 
     def match(
-        self, profile_id: int, terms: tuple[_Term, ...], held: set[str], d: PreparedDocument
+        self,
+        profile_id: int,
+        terms: tuple[_Term, ...],
+        probes: tuple[str, ...],
+        held: set[str],
+        d: PreparedDocument,
     ) -> Match:
-        """The match of ``d`` for a query whose positive terms are ``terms``."""
+        """The match of ``d`` for a query whose positive terms are ``terms`` (and ``probes``
+        their probes)."""
         if d is not self._document:
             self._document, self._known = d, {}
         known = self._known
         score = 0.0
         reasons: list[Reason] = []
-        for term in terms:
-            probe = term.probe
-            if probe is not None and probe not in held:
-                continue
+        for term in compress(terms, map(held.__contains__, probes)):
             found = known.get(term)
             if found is None:
                 found = known[term] = self._explain(term, d)
@@ -757,6 +814,7 @@ def match_query(
     scorer = _Scorer(stats, weights, upvote_boost)
     plan, sizes = _compile(query.root), _sizes([query.root])
     terms = tuple(_Term(t) for t in _positive_terms(query.root))
+    probes = tuple(t.probe for t in terms)
     found = []
     for document in documents:
         if isinstance(document, PreparedDocument):
@@ -766,7 +824,7 @@ def match_query(
             d = PreparedDocument(document)
             held = d.held(sizes)
         if plan.ok(held, d):
-            found.append(scorer.match(profile_id, terms, held, d))
+            found.append(scorer.match(profile_id, terms, probes, held, d))
     return _best_first(found)
 
 
@@ -860,22 +918,73 @@ def _cost(need: tuple[float, frozenset[str]]) -> float:
     return need[0]
 
 
+_NOTHING: frozenset[str] = frozenset()
+
+
+def _flatten(
+    plan: _Check,
+) -> tuple[frozenset[str], frozenset[str], tuple[frozenset[str], ...], _Check | None]:
+    """A plan as ``(required, forbidden, groups, rest)``: a paper passes when it holds every
+    ``required`` key, no ``forbidden`` key, a key of each of the ``groups``, and ``rest``
+    (word positions, upvotes, nested groups) passes. All but ``rest`` are C-level set tests."""
+    required: set[str] = set()
+    forbidden: set[str] = set()
+    groups: list[frozenset[str]] = []
+    rest: list[_Check] = []
+    for part in plan.checks if isinstance(plan, _Every) else (plan,):
+        if isinstance(part, _All):
+            required |= part.keys
+        elif isinstance(part, _NoneOf):
+            forbidden |= part.keys
+        elif isinstance(part, _Any):
+            groups.append(part.keys)
+        else:
+            rest.append(part)
+    return (
+        frozenset(required) if required else _NOTHING,
+        frozenset(forbidden) if forbidden else _NOTHING,
+        tuple(groups),
+        (rest[0] if len(rest) == 1 else _Every(rest)) if rest else None,
+    )
+
+
 @dataclass(slots=True, eq=False)
 class _Profile:
     """A profile as the index holds it.
 
-    It is filed under ``keys``; a candidate must hold one of its ``gate`` keys (from another
-    part of its query) before its ``plan`` is evaluated; ``terms`` are its positive terms,
-    shared with the other profiles, for scoring; ``sizes`` its wildcards' letter counts.
+    It is filed under each of its ``keys`` and, there, each of its ``gate`` keys (from
+    another part of its query): a paper must hold one of each for the profile to be a
+    candidate. A candidate matches when it holds all ``required`` keys, no ``forbidden`` key,
+    a key of each of the ``groups`` and passes ``rest`` (its plan, flattened: see
+    :func:`_flatten`). ``terms`` are its positive terms, shared with the other profiles, for
+    scoring, and ``probes`` their probes; ``stems`` its wildcards' keys.
     """
 
     id: int
     query: Query
-    plan: _Check
+    required: frozenset[str]
+    forbidden: frozenset[str]
+    groups: tuple[frozenset[str], ...]
+    rest: _Check | None
     terms: tuple[_Term, ...]
+    probes: tuple[str, ...]
     keys: frozenset[str]
     gate: frozenset[str]
-    sizes: tuple[int, ...]
+    stems: frozenset[str]
+
+
+def _profile_keys(profile: _Profile) -> set[str]:
+    """Every key a profile uses."""
+    found = set(profile.keys)
+    found.update(profile.gate, profile.required, profile.forbidden, profile.probes)
+    found.update(profile.stems, *profile.groups)
+    if profile.rest is not None:
+        found.update(_plan_keys(profile.rest))
+    return found
+
+
+# Words whose wildcard keys the index remembers, at most (then it starts over).
+_SPELLINGS_LIMIT = 200_000
 
 
 class ProfileIndex:
@@ -899,8 +1008,15 @@ class ProfileIndex:
         self.upvote_boost = upvote_boost
         self._planner = _Planner(stats)
         self._profiles: dict[int, _Profile] = {}
-        self._filed: dict[str, set[_Profile]] = {}
-        self._sizes: dict[int, int] = {}  # wildcard letter count -> profiles using it
+        # key -> gate key -> the profiles filed under both
+        self._filed: dict[str, dict[str, list[_Profile]]] = {}
+        # Every key the profiles use, once: papers' keys are looked up here, so that set
+        # tests compare keys by identity and the index holds each key once.
+        self._keys: dict[str, str] = {}
+        self._key_users: dict[str, int] = {}
+        self._stems: dict[str, int] = {}  # wildcard key -> profiles using it
+        # tag -> word as written -> the wildcard keys of ``_stems`` that it holds
+        self._spellings: dict[str, dict[str, tuple[str, ...]]] = {}
         self._terms: dict[tuple[Node, str], tuple[_Term, list[int]]] = {}  # shared, counted
 
         pairs = profiles.items() if isinstance(profiles, Mapping) else profiles
@@ -925,33 +1041,63 @@ class ProfileIndex:
         keys, gate = planner.file(query.root)
         if not keys:
             raise ValueError(f"profile {profile_id}: the query has no term to look for")
+        canonical = self._canonical
+        plan = _compile(query.root, planner.cost)
+        _rekey(plan, canonical)
+        required, forbidden, groups, rest = _flatten(plan)
+        terms = tuple(self._share(t) for t in _positive_terms(query.root))
+        stems = _stems(query.root)
         profile = _Profile(
             id=profile_id,
             query=query,
-            plan=_compile(query.root, planner.cost),
-            terms=tuple(self._share(t) for t in _positive_terms(query.root)),
-            keys=keys,
-            gate=gate or frozenset((_ALWAYS,)),
-            sizes=_sizes([query.root]),
+            required=required,
+            forbidden=forbidden,
+            groups=groups,
+            rest=rest,
+            terms=terms,
+            probes=tuple(t.probe for t in terms),
+            keys=canonical(keys),
+            gate=canonical(gate or frozenset((_ALWAYS,))),
+            stems=canonical(stems) if stems else _NOTHING,
         )
+        key_users = self._key_users
+        for key in _profile_keys(profile):
+            key_users[key] = key_users.get(key, 0) + 1
         self._profiles[profile_id] = profile
-        for key in keys:
-            self._filed.setdefault(key, set()).add(profile)
-        for size in profile.sizes:
-            self._sizes[size] = self._sizes.get(size, 0) + 1
+        for key in profile.keys:
+            filed = self._filed.setdefault(key, {})
+            for gate_key in profile.gate:
+                filed.setdefault(gate_key, []).append(profile)
+        for stem in profile.stems:
+            users = self._stems.get(stem, 0)
+            if not users:
+                self._spellings.clear()  # words may hold the new key
+            self._stems[stem] = users + 1
 
     def remove(self, profile_id: int) -> None:
         """Drop a profile from the index; ``KeyError`` if it is not indexed."""
         profile = self._profiles.pop(profile_id)
         for key in profile.keys:
             filed = self._filed[key]
-            filed.discard(profile)
+            for gate_key in profile.gate:
+                listed = filed[gate_key]
+                listed.remove(profile)
+                if not listed:
+                    del filed[gate_key]
             if not filed:
                 del self._filed[key]
-        for size in profile.sizes:
-            self._sizes[size] -= 1
-            if not self._sizes[size]:
-                del self._sizes[size]
+        for stem in profile.stems:
+            self._stems[stem] -= 1
+            if not self._stems[stem]:
+                del self._stems[stem]  # words remembered to hold it still do: harmless
+        if not self._stems:
+            self._spellings.clear()
+        key_users = self._key_users
+        for key in _profile_keys(profile):
+            key_users[key] -= 1
+            if not key_users[key]:
+                del key_users[key]
+                del self._keys[key]
         for term in profile.terms:
             shared = (term.node, term.label)
             users = self._terms[shared][1]
@@ -965,26 +1111,63 @@ class ProfileIndex:
             self.remove(profile_id)
         self.add(profile_id, query)
 
+    def _key(self, key: str) -> str:
+        """The index's one copy of ``key``."""
+        return self._keys.setdefault(key, key)
+
+    def _canonical(self, keys: frozenset[str]) -> frozenset[str]:
+        """``keys`` made of the index's copies."""
+        return frozenset(map(self._key, keys))
+
     def _share(self, node: Node) -> _Term:
         """The one ``_Term`` for ``node`` (and its label) that all profiles use."""
         key = (node, _label(node))
         shared = self._terms.get(key)
         if shared is None:
-            shared = self._terms[key] = (_Term(node), [0])
+            term = _Term(node)
+            term.probe = self._key(term.probe)
+            shared = self._terms[key] = (term, [0])
         shared[1][0] += 1
         return shared[0]
 
-    def candidates(self, document: Document | PreparedDocument) -> set[int]:
-        """Ids of the profiles whose plan the index evaluates for ``document``."""
-        d = prepare(document)
-        held = d.held(tuple(sorted(self._sizes)))
-        return {p.id for p in self._filed_under(held) if not p.gate.isdisjoint(held)}
+    def _held(self, d: PreparedDocument) -> set[str]:
+        """The keys of ``d`` that some profile uses (the index's copies): its plain keys and
+        pairs, and the wildcard keys that its words hold."""
+        ours = self._keys.get
+        held = set(filter(None, map(ours, d.terms)))
+        held.update(filter(None, map(ours, d.pairs())))
+        if self._stems:
+            for tag, spelled in d.spellings():
+                known = self._spellings.setdefault(tag, {})
+                missing = spelled.difference(known)
+                if missing:
+                    if len(known) + len(missing) > _SPELLINGS_LIMIT:
+                        known.clear()
+                        missing = spelled
+                    for word in missing:
+                        known[word] = self._wildcards(tag, word)
+                held.update(chain.from_iterable(map(known.__getitem__, spelled)))
+        held.add(_ALWAYS)
+        return held
 
-    def _filed_under(self, held: set[str]) -> set[_Profile]:
+    def _wildcards(self, tag: str, word: str) -> tuple[str, ...]:
+        """The indexed wildcard keys that ``word`` (as written) holds in fields with ``tag``."""
+        mark, ours = "*" + tag, self._keys.get
+        found = {ours(mark + form[:n]) for form in word_forms(word) for n in _EVERY_SIZE}
+        found.discard(None)
+        return tuple(found)  # type: ignore[arg-type]
+
+    def _candidates(self, held: set[str]) -> set[_Profile]:
+        """The profiles filed under a key of ``held`` and, there, a gate key of ``held``."""
         found: set[_Profile] = set()
         for filed in filter(None, map(self._filed.get, held)):
-            found |= filed
+            for gate_key in held.intersection(filed):
+                found.update(filed[gate_key])
         return found
+
+    def candidates(self, document: Document | PreparedDocument) -> set[int]:
+        """Ids of the profiles whose plan the index evaluates for ``document``."""
+        return {p.id for p in self._candidates(self._held(prepare(document)))}
 
     def match(
         self,
@@ -997,12 +1180,21 @@ class ProfileIndex:
         ``stats`` overrides the index's own statistics for scoring.
         """
         scorer = _Scorer(stats or self.stats, self.weights, self.upvote_boost)
-        sizes = tuple(sorted(self._sizes))
-        found = []
+        found: list[Match] = []
+        order: list[tuple[int, float, int, int]] = []
         for document in documents:
             d = prepare(document)
-            held = d.held(sizes)
-            for profile in self._filed_under(held):
-                if not profile.gate.isdisjoint(held) and profile.plan.ok(held, d):
-                    found.append(scorer.match(profile.id, profile.terms, held, d))
-        return _best_first(found)
+            held = self._held(d)
+            disjoint = held.isdisjoint
+            for p in self._candidates(held):
+                if (
+                    p.required <= held
+                    and disjoint(p.forbidden)
+                    and not any(map(disjoint, p.groups))
+                    and (p.rest is None or p.rest.ok(held, d))
+                ):
+                    m = scorer.match(p.id, p.terms, p.probes, held, d)
+                    order.append((m.profile_id, -m.score, m.document_id, len(found)))
+                    found.append(m)
+        order.sort()
+        return [found[i] for *_, i in order]

@@ -12,12 +12,28 @@ block per paper, blank lines between lines::
 The three meta lines may be missing; the next title then follows the abstract. A date without a
 year is in the capture year, which is not in the file: it is the snapshot's ``captured_at``, else
 its ``mtime`` when the content agrees with it, else inferred (it is later than every year printed).
+
+Two readers share the format. The fast one works on the bytes: it cuts the text after the header
+into blocks at the ends of the date lines (each '·' line and the date after it), so a block is
+the blank lines before a paper, the paper and its meta lines; papers without meta lines ride in
+the block of the next paper with them, and the bytes after the last date line form a last block.
+A block is read only when it has exactly the layout Hugging Face prints. Anything else goes the
+slow, line-by-line way, which also names the line of a problem; the two agree wherever the fast
+one reads a capture (the tests hold them to that).
+
+For ingesting, ``scan`` cuts a capture into blocks without reading them and gives each block a
+fingerprint: a hash of its bytes and the capture year, which is all a block's papers depend on.
+A re-poll reads only the blocks whose fingerprints the store does not know already.
 """
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -42,16 +58,30 @@ DATE_LINE = re.compile(
 )
 AUTHORS_LINE = re.compile(r"• (\d+) authors?")
 DATE_EXAMPLES = "a date line such as 'Jan 15', 'Jan 15 2', 'Mar 31, 2023' or 'Aug 2, 2024 4'"
-# The fast path's whole block, exactly as Hugging Face prints it; anything else goes the slow,
-# line-by-line way, which also names the line of a problem.
-BLOCK = re.compile(
-    r"\n*([^\s•·][^\n]*)\n\n([^\n]+)"
-    r"(?:\n\n(?:  • (\d+) authors?|([^\s•·][^\n]*))\n·\n"
-    r"([A-Z][a-z]{2}) (\d{1,2})(?:, (\d{4}))?(?: (\d+))?(?=\n|\Z))?"
-)
 HEAD = 4096  # the header fits well within this many characters
 # A capture may be written a little after the page's date (time zones, a late save).
 CAPTURE_SLACK = timedelta(days=2)
+
+# -- the fast reader's patterns, on UTF-8 bytes --------------------------------------------------
+BOM = b"\xef\xbb\xbf"
+_MONTHS = {name.encode(): number for name, number in MONTHS.items()}
+# The '·' line and the date line after it: where a block ends.
+_BLOCK_END = re.compile(rb"\n\xc2\xb7\n[^\n]*")
+_AUTHORS = re.compile(rb"  \xe2\x80\xa2 (\d+) authors?")
+_AUTHORS_PREFIX = b"  \xe2\x80\xa2 "
+_DATE = re.compile(rb"([A-Z][a-z]{2}) (\d{1,2})(?:, (\d{4}))?(?: (\d+))?")
+# One paper as Hugging Face prints it (for blocks that hold several papers).
+_PAPER = re.compile(
+    rb"\n*([^\s][^\n]*)\n\n([^\n]+)"
+    rb"(?:\n\n(?:  \xe2\x80\xa2 (\d+) authors?|([^\s][^\n]*))\n\xc2\xb7\n"
+    rb"([A-Z][a-z]{2}) (\d{1,2})(?:, (\d{4}))?(?: (\d+))?(?=\n|\Z))?"
+)
+_PRINTED_YEAR = re.compile(rb"\n\xc2\xb7\n[A-Z][a-z]{2} \d{1,2}, (\d{4})")
+_LEAP_DAY = re.compile(rb"\n\xc2\xb7\nFeb 29(?: |\n|\Z)")
+_SPACE = frozenset(b" \t\n\r\f\v")
+_NEWLINE = 10
+# What a fingerprint hashes before a block's bytes: change it when the reading of a block changes.
+FINGERPRINT_SALT = b"paperboy listing block 1; capture year %d\n"
 
 # (line, title, abstract, author_count, organisation, month, day, year, upvotes, date line)
 _Entry = tuple[
@@ -61,15 +91,410 @@ _Entry = tuple[
 
 def parse(snapshot: Snapshot, options: Mapping[str, Any] | None = None) -> Parsed:
     """Parse a listing capture; raise ``ParseError`` naming the line at the first problem."""
+    with collector_paused():
+        blocks = _cut(snapshot)
+        if blocks is not None:
+            blocks.captured_at = _scanned_capture_time(snapshot, blocks)
+            papers = blocks.read()
+            if papers is not None:
+                return Parsed(papers=tuple(papers), captured_at=blocks.captured_at)
+        return _parse_lines(snapshot)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector for a while (it runs again afterwards if it ran
+    before). A parse makes an object per paper that lives on, and as they pile up the collector
+    walks the whole heap again and again: a quarter of a big parse's time. They hold no cycles;
+    reference counting frees them as ever."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+@dataclass(frozen=True, slots=True)
+class Capture(Parsed):
+    """A listing parsed for ingesting: ``Parsed`` plus its ``blocks`` and their fingerprints.
+
+    ``papers`` holds the papers of the blocks that were read, in order; blocks whose fingerprint
+    was in ``seen`` (see ``read``) were left unread, and ``blocks`` still has every block.
+    """
+
+    blocks: Blocks | None = field(default=None, compare=False, repr=False)
+
+
+def scan(snapshot: Snapshot) -> Blocks | None:
+    """Cut a listing capture into fingerprinted blocks without reading them.
+
+    None when the fast reader cannot take the capture (an odd header, say): ``read`` then
+    reads it line by line, or says what is wrong.
+    """
+    blocks = _cut(snapshot)
+    if blocks is not None:
+        blocks.captured_at = _scanned_capture_time(snapshot, blocks)
+        blocks.fingerprint()
+    return blocks
+
+
+def read(snapshot: Snapshot, blocks: Blocks | None, seen: Container[str] = ()) -> Parsed:
+    """Parse a capture that ``scan`` cut into ``blocks``, except the blocks whose fingerprint is
+    in ``seen``: those are byte for byte blocks read before under the same capture year, so they
+    read as they did then (valid, to the same papers).
+
+    A ``Capture`` when the fast reader took the capture, else ``Parsed`` by the line-by-line
+    reader; ``ParseError`` names the first problem.
+    """
+    with collector_paused():
+        papers = blocks.read(seen) if blocks is not None else None
+        if blocks is None or papers is None:
+            return _parse_lines(snapshot)
+    assert blocks.captured_at is not None
+    return Capture(papers=tuple(papers), captured_at=blocks.captured_at, blocks=blocks)
+
+
+class Blocks:
+    """A listing capture cut into blocks: block ``i`` is ``body[starts[i]:ends[i]]``, its '·'
+    line starts at ``dots[i]`` (-1 for a last block of papers without meta lines). Blocks are
+    read on demand, and their papers kept."""
+
+    __slots__ = (
+        "_dates",
+        "_metas",
+        "_several",
+        "body",
+        "captured_at",
+        "dots",
+        "ends",
+        "fingerprints",
+        "first_line",
+        "lines",
+        "origin",
+        "page",
+        "papers",
+        "starts",
+    )
+
+    def __init__(
+        self,
+        body: bytes,
+        origin: str,
+        page: tuple[int, int, int],
+        first_line: int,
+        starts: list[int],
+        dots: list[int],
+        ends: list[int],
+    ) -> None:
+        self.body = body
+        self.origin = origin
+        self.page = page
+        self.first_line = first_line  # the line number at starts[0]
+        self.starts = starts
+        self.dots = dots
+        self.ends = ends
+        self.captured_at: datetime | None = None
+        # Per block: its fingerprint ("" for a last block of papers without meta lines, which
+        # is never left unread), and its paper once read (None for blocks of several papers,
+        # which are in ``_several`` with their own fingerprints).
+        self.fingerprints: list[str] = []
+        self.papers: list[PaperIn | None] = [None] * len(starts)
+        self._several: dict[int, list[tuple[PaperIn, str]]] = {}
+        self._metas: dict[bytes, tuple[int | None, Organisation | None] | None] = {}
+        self._dates: dict[bytes, tuple[date, int] | None] = {}
+        self.lines: list[int] = []  # the line number at each block's start, once read
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def fingerprint(self) -> None:
+        """Fingerprint every block: its bytes and the capture year, all its papers depend on."""
+        salt = self._salt()
+        view = memoryview(self.body)
+        copy = salt.copy
+        prints = []
+        for start, end, dot in zip(self.starts, self.ends, self.dots, strict=True):
+            if dot < 0:
+                prints.append("")
+                continue
+            digest = copy()
+            digest.update(view[start:end])
+            prints.append(digest.hexdigest()[:32])
+        self.fingerprints = prints
+
+    def entries(self, index: int) -> list[tuple[PaperIn, str]]:
+        """The papers of block ``index`` with their fingerprints, read now if need be (only for
+        blocks of a capture ``read`` took, which are all valid)."""
+        if index in self._several:
+            return self._several[index]
+        paper = self.papers[index]
+        if paper is None:
+            if self.read((), index) is None:
+                raise ParseError(source=self.origin, expected="a block read before", found="")
+            return self.entries(index)
+        return [(paper, self.fingerprints[index])]
+
+    def describe(self, index: int) -> tuple[int | None, str]:
+        """The line and title of the (first) paper of block ``index``, without reading all of
+        it (only for blocks of a capture ``read`` took)."""
+        paper = self.papers[index]
+        if paper is not None:
+            return paper.line, paper.title
+        if index in self._several or self.dots[index] < 0:
+            first = self.entries(index)[0][0]
+            return first.line, first.title
+        body, start = self.body, self.starts[index]
+        title_at = start
+        while body[title_at] == _NEWLINE:
+            title_at += 1
+        title = body[title_at : body.find(b"\n", title_at)].decode().strip()
+        return self.lines[index] + title_at - start, title
+
+    def read(self, seen: Container[str] = (), only: int | None = None) -> list[PaperIn] | None:
+        """Read every block whose fingerprint is not in ``seen`` (or, later, block ``only``);
+        return their papers in order, or None when a block is not laid out as Hugging Face
+        prints it (or names a day that does not exist: the slow reader says which)."""
+        body = self.body
+        starts, dots, ends = self.starts, self.dots, self.ends
+        prints = self.fingerprints if seen else ()
+        kept = self.papers
+        metas, dates = self._metas, self._dates
+        year = self.captured_at.year if self.captured_at else 0
+        found = body.find
+        papers: list[PaperIn] = []
+        lines = self.lines
+        if only is None:
+            lines.clear()
+            indices: Iterable[int] = range(len(starts))
+            line = self.first_line
+        else:
+            indices = (only,)
+            line = lines[only]
+        try:
+            for index in indices:
+                start, dot, end = starts[index], dots[index], ends[index]
+                if only is None:
+                    lines.append(line)
+                if prints and prints[index] in seen:
+                    # One paper laid out as read before: blank lines, then six line breaks.
+                    title_at = start
+                    while body[title_at] == _NEWLINE:
+                        title_at += 1
+                    line += title_at - start + 6
+                    continue
+                if dot < 0:
+                    several = self._read_several(index, line)
+                    if several is None:
+                        return None
+                    papers.extend(several)
+                    line += body.count(b"\n", start, end)
+                    continue
+                # Blank lines, title, blank, abstract, blank, meta line, '·', date.
+                title_at = start
+                while body[title_at] == _NEWLINE:
+                    title_at += 1
+                title_end = found(b"\n", title_at, dot)
+                abstract_at = title_end + 2
+                meta_at = body.rfind(b"\n", abstract_at, dot) + 1
+                abstract_end = meta_at - 2
+                first = body[title_at]
+                paper = None
+                if (
+                    title_end > title_at
+                    and first not in _SPACE
+                    and body[title_end + 1] == _NEWLINE
+                    and abstract_end > abstract_at
+                    and body[abstract_end] == _NEWLINE
+                    and found(b"\n", abstract_at, abstract_end) < 0
+                ):
+                    raw = body[meta_at:dot]
+                    meta = metas.get(raw, _UNSEEN)
+                    if meta is _UNSEEN:
+                        meta = metas[raw] = self._meta(raw)
+                    raw = body[dot + 4 : end]
+                    day = dates.get(raw, _UNSEEN)
+                    if day is _UNSEEN:
+                        day = dates[raw] = self._date(raw, year)
+                    title = body[title_at:title_end].decode()
+                    abstract = body[abstract_at:abstract_end].decode().strip()
+                    if (
+                        meta is not None
+                        and day is not None
+                        and abstract
+                        and (first < 0x80 or not (title[0] in "•·" or title[0].isspace()))
+                    ):
+                        paper = PaperIn(
+                            title=title.strip(),
+                            abstract=abstract,
+                            author_count=meta[0],
+                            organisation=meta[1],
+                            published=day[0],
+                            upvotes=day[1],
+                            line=line + title_at - start,
+                        )
+                if paper is None:
+                    several = self._read_several(index, line)
+                    if several is None:
+                        return None
+                    papers.extend(several)
+                    line += body.count(b"\n", start, end)
+                else:
+                    kept[index] = paper
+                    papers.append(paper)
+                    line += title_at - start + 6
+        except UnicodeDecodeError:
+            return None
+        return papers
+
+    def _read_several(self, index: int, line: int) -> list[PaperIn] | None:
+        """Block ``index`` as several papers (the first ones without meta lines), or one paper
+        laid out otherwise than ``read`` expects; None when it is not one or the other."""
+        body = self.body
+        start, dot, end = self.starts[index], self.dots[index], self.ends[index]
+        year = self.captured_at.year if self.captured_at else 0
+        match = _PAPER.match
+        result: list[tuple[PaperIn, int, int]] = []
+        pos = start
+        with_meta = False
+        while pos < end:
+            found = match(body, pos, end)
+            if found is None:
+                if dot < 0 and body[pos:end].isspace():
+                    break
+                return None
+            raw_title, raw_abstract, _, _, month_name, _, _, _ = found.groups()
+            title = _text(raw_title, first=True)
+            abstract = _text(raw_abstract)
+            if title is None or abstract is None:
+                return None
+            at = line + body.count(b"\n", start, found.start(1))
+            with_meta = month_name is not None
+            if not with_meta:
+                paper = PaperIn(title=title, abstract=abstract, line=at)
+            else:
+                meta = self._meta(body[found.end(2) + 2 : found.start(5) - 4])
+                day = self._date(body[found.start(5) : found.end()], year)
+                if meta is None or day is None:
+                    return None
+                paper = PaperIn(
+                    title=title,
+                    abstract=abstract,
+                    author_count=meta[0],
+                    organisation=meta[1],
+                    published=day[0],
+                    upvotes=day[1],
+                    line=at,
+                )
+            result.append((paper, found.start(), found.end()))
+            pos = found.end()
+        if dot >= 0 and not (with_meta and pos == end):
+            return None
+        if dot >= 0 and len(result) == 1:
+            self.papers[index] = result[0][0]
+            return [result[0][0]]
+        salt = self._salt()
+        view = memoryview(body)
+        several = []
+        for paper, first, last in result:
+            digest = salt.copy()
+            digest.update(view[first:last])
+            digest.update(b"\0several")  # never equal to a one-paper block's fingerprint
+            several.append((paper, digest.hexdigest()[:32]))
+        self._several[index] = several
+        return [paper for paper, _, _ in result]
+
+    def _meta(self, raw: bytes) -> tuple[int | None, Organisation | None] | None:
+        """(author count, organisation) of a meta line; None when it is neither."""
+        if raw.startswith(_AUTHORS_PREFIX):
+            authors = _AUTHORS.fullmatch(raw)
+            return None if authors is None else (int(authors[1]), None)
+        org = _text(raw, first=True)
+        if org is None:
+            return None
+        handle, _, name = org.partition(" ")
+        return None, Organisation(handle, name.strip() or handle)
+
+    def _date(self, raw: bytes, year: int) -> tuple[date, int] | None:
+        """(published, upvotes) of a date line; None when it is not one or names no real day."""
+        found = _DATE.fullmatch(raw)
+        month = _MONTHS.get(found[1]) if found else None
+        if found is None or month is None:
+            return None
+        _, day, printed, upvotes = found.groups()
+        try:
+            published = date(int(printed) if printed else year, month, int(day))
+        except ValueError:
+            return None
+        return published, int(upvotes) if upvotes else 0
+
+    def _salt(self) -> Any:
+        assert self.captured_at is not None
+        return hashlib.sha256(FINGERPRINT_SALT % self.captured_at.year)
+
+
+_UNSEEN: Any = object()
+_NO_META = (None, None, 0, 0, None, None, 0)
+
+
+def _text(raw: bytes, *, first: bool = False) -> str | None:
+    """A title or abstract line as the line-by-line reader sees it (stripped); None when that
+    reader would see it otherwise: not UTF-8, blank, or (``first``) a title or organisation that
+    starts with white space, '•' or '·'."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return None
+    stripped = text.strip()
+    if not stripped or (first and (text[0] in "•·" or text[0].isspace())):
+        return None
+    return stripped
+
+
+def _cut(snapshot: Snapshot) -> Blocks | None:
+    """The capture's blocks after a valid header; None when only the slow reader can tell."""
+    body = snapshot.body
     origin = snapshot.origin
-    text = decode(snapshot.body, origin)
-    page_at, _ = _header(_content_lines(text[:HEAD]), origin)
-    entries = _fast_entries(text, page_at[0])
-    if entries is None:
-        numbered = _content_lines(text)
-        entries = _entries(numbered, _header(numbered, origin)[1], origin)
-    captured_at = capture_time(snapshot, page_at, entries)
-    year = captured_at.year
+    if not body or b"\x00" in body[:8192] or body.isspace():
+        return None
+    base = 3 if body.startswith(BOM) else 0
+    if b"\r" in body:
+        try:
+            body = decode(body, origin).encode()
+        except ParseError:
+            return None
+        base = 0
+    head_end = len(body) if len(body) - base <= HEAD else body.rfind(b"\n", base, base + HEAD)
+    if head_end < base:
+        return None
+    try:
+        page, _ = _header(_content_lines(body[base:head_end].decode()), origin)
+    except (UnicodeDecodeError, ParseError):
+        return None
+    return _blocks(body, origin, page, base)
+
+
+def _blocks(body: bytes, origin: str, page: tuple[int, int, int], base: int) -> Blocks:
+    """The blocks after the page date line (line ``page[0]``, counted from ``base``)."""
+    pos = base
+    for _ in range(page[0]):
+        pos = body.find(b"\n", pos) + 1
+        if pos == 0:
+            return Blocks(body, origin, page, page[0] + 1, [], [], [])
+    spans = [found.span() for found in _BLOCK_END.finditer(body, pos)]
+    dots = [dot for dot, _ in spans]
+    ends = [end for _, end in spans]
+    starts = [pos, *ends[:-1]] if ends else []
+    last = ends[-1] if ends else pos
+    if last < len(body) and not body[last:].isspace():
+        starts.append(last)
+        dots.append(-1)
+        ends.append(len(body))
+    return Blocks(body, origin, page, page[0] + 1, starts, dots, ends)
+
+
+def _papers(entries: list[_Entry], year: int, origin: str) -> list[PaperIn]:
     papers = []
     for line, title, abstract, count, org, month, day, printed_year, upvotes, at in entries:
         published = None
@@ -86,7 +511,20 @@ def parse(snapshot: Snapshot, options: Mapping[str, Any] | None = None) -> Parse
                 line=line,
             )
         )
-    return Parsed(papers=tuple(papers), captured_at=captured_at)
+    return papers
+
+
+def _parse_lines(snapshot: Snapshot) -> Parsed:
+    """The slow reader: line by line, for captures the fast one does not take."""
+    origin = snapshot.origin
+    text = decode(snapshot.body, origin)
+    page_at, _ = _header(_content_lines(text[:HEAD]), origin)
+    numbered = _content_lines(text)
+    entries = _entries(numbered, _header(numbered, origin)[1], origin)
+    captured_at = capture_time(snapshot, page_at, entries)
+    return Parsed(
+        papers=tuple(_papers(entries, captured_at.year, origin)), captured_at=captured_at
+    )
 
 
 def decode(body: bytes, origin: str) -> str:
@@ -148,51 +586,35 @@ def _header(numbered: list[tuple[int, str]], origin: str) -> tuple[tuple[int, in
 
 
 def _fast_entries(text: str, page_line: int) -> list[_Entry] | None:
-    """The entries after the header line ``page_line`` by one regex; None if any block is odd."""
-    pos = 0
-    for _ in range(page_line):
-        pos = text.find("\n", pos) + 1
-        if pos == 0:
-            return []
-    line = page_line + 1
+    """The entries after the header line ``page_line`` as the fast reader reads them (for tests);
+    None if any block is odd. It reads bytes and makes papers; here the capture year is 4 (a
+    leap year no capture prints), so a date in year 4 is one printed without a year."""
+    blocks = _blocks(text.encode(), "text", (page_line, 1, 1), 0)
+    blocks.captured_at = datetime(4, 1, 1, tzinfo=UTC)
+    papers = blocks.read()
+    if papers is None:
+        return None
     entries: list[_Entry] = []
-    end = len(text)
-    match = BLOCK.match
-    months = MONTHS
-    while pos < end:
-        found = match(text, pos)
-        if found is None:
-            return entries if text[pos:].isspace() else None
-        start = found.start(1)
-        line += start - pos  # the characters skipped before the title are all newlines
-        title, abstract, authors, org, month_name, day, year, upvotes = found.groups()
-        if month_name is None:
-            entries.append((line, title.strip(), abstract.strip(), None, None, 0, 0, None, None, 0))
-        else:
-            month = months.get(month_name)
-            if month is None:
-                return None
-            if org is not None:
-                handle, _, name = org.partition(" ")
-                organisation: Organisation | None = Organisation(handle, name.strip() or handle)
-            else:
-                organisation = None
-            entries.append(
-                (
-                    line,
-                    title.strip(),
-                    abstract.strip(),
-                    int(authors) if authors else None,
-                    organisation,
-                    month,
-                    int(day),
-                    int(year) if year else None,
-                    int(upvotes) if upvotes else 0,
-                    line + 6,
-                )
+    for paper in papers:
+        assert paper.line is not None
+        day = paper.published
+        if day is None:
+            entries.append((paper.line, paper.title, paper.abstract, *_NO_META))
+            continue
+        entries.append(
+            (
+                paper.line,
+                paper.title,
+                paper.abstract,
+                paper.author_count,
+                paper.organisation,
+                day.month,
+                day.day,
+                None if day.year == 4 else day.year,
+                paper.upvotes,
+                paper.line + 6,
             )
-        pos = found.end()
-        line += 2 if month_name is None else 6  # the newlines inside a block are fixed
+        )
     return entries
 
 
@@ -281,16 +703,33 @@ def capture_time(snapshot: Snapshot, page: tuple[int, int, int], entries: list[_
     """When the capture was made: explicit, else a consistent mtime, else inferred."""
     if snapshot.captured_at is not None:
         return snapshot.captured_at
-    _, month, day = page
     printed = [entry[7] for entry in entries if entry[7] is not None]
+    leap_day = any(e[5:7] == (2, 29) for e in entries if e[7] is None)
+    return _capture_time(snapshot, page, printed, leap_day)
+
+
+def _scanned_capture_time(snapshot: Snapshot, blocks: Blocks) -> datetime:
+    """``capture_time`` from the date lines alone, before any block is read (a capture whose
+    blocks all read has the same date lines as entries)."""
+    if snapshot.captured_at is not None:
+        return snapshot.captured_at
+    body = blocks.body
+    start = blocks.starts[0] if blocks.starts else len(body)
+    printed = [int(year) for year in _PRINTED_YEAR.findall(body, start)]
+    leap_day = _LEAP_DAY.search(body, start) is not None
+    return _capture_time(snapshot, blocks.page, printed, leap_day)
+
+
+def _capture_time(
+    snapshot: Snapshot, page: tuple[int, int, int], printed: list[int], leap_day: bool
+) -> datetime:
+    _, month, day = page
     floor = max(printed) + 1 if printed else None
     if snapshot.mtime is not None and _agrees(snapshot.mtime, month, day, floor):
         return snapshot.mtime
     if floor is not None:
         year = floor
-        leap_day = (month, day) == (2, 29) or any(
-            e[5:7] == (2, 29) for e in entries if e[7] is None
-        )
+        leap_day = leap_day or (month, day) == (2, 29)
         while leap_day and not _leap(year):
             year += 1
     else:

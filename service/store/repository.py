@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,9 +14,9 @@ from psycopg.types.json import Json
 
 from service.model import (
     Known,
+    NewPaper,
     Organisation,
     Paper,
-    PaperIn,
     Plan,
     SnapshotOutcome,
     SourceState,
@@ -24,7 +24,6 @@ from service.model import (
     Summary,
 )
 from service.store.tables import (
-    UTCDateTime,
     events,
     paper_keys,
     paper_sources,
@@ -145,6 +144,12 @@ class Store:
         )
         with self.engine.connect() as db:
             return {(row.origin, row.stamp) for row in db.execute(query)}
+
+    def present_fingerprints(self, source_id: str) -> set[str]:
+        """The fingerprints of the papers present in a source: a hint, read outside any
+        ingest, of which entries of its next snapshot the store knows already."""
+        with self.engine.connect() as db:
+            return {print_ for _, print_ in _members(db, source_id)}
 
     # -- ingesting ----------------------------------------------------------------------------
 
@@ -280,30 +285,29 @@ class Ingest:
 
     def known(self, keys: Iterable[str]) -> dict[str, Known]:
         """What the store knows of each key, with the paper's place in this source."""
-        query = (
-            sa.select(
-                paper_keys.c.key,
-                paper_keys.c.paper_id,
-                papers.c.arxiv_id,
-                paper_sources.c.fingerprint,
-                paper_sources.c.present,
-            )
-            .join(papers, papers.c.id == paper_keys.c.paper_id)
-            .outerjoin(
-                paper_sources,
-                sa.and_(
-                    paper_sources.c.paper_id == paper_keys.c.paper_id,
-                    paper_sources.c.source_id == self.source_id,
-                ),
-            )
+        wanted = list(set(keys))
+        if not wanted:
+            return {}
+        # One query for all the keys (an ingest may bring tens of thousands): the keys go in as
+        # one JSON array on SQLite, one array on PostgreSQL.
+        keys_value: Any = wanted
+        if self.db.dialect.name == "sqlite":
+            where, mark, keys_value = "IN (SELECT value FROM json_each(?))", "?", json.dumps(wanted)
+        else:
+            where, mark = "= ANY(%s)", "%s"
+        sql = (
+            "SELECT k.key, k.paper_id, p.arxiv_id, s.fingerprint, s.present "
+            "FROM paper_keys AS k JOIN papers AS p ON p.id = k.paper_id "
+            "LEFT JOIN paper_sources AS s "
+            f"ON s.paper_id = k.paper_id AND s.source_id = {mark} "
+            f"WHERE k.key {where}"
         )
-        result: dict[str, Known] = {}
-        for chunk in _chunks(sorted(set(keys))):
-            for key, paper_id, arxiv_id, fingerprint, present in self.db.execute(
-                query.where(paper_keys.c.key.in_(chunk))
-            ):
-                result[key] = Known(paper_id, arxiv_id, fingerprint, bool(present))
-        return result
+        return {
+            key: Known(paper_id, arxiv_id, fingerprint, bool(present))
+            for key, paper_id, arxiv_id, fingerprint, present in _raw_rows(
+                self.db, sql, (self.source_id, keys_value)
+            )
+        }
 
     def stored(self, paper_ids: Iterable[int]) -> dict[int, Stored]:
         result: dict[int, Stored] = {}
@@ -317,6 +321,10 @@ class Ingest:
             paper_sources.c.source_id == self.source_id, paper_sources.c.present
         )
         return set(self.db.execute(query).scalars())
+
+    def members(self) -> list[tuple[int, str]]:
+        """(paper id, fingerprint) of each paper present in this source."""
+        return _members(self.db, self.source_id)
 
     def record(self, record: SnapshotRecord, outcome: SnapshotOutcome) -> Summary:
         """Record a snapshot that changed nothing (unchanged bytes)."""
@@ -332,7 +340,10 @@ class Ingest:
     def apply(self, record: SnapshotRecord, plan: Plan, total: int, now: datetime) -> Summary:
         """Write the plan, its events and the snapshot; return the counts."""
         db = self.db
+        source_id = self.source_id
+        value = _Values(db)
         at = record.captured_at or now
+        seen_at = value.moment(at)
         told = [u for u in plan.updates if u.told]
         counts: dict[str, Any] = {
             "papers": total,
@@ -344,25 +355,19 @@ class Ingest:
         snapshot_id = _insert_snapshot(db, record, SnapshotOutcome.PARSED, **counts)
         new_ids = _new_ids(db, len(plan.new))
         if plan.new:
-            _insert_many(
-                db,
-                papers,
-                [
-                    {"id": paper_id, **_row(item.paper, now)}
-                    for item, paper_id in zip(plan.new, new_ids, strict=True)
-                ],
-            )
-            _insert_many(
+            _insert_rows(db, papers, PAPER_COLUMNS, _paper_rows(value, plan.new, new_ids, now))
+            _insert_rows(
                 db,
                 paper_keys,
+                ("key", "paper_id"),
                 [
-                    {"key": key, "paper_id": paper_id}
+                    (key, paper_id)
                     for item, paper_id in zip(plan.new, new_ids, strict=True)
                     for key in item.keys
                 ],
             )
         if plan.aliases:
-            _insert_many(db, paper_keys, [{"key": k, "paper_id": pid} for k, pid in plan.aliases])
+            _insert_rows(db, paper_keys, ("key", "paper_id"), list(plan.aliases))
         for update in plan.updates:
             values = _columns(update.values)
             db.execute(
@@ -370,15 +375,9 @@ class Ingest:
                 .where(papers.c.id == update.paper_id)
                 .values(updated_at=now, **values)
             )
+        present = value.flag(True)
         membership = [
-            {
-                "paper_id": paper_id,
-                "source_id": self.source_id,
-                "first_seen_at": at,
-                "last_seen_at": at,
-                "present": True,
-                "fingerprint": item.fingerprint,
-            }
+            (paper_id, source_id, seen_at, seen_at, present, item.fingerprint)
             for item, paper_id in zip(plan.new, new_ids, strict=True)
         ]
         fingerprints = dict(plan.fingerprints)
@@ -386,21 +385,12 @@ class Ingest:
         for paper_id in plan.listed:
             if paper_id in existing:
                 continue
-            membership.append(
-                {
-                    "paper_id": paper_id,
-                    "source_id": self.source_id,
-                    "first_seen_at": at,
-                    "last_seen_at": at,
-                    "present": True,
-                    "fingerprint": fingerprints.pop(paper_id, ""),
-                }
-            )
-        if membership:
-            _insert_many(db, paper_sources, membership)
+            fingerprint = fingerprints.pop(paper_id, "")
+            membership.append((paper_id, source_id, seen_at, seen_at, present, fingerprint))
+        _insert_rows(db, paper_sources, MEMBERSHIP_COLUMNS, membership)
         relisted = [pid for pid in plan.listed if pid in existing]
         this_source = sa.and_(
-            paper_sources.c.source_id == self.source_id,
+            paper_sources.c.source_id == source_id,
             paper_sources.c.paper_id == sa.bindparam("pid"),
         )
         if relisted:
@@ -420,37 +410,36 @@ class Ingest:
             )
         latest = self.last_captured_at()
         if latest is None or at >= latest:
+            # Rows already stamped ``at`` (those just added) are left alone.
             db.execute(
                 paper_sources.update()
-                .where(paper_sources.c.source_id == self.source_id, paper_sources.c.present)
+                .where(
+                    paper_sources.c.source_id == source_id,
+                    paper_sources.c.present,
+                    paper_sources.c.last_seen_at != at,
+                )
                 .values(last_seen_at=at)
             )
             db.execute(
-                sources.update().where(sources.c.id == self.source_id).values(last_captured_at=at)
+                sources.update().where(sources.c.id == source_id).values(last_captured_at=at)
             )
-        event_rows: list[dict[str, Any]] = [
-            {"paper_id": pid, "kind": "new", "changes": None} for pid in new_ids
-        ] + [{"paper_id": pid, "kind": "listed", "changes": None} for pid in plan.listed]
+        event_rows: list[tuple[int, str, Any]] = [(pid, "new", None) for pid in new_ids]
+        event_rows += [(pid, "listed", None) for pid in plan.listed]
         event_rows += [
-            {
-                "paper_id": u.paper_id,
-                "kind": "updated",
-                "changes": [{"field": c.field, "old": c.old, "new": c.new} for c in u.changes],
-            }
+            (
+                u.paper_id,
+                "updated",
+                value.json([{"field": c.field, "old": c.old, "new": c.new} for c in u.changes]),
+            )
             for u in told
         ]
-        event_rows += [
-            {"paper_id": pid, "kind": "dropped", "changes": None} for pid in plan.dropped
-        ]
-        if event_rows:
-            _insert_many(
-                db,
-                events,
-                [
-                    {**row, "source_id": self.source_id, "snapshot_id": snapshot_id, "at": at}
-                    for row in event_rows
-                ],
-            )
+        event_rows += [(pid, "dropped", None) for pid in plan.dropped]
+        _insert_rows(
+            db,
+            events,
+            ("paper_id", "kind", "changes", "source_id", "snapshot_id", "at"),
+            [(*row, source_id, snapshot_id, seen_at) for row in event_rows],
+        )
         return Summary(
             source_id=record.source_id,
             origin=record.origin,
@@ -484,85 +473,116 @@ def _new_ids(db: sa.Connection, count: int) -> list[int]:
     return list(range(top + 1, top + 1 + count))
 
 
-def _insert_many(db: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """A plain driver-level executemany of rows that share their keys' order: for the bulk rows
-    of an ingest, SQLAlchemy's per-value processing costs more than the database's work."""
+PAPER_COLUMNS = (
+    "id", "arxiv_id", "title", "abstract", "version", "doi", "authors", "author_count",
+    "org_handle", "org_name", "published", "upvotes", "links", "categories", "keywords",
+    "summary", "first_seen_at", "updated_at",
+)  # fmt: skip
+MEMBERSHIP_COLUMNS = (
+    "paper_id", "source_id", "first_seen_at", "last_seen_at", "present", "fingerprint"
+)
+
+
+def _members(db: sa.Connection, source_id: str) -> list[tuple[int, str]]:
+    mark = "?" if db.dialect.name == "sqlite" else "%s"
+    sql = (
+        "SELECT paper_id, fingerprint FROM paper_sources "
+        f"WHERE source_id = {mark} AND present"
+    )
+    return _raw_rows(db, sql, (source_id,))
+
+
+def _raw_rows(db: sa.Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """The rows of a query as the driver gives them, in one fetch: for the bulk reads of an
+    ingest, SQLAlchemy's per-row processing costs more than the query."""
+    cursor = db.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _insert_rows(
+    db: sa.Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """A plain driver-level executemany of rows of values as the driver takes them (see
+    ``_Values``): for the bulk rows of an ingest, SQLAlchemy's per-value processing costs more
+    than the database's work."""
     if not rows:
         return
-    columns = list(rows[0])
     quote = db.dialect.identifier_preparer.quote
-    sqlite = db.dialect.name == "sqlite"
-    mark = "?" if sqlite else "%s"
+    mark = "?" if db.dialect.name == "sqlite" else "%s"
     sql = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
         f"VALUES ({', '.join([mark] * len(columns))})"
     )
-    values = [list(row.values()) for row in rows]
-    for index, name in enumerate(columns):
-        convert = _converter(table.c[name].type, sqlite)
-        if convert is not None:
-            for value in values:
-                value[index] = convert(value[index])
-    db.exec_driver_sql(sql, [tuple(value) for value in values])
+    db.exec_driver_sql(sql, rows)
 
 
-def _converter(kind: Any, sqlite: bool) -> Callable[[Any], Any] | None:
-    """How a value of a column type goes to the driver, as SQLAlchemy would bind it."""
-    if isinstance(kind, sa.JSON):
-        return _json_text if sqlite else _json_pg
-    if isinstance(kind, UTCDateTime) and sqlite:
-        seen: dict[datetime, str] = {}  # an ingest stamps thousands of rows with one moment
+class _Values:
+    """Values as the driver takes them, made as SQLAlchemy's column types would bind them."""
 
-        def moment(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            text = seen.get(value)
-            if text is None:
-                text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-                seen[value] = text
-            return text
+    def __init__(self, db: sa.Connection) -> None:
+        self.sqlite = db.dialect.name == "sqlite"
+        self._days: dict[date, str] = {}
 
-        return moment
-    if isinstance(kind, sa.Date) and sqlite:
-        return lambda value: None if value is None else value.isoformat()
-    if isinstance(kind, sa.Boolean) and sqlite:
-        return lambda value: None if value is None else int(value)
-    return None
+    def moment(self, value: datetime) -> Any:
+        if not self.sqlite:
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
+    def day(self, value: date | None) -> Any:
+        if value is None or not self.sqlite:
+            return value
+        text = self._days.get(value)
+        if text is None:
+            text = self._days[value] = value.isoformat()
+        return text
 
-def _json_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not value:
-        return "[]" if isinstance(value, list) else "{}"
-    return json.dumps(value)
+    def flag(self, value: bool) -> Any:
+        return int(value) if self.sqlite else value
+
+    def json(self, value: Any) -> Any:
+        if not self.sqlite:
+            return Json(value)
+        return json.dumps(value)
 
 
-def _json_pg(value: Any) -> Json | None:
-    return None if value is None else Json(value)
-
-
-def _row(paper: PaperIn, now: datetime) -> dict[str, Any]:
-    org = paper.organisation
-    return {
-        "arxiv_id": paper.arxiv_id,
-        "title": paper.title,
-        "abstract": paper.abstract,
-        "version": paper.version,
-        "doi": paper.doi,
-        "authors": list(paper.authors),
-        "author_count": paper.author_count,
-        "org_handle": org.handle if org else None,
-        "org_name": org.name if org else None,
-        "published": paper.published,
-        "upvotes": paper.upvotes,
-        "links": dict(paper.links),
-        "categories": list(paper.categories),
-        "keywords": list(paper.keywords),
-        "summary": paper.summary,
-        "first_seen_at": now,
-        "updated_at": now,
-    }
+def _paper_rows(
+    value: _Values, new: Sequence[NewPaper], ids: list[int], now: datetime
+) -> list[tuple[Any, ...]]:
+    """The ``PAPER_COLUMNS`` of new papers, as the driver takes them."""
+    stamp = value.moment(now)
+    no_list, no_map = value.json([]), value.json({})
+    day = value.day
+    rows = []
+    for item, paper_id in zip(new, ids, strict=True):
+        paper = item.paper
+        org = paper.organisation
+        rows.append(
+            (
+                paper_id,
+                paper.arxiv_id,
+                paper.title,
+                paper.abstract,
+                paper.version,
+                paper.doi,
+                value.json(list(paper.authors)) if paper.authors else no_list,
+                paper.author_count,
+                org.handle if org else None,
+                org.name if org else None,
+                day(paper.published),
+                paper.upvotes,
+                value.json(dict(paper.links)) if paper.links else no_map,
+                value.json(list(paper.categories)) if paper.categories else no_list,
+                value.json(list(paper.keywords)) if paper.keywords else no_list,
+                paper.summary,
+                stamp,
+                stamp,
+            )
+        )
+    return rows
 
 
 def _columns(values: dict[str, Any] | Any) -> dict[str, Any]:

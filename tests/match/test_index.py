@@ -396,7 +396,8 @@ def test_incremental_changes_equal_a_fresh_build(
     assert len(index) == 0
     assert index.match(papers) == []
     assert not index._filed, "postings of removed profiles must go"
-    assert not index._sizes and not index._terms
+    assert not index._stems and not index._terms and not index._spellings
+    assert not index._keys and not index._key_users
 
 
 def test_index_refuses_duplicates_and_unknown_ids() -> None:

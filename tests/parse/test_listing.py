@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections import Counter
 from datetime import UTC, date, datetime
@@ -15,7 +16,7 @@ from conftest import SEED_ORDER, seed
 from service.errors import ParseError
 from service.identity import normalise_title
 from service.model import Organisation, Parsed, Snapshot
-from service.parse.listing import parse
+from service.parse.listing import Capture, parse
 
 HERE = Path(__file__).parent / "listing"
 NOW = datetime(2028, 6, 1, 12, tzinfo=UTC)
@@ -273,3 +274,116 @@ def test_an_odd_block_falls_back_to_the_line_by_line_parser() -> None:
     body = header_and("T  \n  \nA\n\n  • 2 authors \n·\nJan 5 3\n")
     (paper,) = parse(snap(body)).papers
     assert (paper.title, paper.author_count, paper.upvotes) == ("T", 2, 3)
+
+
+# -- the fast reader against the line-by-line one, on generated captures -------------------------
+
+
+def _random_capture(rng: random.Random, odd_rate: float) -> str:
+    """A listing capture laid out as Hugging Face prints it, but for odd lines at ``odd_rate``."""
+
+    def words(count: int) -> str:
+        vocabulary = ["attention", "KV-cache", "Études", "注意力", "LLM", "x", "42", "a_b"]
+        return " ".join(rng.choice(vocabulary) for _ in range(count))
+
+    def odd(text: str, *variants: str) -> str:
+        return rng.choice(variants) if rng.random() < odd_rate else text
+
+    blocks = []
+    for _ in range(rng.randrange(0, 12)):
+        title = odd(words(rng.randrange(1, 6)), " Lead", "Trail ", "\u00a0Nbsp", "• Bullet", "·dot")
+        abstract = odd(words(rng.randrange(1, 30)), "   ", "\u00a0", "·", "  • 3 authors")
+        block = f"{title}\n\n{abstract}"
+        kind = rng.random()
+        if kind < 0.75:
+            meta = rng.choice(["  • 7 authors", "  • 1 author", "ByteDance-Seed ByteDance Seed", "Solo"])
+            meta = odd(meta, " • 3 authors", "• 3 authors", "  • many authors", "Org \u00a0", "")
+            dot = odd("·", " · ", "", "·x")
+            day = rng.choice(["Jan 15", "Jan 15 2", "Mar 31, 2023", "Aug 2, 2024 4", "Feb 29"])
+            day = odd(day, "Jan 32", "Foo 3", "Jan 3,2024", "Feb 29, 2023", "Dec 5 ", "")
+            block += f"\n\n{meta}\n{dot}\n{day}"
+        blocks.append(block)
+    separator = odd("\n\n", "\n\n\n", "\n \n", "\n")
+    page = odd("Mar 3", "Feb 29", "Dec 26")
+    head = "new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\nDaily Papers\n\n"
+    text = f"{head}byAK and the research community\n\n{page}\n\n" + separator.join(blocks)
+    return text + rng.choice(["", "\n", "\n\n", "\n  \n"])
+
+
+def _outcome(read: Any, snapshot: Snapshot) -> Any:
+    """What a reader makes of a snapshot: the papers and capture time, or the error message."""
+    try:
+        parsed = read(snapshot)
+    except ParseError as error:
+        return str(error)
+    return Parsed(parsed.papers, parsed.captured_at, parsed.notes)
+
+
+def test_the_fast_reader_agrees_with_the_line_by_line_one_on_generated_captures() -> None:
+    from service.parse import listing
+
+    rng = random.Random(2)
+    for round_ in range(3000):
+        odd_rate = 0.08 if round_ % 2 else 0
+        text = _random_capture(rng, odd_rate)
+        body = text.encode()
+        if rng.random() < 0.1:
+            body = body.replace(b"\n", b"\r\n")
+        if rng.random() < 0.1:
+            body = b"\xef\xbb\xbf" + body
+        captured = rng.choice([None, datetime(2026, 5, 8, tzinfo=UTC)])
+        snapshot = snap(body, captured_at=captured)
+        expected = _outcome(listing._parse_lines, snapshot)
+        assert _outcome(parse, snapshot) == expected, text
+        # The ingesting reader: the same, and read fast when the capture is laid out right.
+        assert _outcome(lambda s: listing.read(s, listing.scan(s)), snapshot) == expected, text
+        if not odd_rate and not isinstance(expected, str):
+            assert isinstance(listing.read(snapshot, listing.scan(snapshot)), Capture), text
+
+
+def test_unread_blocks_read_later_as_the_first_reading_did(seeds: list[Path]) -> None:
+    from service.parse import listing
+
+    snapshot = snap(seed(seeds, "000").read_bytes(), captured_at=datetime(2025, 12, 26, tzinfo=UTC))
+    full = listing.read(snapshot, listing.scan(snapshot))
+    assert isinstance(full, Capture)
+    assert full.blocks is not None
+    everything = [pair for i in range(len(full.blocks)) for pair in full.blocks.entries(i)]
+    # Leave every other block unread, then read them one by one.
+    blocks = listing.scan(snapshot)
+    assert blocks is not None
+    seen = set(blocks.fingerprints[::2]) - {""}
+    partial = listing.read(snapshot, blocks, seen)
+    assert isinstance(partial, Capture)
+    assert len(partial.papers) < len(full.papers)
+    later = [pair for i in range(len(blocks)) for pair in blocks.entries(i)]
+    assert later == everything
+    assert [blocks.describe(i) for i in range(len(blocks))] == [
+        (papers[0][0].line, papers[0][0].title)
+        for papers in (full.blocks.entries(i) for i in range(len(full.blocks)))
+    ]
+    assert tuple(paper for paper, _ in later) == parse(snapshot).papers
+
+
+def test_fingerprints_change_with_any_byte_and_with_the_capture_year() -> None:
+    from service.parse import listing
+
+    body = (HERE / "basic.txt").read_bytes()
+    at = datetime(2028, 3, 3, tzinfo=UTC)
+    base = listing.scan(snap(body, captured_at=at))
+    assert base is not None
+    prints = base.fingerprints
+    assert len(set(prints)) == len(prints)
+    year_later = listing.scan(snap(body, captured_at=at.replace(year=2029)))
+    assert year_later is not None
+    assert not set(prints) & set(year_later.fingerprints)
+    for offset in range(body.index(b"MoE"), len(body)):
+        changed = body[:offset] + bytes([body[offset] ^ 1]) + body[offset + 1 :]
+        blocks = listing.scan(snap(changed, captured_at=at))
+        if blocks is None:
+            continue
+        differs = [a != b for a, b in zip(prints, blocks.fingerprints, strict=False)]
+        # Exactly the block holding the changed byte is fingerprinted anew.
+        block = next(i for i, end in enumerate(base.ends) if offset < end)
+        assert differs[block] or len(blocks) != len(base), offset
+        assert sum(differs) <= 1 or len(blocks) != len(base), offset
