@@ -129,44 +129,45 @@ def needs_compare(incoming: Sequence[Item], matches: Sequence[Known | None]) -> 
 
 
 def identify_blocks(
-    fingerprints: Sequence[str],
+    known: Sequence[Sequence[int] | None],
     entries: Callable[[int], Sequence[tuple[PaperIn, str]]],
-    describe: Callable[[int], tuple[int | None, str]],
-    present: Mapping[str, int],
+    describe: Callable[[int, int], tuple[int | None, str]],
 ) -> tuple[list[Item], Callable[[int], tuple[int | None, str]]]:
-    """``identify`` for a snapshot in blocks of bytes that each hold one or more entries, the
-    blocks fingerprinted as their entries are: ``entries(block)`` gives a block's entries with
-    their fingerprints, parsing it if need be; a "" fingerprint is no block's.
+    """``identify`` for a snapshot in blocks of bytes, each holding one or more entries.
 
-    A block whose fingerprint is a present paper's (``present`` maps fingerprint to paper id)
-    shows that paper unchanged: its item is the paper id and it is not even parsed. Returns the
-    items in order, and the (line, title) of the entry at a position, for messages
-    (``describe(block)`` gives those of a block of one entry without parsing all of it).
+    ``known[block]`` is the ids of the present papers a block shows exactly as the store last
+    saw them (its bytes are fingerprinted as those papers are), or None: those entries become
+    paper ids, unparsed. ``entries(block)`` parses the others: entries with fingerprints.
+    Returns the items in order, and the (line, title) of the item at a position, for messages
+    (``describe(block, entry)`` gives them, parsing no more than it must).
     """
     items: list[Item] = []
-    blocks: list[int] = []  # the block of each item
+    where: list[tuple[int, int]] = []  # (block, entry) of each item
     papers: list[PaperIn] = []
     prints: list[str] = []
     slots: list[int] = []
-    for block, print_ in enumerate(fingerprints):
-        paper_id = present.get(print_) if print_ else None
-        if paper_id is not None:
-            items.append(paper_id)
-            blocks.append(block)
+    for block, ids in enumerate(known):
+        if ids is not None:
+            if len(ids) == 1:
+                items.append(ids[0])
+                where.append((block, 0))
+            else:
+                items.extend(ids)
+                where.extend((block, entry) for entry in range(len(ids)))
             continue
-        for paper, entry_print in entries(block):
+        for entry, (paper, entry_print) in enumerate(entries(block)):
             slots.append(len(items))
             items.append(0)  # a place for the Incoming below
-            blocks.append(block)
+            where.append((block, entry))
             papers.append(paper)
             prints.append(entry_print)
     for slot, incoming in zip(slots, identify(papers, prints), strict=True):
         items[slot] = incoming
 
-    def where(position: int) -> tuple[int | None, str]:
-        return describe(blocks[position])
+    def at(position: int) -> tuple[int | None, str]:
+        return describe(*where[position])
 
-    return items, where
+    return items, at
 
 
 def keys_of(incoming: Iterable[Item]) -> list[str]:

@@ -317,42 +317,28 @@ class Pipeline:
         A listing is cut into blocks first, and the blocks that show a paper present in the
         source byte for byte as it was shown last time are left unparsed (see ``_commit``).
         """
-        import gc
-        from concurrent.futures import ThreadPoolExecutor
-
         from service.parse import listing, sniff
 
-        collecting = gc.isenabled()
-        gc.disable()  # as in _commit
+        record = SnapshotRecord(
+            source_id=snapshot.source_id,
+            origin=snapshot.origin,
+            fetched_at=snapshot.fetched_at,
+            captured_at=snapshot.captured_at,
+            body_hash=body_hash(snapshot.body),
+            size=len(snapshot.body),
+            stamp=stamp,
+        )
         try:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                # The hash of the whole body (hashlib lets go of the GIL) runs beside the parse.
-                digest = pool.submit(body_hash, snapshot.body)
-                try:
-                    kind = kind or sniff.detect(snapshot.body, origin=snapshot.origin)
-                    if kind is SourceKind.LISTING:
-                        blocks = listing.scan(snapshot)
-                        seen = self.store.present_fingerprints(snapshot.source_id) if blocks else ()
-                        parsed: Parsed | ParseError = listing.read(snapshot, blocks, seen)
-                    else:
-                        parsed = parse(snapshot, kind, options)
-                except ParseError as exc:
-                    parsed = exc
-                record = SnapshotRecord(
-                    source_id=snapshot.source_id,
-                    origin=snapshot.origin,
-                    fetched_at=snapshot.fetched_at,
-                    captured_at=snapshot.captured_at,
-                    body_hash=digest.result(),
-                    size=len(snapshot.body),
-                    stamp=stamp,
-                )
-        finally:
-            if collecting:
-                gc.enable()
-        if isinstance(parsed, ParseError):
-            log.warning("rejected %s", parsed)
-            return self.store.record_rejected(record, str(parsed))
+            kind = kind or sniff.detect(snapshot.body, origin=snapshot.origin)
+            if kind is SourceKind.LISTING:
+                blocks = listing.scan(snapshot)
+                seen = self.store.present_fingerprints(snapshot.source_id) if blocks else {}
+                parsed = listing.read(snapshot, blocks, seen)
+            else:
+                parsed = parse(snapshot, kind, options)
+        except ParseError as exc:
+            log.warning("rejected %s", exc)
+            return self.store.record_rejected(record, str(exc))
         for note in parsed.notes:
             log.info("%s: %s", snapshot.origin, note)
         announce = frozenset(options.get("new_announce_types", ("new", "cross")))
@@ -370,58 +356,49 @@ class Pipeline:
         A listing's blocks are matched to the papers present in the source by fingerprint
         first: a block that shows one exactly as last time is only counted as seen, unparsed.
         """
-        import gc
+        from service.parse.listing import Capture, collector_paused
 
-        from service.parse.listing import Capture
-
+        record = item.record
+        parsed = item.parsed
+        blocks = parsed.blocks if isinstance(parsed, Capture) else None
         # An ingest makes many objects that live on a while (papers, rows, events): the cyclic
-        # collector's passes over all of them would cost more than the rest of the work. They
-        # are left to reference counting, and the collector runs again afterwards.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            record = item.record
-            parsed = item.parsed
-            blocks = parsed.blocks if isinstance(parsed, Capture) else None
-            with self.store.ingest(record.source_id) as tx:
-                if tx.duplicate_of(record.body_hash) is not None:
-                    return tx.record(record, SnapshotOutcome.UNCHANGED)
-                unparsed = None
-                if blocks is None:
-                    incoming: list[diff.Item] = list(diff.identify(parsed.papers))
-                    present: Iterable[int] = tx.present()
-                else:
-                    members = tx.members()
-                    present = [paper_id for paper_id, _ in members]
-                    incoming, unparsed = diff.identify_blocks(
-                        blocks.fingerprints,
-                        blocks.entries,
-                        blocks.describe,
-                        {fp: pid for pid, fp in members},
-                    )
-                known = tx.known(diff.keys_of(incoming))
-                matches = diff.resolve(incoming, known)
-                stored = tx.stored(diff.needs_compare(incoming, matches))
-                latest = tx.last_captured_at()
-                captured = parsed.captured_at
-                plan = diff.decide(
-                    incoming,
-                    matches,
-                    stored,
-                    present,
-                    known_keys=known,
-                    stale=latest is not None and captured < latest,
-                    new_announce=item.new_announce,
-                    unparsed=unparsed,
+        # collector's passes over them all would cost more than the rest of the work.
+        with collector_paused(), self.store.ingest(record.source_id) as tx:
+            if tx.duplicate_of(record.body_hash) is not None:
+                return tx.record(record, SnapshotOutcome.UNCHANGED)
+            unparsed = None
+            if blocks is None:
+                incoming: list[diff.Item] = list(diff.identify(parsed.papers))
+                present: Iterable[int] = tx.present()
+            else:
+                members = tx.members()
+                present = [paper_id for paper_id, _ in members]
+                incoming, unparsed = diff.identify_blocks(
+                    blocks.known({fp: pid for pid, fp in members}),
+                    blocks.entries,
+                    blocks.describe,
                 )
-                if plan.notes:  # one record: a big listing may repeat thousands of entries
-                    log.info("%s: %s", record.origin, "\n  ".join(plan.notes))
-                summary = tx.apply(record, plan, len(incoming), self.clock.now())
+            known = tx.known(diff.keys_of(incoming))
+            matches = diff.resolve(incoming, known)
+            stored = tx.stored(diff.needs_compare(incoming, matches))
+            latest = tx.last_captured_at()
+            captured = parsed.captured_at
+            plan = diff.decide(
+                incoming,
+                matches,
+                stored,
+                present,
+                known_keys=known,
+                stale=latest is not None and captured < latest,
+                new_announce=item.new_announce,
+                unparsed=unparsed,
+            )
+            if plan.notes:  # one record: a big listing may repeat thousands of entries
+                log.info("%s: %s", record.origin, "\n  ".join(plan.notes))
+            summary = tx.apply(record, plan, len(incoming), self.clock.now())
+        with collector_paused():
             self._match_snapshot(summary)
-            return summary
-        finally:
-            if collecting:
-                gc.enable()
+        return summary
 
     # -- health ---------------------------------------------------------------------------------
 

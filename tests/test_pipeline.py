@@ -227,3 +227,113 @@ def test_a_title_first_paper_gains_its_arxiv_id(app: App, tmp_path: Path) -> Non
     assert feed("arxiv", (newer,), T0) == [0, 1, 1]
     assert app.store.counts()["papers"] == 1
     assert app.store.papers()[0].version == 3
+
+
+# -- listings: unchanged blocks are skipped, with the same outcome as reading everything ---------
+
+
+def _block(
+    title: str, abstract: str = "An abstract.", meta: str = "  • 3 authors", day: str = "May 2 5"
+) -> str:
+    return f"{title}\n\n{abstract}" + (f"\n\n{meta}\n·\n{day}" if meta else "")
+
+
+def _capture(*blocks: str, page: str = "May 8") -> bytes:
+    head = "new\n\nGet trending papers in your email inbox!\n\nSubscribe\n\nDaily Papers\n\n"
+    body = "\n\n".join(blocks)
+    return f"{head}byAK and the research community\n\n{page}\n\n{body}\n".encode()
+
+
+_A = _block("Alpha: a paper")
+_B = _block("Beta", day="Apr 30 7")
+_B2 = _block("Beta", day="Apr 30 9")
+_C = _block("Gamma Rays", meta="ByteDance-Seed ByteDance Seed", day="Dec 30, 2024 12")
+_C_AGAIN = _block("Gamma Rays", meta="ByteDance-Seed ByteDance Seed", day="Dec 30, 2024 13")
+_D = _block("Delta", abstract="Dropped, then back byte for byte.")
+_E = _block("Epsilon without meta lines", meta="")
+_E2 = _block("Epsilon without meta lines", abstract="A new abstract.", meta="")
+_F = _block("Phi", meta="  • 1 author", day="Mar 31, 2023")
+_G = _block("Gee", day="Jan 1")
+_H = _block("Eta, new on day two")
+_I = _block("Iota, from a stale capture")
+_A_STALE = _block("Alpha: a paper", abstract="An older abstract.")
+_LATER = (_A, _B2, _C, _D, _E2, _F, _G, _H)
+
+# Steps of captures, each step taken by one call (capture times are the files' mtimes).
+LISTING_STEPS: list[list[tuple[bytes, datetime]]] = [
+    [(_capture(_A, _B, _C, _D, _E, _C_AGAIN, _F, _G), datetime(2026, 5, 8, tzinfo=UTC))],
+    [(_capture(_A, _B2, _C, _E2, _H, _G, _G, _F), datetime(2026, 5, 9, tzinfo=UTC))],
+    [(_capture(_A, _B2, _D, _H, _F, _G, _C), datetime(2026, 5, 10, tzinfo=UTC))],
+    [(_capture(_A_STALE, _I, _B, _C), datetime(2026, 5, 9, 12, tzinfo=UTC))],
+    [(_capture(*_LATER, page="Jan 3"), datetime(2027, 1, 3, tzinfo=UTC))],
+    # Prepared together: the first drops A, the second (prepared before the first is applied)
+    # shows A again exactly as the store last saw it.
+    [
+        (_capture(*_LATER[1:], page="Jan 4"), datetime(2027, 1, 4, tzinfo=UTC)),
+        (_capture(*_LATER, page="Jan 5"), datetime(2027, 1, 5, tzinfo=UTC)),
+    ],
+    [(_capture(*_LATER, page="Jan 5").replace(b"\n", b"\r\n"), datetime(2027, 1, 6, tzinfo=UTC))],
+    [(_capture(*_LATER, _A, page="Jan 5"), datetime(2027, 1, 7, tzinfo=UTC))],
+]
+
+
+def _run_listing_steps(app: App, folder: Path) -> dict[str, list[object]]:
+    import sqlalchemy as sa
+
+    from service.store.tables import paper_sources
+
+    folder.mkdir()
+    seen: dict[str, list[object]] = {"summaries": [], "events": [], "papers": [], "sources": []}
+    query = sa.select(
+        paper_sources.c.paper_id,
+        paper_sources.c.source_id,
+        paper_sources.c.first_seen_at,
+        paper_sources.c.last_seen_at,
+        paper_sources.c.present,
+    ).order_by(paper_sources.c.paper_id, paper_sources.c.source_id)
+    for step, captures in enumerate(LISTING_STEPS):
+        paths = []
+        for index, (body, captured) in enumerate(captures):
+            path = folder / f"{step}-{index}.txt"
+            path.write_bytes(body)
+            os.utime(path, (captured.timestamp(), captured.timestamp()))
+            paths.append(path)
+        for summary in app.pipeline.ingest_files(paths):
+            counts = (summary.new, summary.listed, summary.updated, summary.dropped)
+            seen["summaries"].append((summary.outcome, summary.papers, counts, summary.captured_at))
+            if summary.snapshot_id is not None:
+                seen["events"].append(app.store.events(summary.snapshot_id))
+        seen["papers"].append(app.store.papers(limit=None))
+        with app.store.engine.connect() as db:
+            seen["sources"].append([tuple(row) for row in db.execute(query)])
+    return seen
+
+
+def test_skipping_unchanged_listing_blocks_changes_no_outcome(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.parse import listing
+
+    read = listing.read
+    papers_read: list[tuple[int, int]] = []
+
+    def counting_read(*args: object) -> object:
+        parsed = read(*args)  # type: ignore[arg-type]
+        if isinstance(parsed, listing.Capture) and parsed.blocks is not None:
+            papers_read.append((len(parsed.papers), len(parsed.blocks)))
+        return parsed
+
+    monkeypatch.setattr(listing, "read", counting_read)
+    with make_app(tmp_path / "fast", database_url) as app:
+        fast = _run_listing_steps(app, tmp_path / "fast-files")
+    # Each capture was read fast, most of the later ones only in part.
+    assert len(papers_read) == 9
+    assert sum(read * 2 < blocks for read, blocks in papers_read) >= 4
+    # The reference reads every capture line by line: no blocks, no skipping, field fingerprints.
+    monkeypatch.setattr(listing, "read", read)
+    monkeypatch.setattr(listing, "scan", lambda snapshot: None)
+    with make_app(tmp_path / "slow", f"sqlite:///{tmp_path / 'slow.db'}") as app:
+        slow = _run_listing_steps(app, tmp_path / "slow-files")
+    assert fast == slow
+    kinds = {kind for events in fast["events"] for kind, _, _ in events}  # type: ignore[attr-defined]
+    assert kinds == {"new", "listed", "updated", "dropped"}

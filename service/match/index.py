@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain, compress, pairwise
-from operator import itemgetter
+from operator import is_not, itemgetter
 from types import MappingProxyType
 
 from service.match.query import (
@@ -132,6 +132,7 @@ class _FieldText:
         "_at",
         "_forms",
         "_formset",
+        "_norm_at",
         "_norms",
         "_spans",
         "keys",
@@ -155,6 +156,7 @@ class _FieldText:
         self._formset: frozenset[str] | None = None
         self._spans: list[tuple[int, int]] | None = None
         self._at: dict[str, list[int]] | None = None
+        self._norm_at: dict[str, list[int]] | None = None
 
     def norms(self) -> tuple[str, ...]:
         """Norms aligned with ``keys``."""
@@ -221,31 +223,36 @@ class _FieldText:
 
     def prefix_spans(self, stem: str) -> tuple[list[tuple[int, int]], set[str]]:
         """Offsets of the words whose norm or key starts with ``stem``, and their keys."""
-        forms, norms, at = self.forms(), self.norms(), []
+        forms = self.forms()
         i = bisect_left(forms, stem)
+        if i == len(forms) or not forms[i].startswith(stem):
+            return [], set()
+        if self._at is None:
+            self._at = _where(self.keys)
+        if self._norm_at is None:
+            # Where a word's norm is its key, the key's positions tell.
+            differ = list(compress(range(len(self.keys)), map(is_not, self.norms(), self.keys)))
+            self._norm_at = _where(tuple(map(self.norms().__getitem__, differ)), differ)
+        by_key, by_norm = self._at, self._norm_at
+        at: list[int] = []
         while i < len(forms) and forms[i].startswith(stem):
-            at += self.at(forms[i])
-            at += _positions(norms, forms[i])
+            at += by_key.get(forms[i], ())
+            at += by_norm.get(forms[i], ())
             i += 1
         offsets, ks = self.spans(), self.keys
         at = sorted(set(at))
         return [offsets[i] for i in at], {ks[i] for i in at}
 
 
-def _where(items: tuple[str, ...]) -> dict[str, list[int]]:
-    """Positions of each item."""
+def _where(items: Sequence[str], positions: Sequence[int] | None = None) -> dict[str, list[int]]:
+    """Positions of each item (``positions`` of the items, if not 0, 1, 2...)."""
     found: dict[str, list[int]] = {}
-    for i, item in enumerate(items):
-        found.setdefault(item, []).append(i)
-    return found
-
-
-def _positions(items: tuple[str, ...], item: str) -> list[int]:
-    """Where ``item`` occurs in ``items``, with C-level scans."""
-    found, i = [], -1
-    for _ in range(items.count(item)):
-        i = items.index(item, i + 1)
-        found.append(i)
+    for i, item in zip(range(len(items)) if positions is None else positions, items, strict=True):
+        listed = found.get(item)
+        if listed is None:
+            found[item] = [i]
+        else:
+            listed.append(i)
     return found
 
 
@@ -292,12 +299,12 @@ class PreparedDocument:
         "_held",
         "_pairs",
         "_spellings",
+        "_terms",
         "abstract",
         "author",
         "document",
         "org",
         "sources",
-        "terms",
         "title",
     )
 
@@ -310,17 +317,24 @@ class PreparedDocument:
         org = _segments((document.org_handle, document.org_name), " ")
         self.org = _FieldText(org) if org else _EMPTY
         self.sources = frozenset(s.casefold() for s in document.sources)
-        terms = set(self.title.keyset)
-        terms.update(self.abstract.keyset)
-        terms.update(["t:" + k for k in self.title.keyset])
-        terms.update(["a:" + k for k in self.author.keyset])
-        terms.update(["o:" + k for k in self.org.keyset])
-        terms.update(["s:" + s for s in self.sources])
-        terms.difference_update((_GAP, "t:", "a:", "o:"))
-        self.terms = terms
+        self._terms: frozenset[str] | None = None
         self._held: dict[tuple[int, ...], set[str]] = {}
         self._pairs: frozenset[str] | None = None
         self._spellings: tuple[tuple[str, frozenset[str]], ...] | None = None
+
+    @property
+    def terms(self) -> frozenset[str]:
+        """The plain keys: words, ``t:``, ``a:`` and ``o:`` words, ``s:`` sources."""
+        if self._terms is None:
+            terms = set(self.title.keyset)
+            terms.update(self.abstract.keyset)
+            terms.update(["t:" + k for k in self.title.keyset])
+            terms.update(["a:" + k for k in self.author.keyset])
+            terms.update(["o:" + k for k in self.org.keyset])
+            terms.update(["s:" + s for s in self.sources])
+            terms.difference_update((_GAP, "t:", "a:", "o:"))
+            self._terms = frozenset(terms)
+        return self._terms
 
     def pairs(self) -> frozenset[str]:
         """The keys of every two adjacent words of a field (``tag+key key``)."""
@@ -347,7 +361,8 @@ class PreparedDocument:
         """Every key the document holds, with its words' first letters in these counts."""
         held = self._held.get(sizes)
         if held is None:
-            held = self.terms | self.pairs()
+            held = set(self.terms)
+            held.update(self.pairs())
             if sizes:
                 for tag, fields in self._tagged():
                     forms = set().union(*(f.formset() for f in fields))
@@ -667,12 +682,26 @@ class _Term:
     upvotes condition), so that most terms are dismissed with one set lookup.
     """
 
-    __slots__ = ("label", "node", "probe")
+    __slots__ = ("fields", "idf_keys", "label", "node", "probe")
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self.label = _label(node)
         self.probe = _necessary(node)[0] if isinstance(node, _KEYED) else _ALWAYS
+        # The fields it searches, and the keys of its idf (for a wildcard, their tag).
+        self.fields: tuple[str, ...] = ("upvotes",)
+        self.idf_keys: tuple[str, ...] = ()
+        if isinstance(node, _TEXT_TERMS):
+            tag = _IDF_TAGS[node.scope]
+            self.fields = (node.scope,) if node.scope else ("title", "abstract")
+            if isinstance(node, Word):
+                self.idf_keys = (tag + node.key,)
+            elif isinstance(node, Phrase):
+                self.idf_keys = tuple(tag + k for k in node.keys)
+            else:
+                self.idf_keys = (tag,)
+        elif isinstance(node, Source):
+            self.fields, self.idf_keys = ("source",), ("s:" + node.id,)
 
 
 def _label(term: Node) -> str:
@@ -750,41 +779,45 @@ class _Scorer:
     def _explain(self, term: _Term, d: PreparedDocument) -> tuple[float, tuple[Reason, ...]]:
         """The score and the reasons that one positive term contributes to ``d``."""
         node = term.node
-        hits: list[tuple[str, Sequence[tuple[int, int]], float]] = []
+        hits: list[tuple[str, list[tuple[int, int]], float]] = []
         if isinstance(node, Word):
             key = node.key
-            idf = -1.0
-            for name, f in d.fields(node.scope):
+            for name in term.fields:
+                f: _FieldText = getattr(d, name)
                 if key in f.keyset:
-                    if idf < 0:
-                        idf = self.idf(_IDF_TAGS[node.scope] + key)
-                    hits.append((name, f.word_spans(key), idf))
+                    hits.append((name, f.word_spans(key), 0.0))
+            if hits:
+                idf = self.idf(term.idf_keys[0])
+                hits = [(name, where, idf) for name, where, _ in hits]
         elif isinstance(node, Phrase):
-            tag = _IDF_TAGS[node.scope]
-            idf = sum(self.idf(tag + k) for k in node.keys)
-            for name, f in d.fields(node.scope):
-                hits.append((name, f.phrase_spans(node.keys), idf))
+            for name in term.fields:
+                where = getattr(d, name).phrase_spans(node.keys)
+                if where:
+                    hits.append((name, where, 0.0))
+            if hits:
+                idf = sum(map(self.idf, term.idf_keys))
+                hits = [(name, where, idf) for name, where, _ in hits]
         elif isinstance(node, Prefix):
-            tag = _IDF_TAGS[node.scope]
-            for name, f in d.fields(node.scope):
-                found, matched = f.prefix_spans(node.stem)
-                if found:
-                    hits.append((name, found, max(self.idf(tag + k) for k in matched)))
+            tag = term.idf_keys[0]
+            for name in term.fields:
+                where, matched = getattr(d, name).prefix_spans(node.stem)
+                if where:
+                    hits.append((name, where, max(self.idf(tag + k) for k in matched)))
         elif isinstance(node, Source):
             if node.id in d.sources:
-                hits.append(
-                    ("source", _source_spans(d.document, node.id), self.idf("s:" + node.id))
-                )
+                where = _source_spans(d.document, node.id)
+                hits.append(("source", where, self.idf(term.idf_keys[0])))
         elif isinstance(node, Upvotes) and _compare(d.document.upvotes, node):
             hits.append(("upvotes", [(0, len(str(d.document.upvotes)))], 0.0))
+        if not hits:
+            return _NO_HIT
         score = 0.0
         reasons = []
-        weights = self.weights
+        weights, label = self.weights, term.label
         for name, where, idf in hits:
-            if where:
-                score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(where)))
-                reasons.append(Reason(term.label, name, tuple(where)))  # copies lists only
-        return (score, tuple(reasons)) if reasons else _NO_HIT
+            score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(where)))
+            reasons.append(Reason(label, name, tuple(where)))
+        return score, tuple(reasons)
 
 
 def _source_spans(document: Document, source_id: str) -> list[tuple[int, int]]:
@@ -922,14 +955,17 @@ _NOTHING: frozenset[str] = frozenset()
 
 
 def _flatten(
-    plan: _Check,
+    plan: _Check, cost: Callable[[str], float]
 ) -> tuple[frozenset[str], frozenset[str], tuple[frozenset[str], ...], _Check | None]:
     """A plan as ``(required, forbidden, groups, rest)``: a paper passes when it holds every
     ``required`` key, no ``forbidden`` key, a key of each of the ``groups``, and ``rest``
-    (word positions, upvotes, nested groups) passes. All but ``rest`` are C-level set tests."""
+    (word positions, upvotes, nested groups) passes. ``groups`` also holds keys that the
+    parts of ``rest`` need (one of which a paper passing it holds), to test ``rest`` less
+    often; they never turn a paper away that ``rest`` would pass."""
     required: set[str] = set()
     forbidden: set[str] = set()
     groups: list[frozenset[str]] = []
+    needs: list[frozenset[str]] = []
     rest: list[_Check] = []
     for part in plan.checks if isinstance(plan, _Every) else (plan,):
         if isinstance(part, _All):
@@ -940,24 +976,44 @@ def _flatten(
             groups.append(part.keys)
         else:
             rest.append(part)
+            need = _need(part, cost)
+            if need:
+                needs.append(need)
     return (
         frozenset(required) if required else _NOTHING,
         frozenset(forbidden) if forbidden else _NOTHING,
-        tuple(groups),
+        (*groups, *needs),
         (rest[0] if len(rest) == 1 else _Every(rest)) if rest else None,
     )
+
+
+def _need(check: _Check, cost: Callable[[str], float]) -> frozenset[str] | None:
+    """Keys one of which every paper passing ``check`` holds, if there are such keys."""
+    if isinstance(check, _Any):
+        return check.keys
+    if isinstance(check, _All):
+        return frozenset((min(check.keys, key=cost),))
+    if isinstance(check, _Exact):
+        return frozenset((min(check.needed, key=cost),))
+    if isinstance(check, _Every):
+        found = [n for n in (_need(c, cost) for c in check.checks) if n]
+        return min(found, key=lambda keys: sum(map(cost, keys))) if found else None
+    if isinstance(check, _Either):
+        alternatives = [_need(c, cost) for c in check.checks]
+        if all(alternatives):
+            return frozenset().union(*alternatives)  # type: ignore[arg-type]
+    return None  # NOT and upvotes conditions need no key
 
 
 @dataclass(slots=True, eq=False)
 class _Profile:
     """A profile as the index holds it.
 
-    It is filed under each of its ``keys`` and, there, each of its ``gate`` keys (from
-    another part of its query): a paper must hold one of each for the profile to be a
-    candidate. A candidate matches when it holds all ``required`` keys, no ``forbidden`` key,
-    a key of each of the ``groups`` and passes ``rest`` (its plan, flattened: see
-    :func:`_flatten`). ``terms`` are its positive terms, shared with the other profiles, for
-    scoring, and ``probes`` their probes; ``stems`` its wildcards' keys.
+    It is filed under ``keys`` (those of the rarest part of its query): every paper it
+    matches holds one of them. A paper matches when it holds all ``required`` keys, no
+    ``forbidden`` key, a key of each of the ``groups`` and passes ``rest`` (its plan,
+    flattened: see :func:`_flatten`). ``terms`` are its positive terms, shared with the
+    other profiles, for scoring, and ``probes`` their probes.
     """
 
     id: int
@@ -969,26 +1025,33 @@ class _Profile:
     terms: tuple[_Term, ...]
     probes: tuple[str, ...]
     keys: frozenset[str]
-    gate: frozenset[str]
-    stems: frozenset[str]
 
 
 def _profile_keys(profile: _Profile) -> set[str]:
     """Every key a profile uses."""
     found = set(profile.keys)
-    found.update(profile.gate, profile.required, profile.forbidden, profile.probes)
-    found.update(profile.stems, *profile.groups)
+    found.update(profile.required, profile.forbidden, profile.probes, *profile.groups)
     if profile.rest is not None:
         found.update(_plan_keys(profile.rest))
     return found
 
 
+_TAGS = ("", "t:", "a:", "o:")
 # Words whose wildcard keys the index remembers, at most (then it starts over).
 _SPELLINGS_LIMIT = 200_000
+# Papers matched together: each key's papers are a bit set of at most this many bits.
+_BATCH = 1024
 
 
 class ProfileIndex:
-    """Every profile's query in one inverted index; matching costs per candidate, not profile.
+    """Every profile's query in one inverted index; matching costs per profile that may
+    match, not per profile × paper.
+
+    Papers are matched in batches: a batch's papers are tokenised once and each key they
+    hold becomes a bit set of the papers holding it. Only the profiles filed under a key
+    of the batch are looked at, once per batch: their query is a few operations on those
+    bit sets, and only papers passing them are looked at one by one (scoring, and the rare
+    terms that need word positions).
 
     ``stats`` picks the keys profiles are filed under (rare keys make few candidates) and
     scores matches; without it, longer words count as rarer and every idf is 1.0. Keys are
@@ -1008,14 +1071,17 @@ class ProfileIndex:
         self.upvote_boost = upvote_boost
         self._planner = _Planner(stats)
         self._profiles: dict[int, _Profile] = {}
-        # key -> gate key -> the profiles filed under both
-        self._filed: dict[str, dict[str, list[_Profile]]] = {}
-        # Every key the profiles use, once: papers' keys are looked up here, so that set
-        # tests compare keys by identity and the index holds each key once.
+        self._filed: dict[str, set[_Profile]] = {}
+        # Every key the profiles use, once, with how many use it. Papers' words are looked
+        # up in ``_words``, ``_pairs`` and ``_sources`` (by tag) to find the keys they hold,
+        # without building strings; set tests then compare keys by identity.
         self._keys: dict[str, str] = {}
         self._key_users: dict[str, int] = {}
-        self._stems: dict[str, int] = {}  # wildcard key -> profiles using it
-        # tag -> word as written -> the wildcard keys of ``_stems`` that it holds
+        self._words: dict[str, dict[str, str]] = {tag: {} for tag in _TAGS}
+        self._pairs: dict[str, dict[tuple[str, str], str]] = {tag: {} for tag in _TAGS}
+        self._sources: dict[str, str] = {}
+        self._wildcards = 0  # wildcard keys in use
+        # tag -> word as written -> the wildcard keys that it holds
         self._spellings: dict[str, dict[str, tuple[str, ...]]] = {}
         self._terms: dict[tuple[Node, str], tuple[_Term, list[int]]] = {}  # shared, counted
 
@@ -1038,15 +1104,13 @@ class ProfileIndex:
         if profile_id in self._profiles:
             raise ValueError(f"profile {profile_id} is already indexed")
         planner = self._planner
-        keys, gate = planner.file(query.root)
+        keys, _ = planner.file(query.root)
         if not keys:
             raise ValueError(f"profile {profile_id}: the query has no term to look for")
-        canonical = self._canonical
         plan = _compile(query.root, planner.cost)
-        _rekey(plan, canonical)
-        required, forbidden, groups, rest = _flatten(plan)
+        _rekey(plan, self._canonical)
+        required, forbidden, groups, rest = _flatten(plan, planner.key_cost)
         terms = tuple(self._share(t) for t in _positive_terms(query.root))
-        stems = _stems(query.root)
         profile = _Profile(
             id=profile_id,
             query=query,
@@ -1056,53 +1120,38 @@ class ProfileIndex:
             rest=rest,
             terms=terms,
             probes=tuple(t.probe for t in terms),
-            keys=canonical(keys),
-            gate=canonical(gate or frozenset((_ALWAYS,))),
-            stems=canonical(stems) if stems else _NOTHING,
+            keys=self._canonical(keys),
         )
-        key_users = self._key_users
+        users = self._key_users
         for key in _profile_keys(profile):
-            key_users[key] = key_users.get(key, 0) + 1
+            count = users.get(key, 0)
+            if not count:
+                self._listen(key, True)
+            users[key] = count + 1
         self._profiles[profile_id] = profile
         for key in profile.keys:
-            filed = self._filed.setdefault(key, {})
-            for gate_key in profile.gate:
-                filed.setdefault(gate_key, []).append(profile)
-        for stem in profile.stems:
-            users = self._stems.get(stem, 0)
-            if not users:
-                self._spellings.clear()  # words may hold the new key
-            self._stems[stem] = users + 1
+            self._filed.setdefault(key, set()).add(profile)
 
     def remove(self, profile_id: int) -> None:
         """Drop a profile from the index; ``KeyError`` if it is not indexed."""
         profile = self._profiles.pop(profile_id)
         for key in profile.keys:
             filed = self._filed[key]
-            for gate_key in profile.gate:
-                listed = filed[gate_key]
-                listed.remove(profile)
-                if not listed:
-                    del filed[gate_key]
+            filed.discard(profile)
             if not filed:
                 del self._filed[key]
-        for stem in profile.stems:
-            self._stems[stem] -= 1
-            if not self._stems[stem]:
-                del self._stems[stem]  # words remembered to hold it still do: harmless
-        if not self._stems:
-            self._spellings.clear()
-        key_users = self._key_users
+        users = self._key_users
         for key in _profile_keys(profile):
-            key_users[key] -= 1
-            if not key_users[key]:
-                del key_users[key]
+            users[key] -= 1
+            if not users[key]:
+                del users[key]
+                self._listen(key, False)
                 del self._keys[key]
         for term in profile.terms:
             shared = (term.node, term.label)
-            users = self._terms[shared][1]
-            users[0] -= 1
-            if not users[0]:
+            counted = self._terms[shared][1]
+            counted[0] -= 1
+            if not counted[0]:
                 del self._terms[shared]
 
     def replace(self, profile_id: int, query: Query) -> None:
@@ -1119,6 +1168,33 @@ class ProfileIndex:
         """``keys`` made of the index's copies."""
         return frozenset(map(self._key, keys))
 
+    def _listen(self, key: str, used: bool) -> None:
+        """Start (``used``) or stop looking for ``key`` in papers."""
+        if key == _ALWAYS:
+            return
+        if key.startswith("*"):
+            self._wildcards += 1 if used else -1
+            if used or not self._wildcards:
+                self._spellings.clear()  # words may hold the new key
+            return
+        if key.startswith("s:"):
+            if used:
+                self._sources[key[2:]] = key
+            else:
+                del self._sources[key[2:]]
+            return
+        tag = key[:2] if key[1:2] == ":" else ""
+        first, space, second = key[len(tag) :].partition(" ")
+        if space:
+            if used:
+                self._pairs[tag][first, second] = key
+            else:
+                del self._pairs[tag][first, second]
+        elif used:
+            self._words[tag][first] = key
+        else:
+            del self._words[tag][first]
+
     def _share(self, node: Node) -> _Term:
         """The one ``_Term`` for ``node`` (and its label) that all profiles use."""
         key = (node, _label(node))
@@ -1131,12 +1207,15 @@ class ProfileIndex:
         return shared[0]
 
     def _held(self, d: PreparedDocument) -> set[str]:
-        """The keys of ``d`` that some profile uses (the index's copies): its plain keys and
-        pairs, and the wildcard keys that its words hold."""
-        ours = self._keys.get
-        held = set(filter(None, map(ours, d.terms)))
-        held.update(filter(None, map(ours, d.pairs())))
-        if self._stems:
+        """The keys of ``d`` that some profile uses (the index's copies)."""
+        found: list[Iterable[str | None]] = [map(self._sources.get, d.sources)]
+        for tag, fields in d._tagged():
+            words, pairs = self._words[tag].get, self._pairs[tag].get
+            for f in fields:
+                found.append(map(words, f.keyset))
+                found.append(map(pairs, pairwise(f.keys)))
+        held: set[str] = set(filter(None, chain.from_iterable(found)))
+        if self._wildcards:
             for tag, spelled in d.spellings():
                 known = self._spellings.setdefault(tag, {})
                 missing = spelled.difference(known)
@@ -1145,29 +1224,27 @@ class ProfileIndex:
                         known.clear()
                         missing = spelled
                     for word in missing:
-                        known[word] = self._wildcards(tag, word)
+                        known[word] = self._wildcard_keys(tag, word)
                 held.update(chain.from_iterable(map(known.__getitem__, spelled)))
         held.add(_ALWAYS)
         return held
 
-    def _wildcards(self, tag: str, word: str) -> tuple[str, ...]:
-        """The indexed wildcard keys that ``word`` (as written) holds in fields with ``tag``."""
+    def _wildcard_keys(self, tag: str, word: str) -> tuple[str, ...]:
+        """The wildcard keys in use that ``word`` (as written) holds in fields with ``tag``."""
         mark, ours = "*" + tag, self._keys.get
         found = {ours(mark + form[:n]) for form in word_forms(word) for n in _EVERY_SIZE}
         found.discard(None)
         return tuple(found)  # type: ignore[arg-type]
 
-    def _candidates(self, held: set[str]) -> set[_Profile]:
-        """The profiles filed under a key of ``held`` and, there, a gate key of ``held``."""
-        found: set[_Profile] = set()
-        for filed in filter(None, map(self._filed.get, held)):
-            for gate_key in held.intersection(filed):
-                found.update(filed[gate_key])
-        return found
+    def _anchored(self, keys: Iterable[str]) -> set[_Profile]:
+        """The profiles filed under any of ``keys``."""
+        filed = self._filed
+        return set().union(*map(filed.__getitem__, filed.keys() & keys))
 
     def candidates(self, document: Document | PreparedDocument) -> set[int]:
-        """Ids of the profiles whose plan the index evaluates for ``document``."""
-        return {p.id for p in self._candidates(self._held(prepare(document)))}
+        """Ids of the profiles that the index looks at for ``document`` (those filed under
+        a key it holds)."""
+        return {p.id for p in self._anchored(self._held(prepare(document)))}
 
     def match(
         self,
@@ -1181,20 +1258,52 @@ class ProfileIndex:
         """
         scorer = _Scorer(stats or self.stats, self.weights, self.upvote_boost)
         found: list[Match] = []
-        order: list[tuple[int, float, int, int]] = []
+        batch: list[PreparedDocument] = []
         for document in documents:
-            d = prepare(document)
-            held = self._held(d)
-            disjoint = held.isdisjoint
-            for p in self._candidates(held):
-                if (
-                    p.required <= held
-                    and disjoint(p.forbidden)
-                    and not any(map(disjoint, p.groups))
-                    and (p.rest is None or p.rest.ok(held, d))
-                ):
-                    m = scorer.match(p.id, p.terms, p.probes, held, d)
-                    order.append((m.profile_id, -m.score, m.document_id, len(found)))
-                    found.append(m)
+            batch.append(prepare(document))
+            if len(batch) == _BATCH:
+                self._match_batch(batch, scorer, found)
+                batch = []
+        if batch:
+            self._match_batch(batch, scorer, found)
+        order = [(m.profile_id, -m.score, m.document_id, i) for i, m in enumerate(found)]
         order.sort()
         return [found[i] for *_, i in order]
+
+    def _match_batch(
+        self, papers: list[PreparedDocument], scorer: _Scorer, found: list[Match]
+    ) -> None:
+        held = [self._held(d) for d in papers]
+        bits: dict[str, int] = {}  # key -> the papers holding it, as bits
+        has = bits.get
+        for i, keys in enumerate(held):
+            bit = 1 << i
+            for key in keys:
+                bits[key] = has(key, 0) | bit
+        every = (1 << len(papers)) - 1
+        matched: list[list[_Profile]] = [[] for _ in papers]
+        for p in self._anchored(bits):
+            hits = every
+            for key in p.required:
+                hits &= has(key, 0)
+            if not hits:
+                continue
+            for group in p.groups:
+                some = 0
+                for key in group:
+                    some |= has(key, 0)
+                hits &= some
+                if not hits:
+                    break
+            else:
+                for key in p.forbidden:
+                    hits &= ~has(key, 0)
+                rest = p.rest
+                while hits:
+                    i = hits.bit_length() - 1
+                    hits ^= 1 << i
+                    if rest is None or rest.ok(held[i], papers[i]):
+                        matched[i].append(p)
+        for d, keys, profiles in zip(papers, held, matched, strict=True):
+            for p in profiles:
+                found.append(scorer.match(p.id, p.terms, p.probes, keys, d))

@@ -31,11 +31,11 @@ from __future__ import annotations
 import gc
 import hashlib
 import re
-from collections.abc import Container, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from service.errors import ParseError
 from service.model import Organisation, PaperIn, Parsed, Snapshot
@@ -80,8 +80,14 @@ _PRINTED_YEAR = re.compile(rb"\n\xc2\xb7\n[A-Z][a-z]{2} \d{1,2}, (\d{4})")
 _LEAP_DAY = re.compile(rb"\n\xc2\xb7\nFeb 29(?: |\n|\Z)")
 _SPACE = frozenset(b" \t\n\r\f\v")
 _NEWLINE = 10
-# What a fingerprint hashes before a block's bytes: change it when the reading of a block changes.
-FINGERPRINT_SALT = b"paperboy listing block 1; capture year %d\n"
+_V = TypeVar("_V")
+# Fingerprints, 32 characters as the store keeps them: a letter for how the block's bytes were
+# read (change the letters when that changes), the capture year, and the SHA-256 of the bytes:
+# "L" for the one paper of a block of one paper; "S" for paper j of the k of a block of several
+# (papers without meta lines before one with them, or the last block), with j and k at the end.
+# Fingerprints of other parsers are plain hex: never equal to these.
+ONE_PAPER, OF_SEVERAL, BY_SPAN = "L", "S", "P"
+_MOST = 255  # papers of a block that "S" fingerprints can number; beyond, "P": each paper's bytes
 
 # (line, title, abstract, author_count, organisation, month, day, year, upvotes, date line)
 _Entry = tuple[
@@ -118,17 +124,17 @@ def collector_paused() -> Iterator[None]:
 
 @dataclass(frozen=True, slots=True)
 class Capture(Parsed):
-    """A listing parsed for ingesting: ``Parsed`` plus its ``blocks`` and their fingerprints.
+    """A listing parsed for ingesting: ``Parsed`` plus its ``blocks``.
 
-    ``papers`` holds the papers of the blocks that were read, in order; blocks whose fingerprint
-    was in ``seen`` (see ``read``) were left unread, and ``blocks`` still has every block.
+    ``papers`` holds the papers of the blocks that were read, in order: blocks the store knew
+    (see ``read``) were left unread, and ``blocks`` still has every block.
     """
 
     blocks: Blocks | None = field(default=None, compare=False, repr=False)
 
 
 def scan(snapshot: Snapshot) -> Blocks | None:
-    """Cut a listing capture into fingerprinted blocks without reading them.
+    """Cut a listing capture into hashed blocks without reading them.
 
     None when the fast reader cannot take the capture (an odd header, say): ``read`` then
     reads it line by line, or says what is wrong.
@@ -136,20 +142,22 @@ def scan(snapshot: Snapshot) -> Blocks | None:
     blocks = _cut(snapshot)
     if blocks is not None:
         blocks.captured_at = _scanned_capture_time(snapshot, blocks)
-        blocks.fingerprint()
+        blocks.hash()
     return blocks
 
 
-def read(snapshot: Snapshot, blocks: Blocks | None, seen: Container[str] = ()) -> Parsed:
-    """Parse a capture that ``scan`` cut into ``blocks``, except the blocks whose fingerprint is
-    in ``seen``: those are byte for byte blocks read before under the same capture year, so they
-    read as they did then (valid, to the same papers).
+def read(
+    snapshot: Snapshot, blocks: Blocks | None, seen: Mapping[str, object] | None = None
+) -> Parsed:
+    """Parse a capture that ``scan`` cut into ``blocks``, but for the blocks whose papers all
+    have their fingerprints in ``seen``: those are byte for byte blocks read before under the
+    same capture year, so they read as they did then (valid, to the same papers).
 
     A ``Capture`` when the fast reader took the capture, else ``Parsed`` by the line-by-line
     reader; ``ParseError`` names the first problem.
     """
     with collector_paused():
-        papers = blocks.read(seen) if blocks is not None else None
+        papers = blocks.read(blocks.known(seen or {})) if blocks is not None else None
         if blocks is None or papers is None:
             return _parse_lines(snapshot)
     assert blocks.captured_at is not None
@@ -159,22 +167,21 @@ def read(snapshot: Snapshot, blocks: Blocks | None, seen: Container[str] = ()) -
 class Blocks:
     """A listing capture cut into blocks: block ``i`` is ``body[starts[i]:ends[i]]``, its '·'
     line starts at ``dots[i]`` (-1 for a last block of papers without meta lines). Blocks are
-    read on demand, and their papers kept."""
+    read on demand, and their papers kept with their fingerprints."""
 
     __slots__ = (
         "_dates",
         "_metas",
-        "_several",
+        "_papers",
         "body",
         "captured_at",
         "dots",
         "ends",
-        "fingerprints",
         "first_line",
         "lines",
         "origin",
         "page",
-        "papers",
+        "prints",
         "starts",
     )
 
@@ -196,54 +203,64 @@ class Blocks:
         self.dots = dots
         self.ends = ends
         self.captured_at: datetime | None = None
-        # Per block: its fingerprint ("" for a last block of papers without meta lines, which
-        # is never left unread), and its paper once read (None for blocks of several papers,
-        # which are in ``_several`` with their own fingerprints).
-        self.fingerprints: list[str] = []
-        self.papers: list[PaperIn | None] = [None] * len(starts)
-        self._several: dict[int, list[tuple[PaperIn, str]]] = {}
+        self.prints: list[str] = []  # per block: see ``hash``
+        self.lines: list[int] = []  # per block: the line number at its start, once read
+        # Per block once read: its papers with their fingerprints.
+        self._papers: list[list[tuple[PaperIn, str]] | None] = [None] * len(starts)
         self._metas: dict[bytes, tuple[int | None, Organisation | None] | None] = {}
         self._dates: dict[bytes, tuple[date, int] | None] = {}
-        self.lines: list[int] = []  # the line number at each block's start, once read
 
     def __len__(self) -> int:
         return len(self.starts)
 
-    def fingerprint(self) -> None:
-        """Fingerprint every block: its bytes and the capture year, all its papers depend on."""
-        salt = self._salt()
+    def hash(self) -> None:
+        """Hash every block's bytes; ``prints`` gets what the paper of a block of one paper is
+        fingerprinted (the others are fingerprinted after it)."""
         view = memoryview(self.body)
-        copy = salt.copy
-        prints = []
-        for start, end, dot in zip(self.starts, self.ends, self.dots, strict=True):
-            if dot < 0:
-                prints.append("")
-                continue
-            digest = copy()
-            digest.update(view[start:end])
-            prints.append(digest.hexdigest()[:32])
-        self.fingerprints = prints
+        sha256 = hashlib.sha256
+        prefix = ONE_PAPER + self._year()
+        self.prints = [
+            prefix + sha256(view[start:end]).hexdigest()[:27]
+            for start, end in zip(self.starts, self.ends, strict=True)
+        ]
+
+    def known(self, present: Mapping[str, _V]) -> list[list[_V] | None]:
+        """Per block, what ``present`` maps the fingerprints of its papers to, when it has them
+        all (the block shows its papers exactly as when they got them); else None."""
+        if not present or not self.prints:
+            return [None] * len(self.starts)
+        get = present.get
+        result = [None if (found := get(print_)) is None else [found] for print_ in self.prints]
+        several: dict[str, dict[tuple[int, int], _V]] = {}
+        for print_, value in present.items():
+            if print_[0] == OF_SEVERAL and len(print_) == 32:
+                block = several.setdefault(print_[1:28], {})
+                block[int(print_[28:30], 16), int(print_[30:], 16)] = value
+        if several:
+            for index, print_ in enumerate(self.prints):
+                papers = several.get(print_[1:28]) if result[index] is None else None
+                count = max(papers)[1] if papers else 0
+                if papers and all((j, count) in papers for j in range(count)):
+                    result[index] = [papers[j, count] for j in range(count)]
+        return result
 
     def entries(self, index: int) -> list[tuple[PaperIn, str]]:
         """The papers of block ``index`` with their fingerprints, read now if need be (only for
         blocks of a capture ``read`` took, which are all valid)."""
-        if index in self._several:
-            return self._several[index]
-        paper = self.papers[index]
-        if paper is None:
-            if self.read((), index) is None:
+        found = self._papers[index]
+        if found is None:
+            if self.read(only=index) is None:
                 raise ParseError(source=self.origin, expected="a block read before", found="")
-            return self.entries(index)
-        return [(paper, self.fingerprints[index])]
+            found = self._papers[index]
+            assert found is not None
+        return found
 
-    def describe(self, index: int) -> tuple[int | None, str]:
-        """The line and title of the (first) paper of block ``index``, without reading all of
-        it (only for blocks of a capture ``read`` took)."""
-        paper = self.papers[index]
-        if paper is not None:
-            return paper.line, paper.title
-        if index in self._several or self.dots[index] < 0:
-            first = self.entries(index)[0][0]
+    def describe(self, index: int, paper: int = 0) -> tuple[int | None, str]:
+        """The line and title of a paper of block ``index``, without reading the block for the
+        first one (only for blocks of a capture ``read`` took)."""
+        found = self._papers[index]
+        if found is not None or paper:
+            first = self.entries(index)[paper][0]
             return first.line, first.title
         body, start = self.body, self.starts[index]
         title_at = start
@@ -252,16 +269,18 @@ class Blocks:
         title = body[title_at : body.find(b"\n", title_at)].decode().strip()
         return self.lines[index] + title_at - start, title
 
-    def read(self, seen: Container[str] = (), only: int | None = None) -> list[PaperIn] | None:
-        """Read every block whose fingerprint is not in ``seen`` (or, later, block ``only``);
-        return their papers in order, or None when a block is not laid out as Hugging Face
-        prints it (or names a day that does not exist: the slow reader says which)."""
+    def read(
+        self, known: Sequence[Sequence[object] | None] = (), only: int | None = None
+    ) -> list[PaperIn] | None:
+        """Read every block but the ``known`` ones (or, later, block ``only``); return their
+        papers in order, or None when a block is not laid out as Hugging Face prints it (or
+        names a day that does not exist: the slow reader says which)."""
         body = self.body
         starts, dots, ends = self.starts, self.dots, self.ends
-        prints = self.fingerprints if seen else ()
-        kept = self.papers
+        kept = self._papers
         metas, dates = self._metas, self._dates
         year = self.captured_at.year if self.captured_at else 0
+        prints = self.prints
         found = body.find
         papers: list[PaperIn] = []
         lines = self.lines
@@ -277,13 +296,17 @@ class Blocks:
                 start, dot, end = starts[index], dots[index], ends[index]
                 if only is None:
                     lines.append(line)
-                if prints and prints[index] in seen:
-                    # One paper laid out as read before: blank lines, then six line breaks.
-                    title_at = start
-                    while body[title_at] == _NEWLINE:
-                        title_at += 1
-                    line += title_at - start + 6
-                    continue
+                    ids = known[index] if known else None
+                    if ids is not None:
+                        if dot < 0 or len(ids) > 1:
+                            line += body.count(b"\n", start, end)
+                            continue
+                        # One paper laid out as read before: blank lines, then six line breaks.
+                        title_at = start
+                        while body[title_at] == _NEWLINE:
+                            title_at += 1
+                        line += title_at - start + 6
+                        continue
                 if dot < 0:
                     several = self._read_several(index, line)
                     if several is None:
@@ -341,7 +364,7 @@ class Blocks:
                     papers.extend(several)
                     line += body.count(b"\n", start, end)
                 else:
-                    kept[index] = paper
+                    kept[index] = [(paper, prints[index] if prints else "")]
                     papers.append(paper)
                     line += title_at - start + 6
         except UnicodeDecodeError:
@@ -350,10 +373,11 @@ class Blocks:
 
     def _read_several(self, index: int, line: int) -> list[PaperIn] | None:
         """Block ``index`` as several papers (the first ones without meta lines), or one paper
-        laid out otherwise than ``read`` expects; None when it is not one or the other."""
+        laid out otherwise than ``read`` expects; None when it is neither."""
         body = self.body
         start, dot, end = self.starts[index], self.dots[index], self.ends[index]
         year = self.captured_at.year if self.captured_at else 0
+        metas, dates = self._metas, self._dates
         match = _PAPER.match
         result: list[tuple[PaperIn, int, int]] = []
         pos = start
@@ -364,18 +388,24 @@ class Blocks:
                 if dot < 0 and body[pos:end].isspace():
                     break
                 return None
-            raw_title, raw_abstract, _, _, month_name, _, _, _ = found.groups()
-            title = _text(raw_title, first=True)
-            abstract = _text(raw_abstract)
+            title = _text(found[1], first=True)
+            abstract = _text(found[2])
             if title is None or abstract is None:
                 return None
-            at = line + body.count(b"\n", start, found.start(1))
-            with_meta = month_name is not None
+            line += body.count(b"\n", pos, found.start(1))
+            with_meta = found.start(5) >= 0
             if not with_meta:
-                paper = PaperIn(title=title, abstract=abstract, line=at)
+                paper = PaperIn(title=title, abstract=abstract, line=line)
+                line += 2
             else:
-                meta = self._meta(body[found.end(2) + 2 : found.start(5) - 4])
-                day = self._date(body[found.start(5) : found.end()], year)
+                raw = body[found.end(2) + 2 : found.start(5) - 4]
+                meta = metas.get(raw, _UNSEEN)
+                if meta is _UNSEEN:
+                    meta = metas[raw] = self._meta(raw)
+                raw = body[found.start(5) : found.end()]
+                day = dates.get(raw, _UNSEEN)
+                if day is _UNSEEN:
+                    day = dates[raw] = self._date(raw, year)
                 if meta is None or day is None:
                     return None
                 paper = PaperIn(
@@ -385,25 +415,35 @@ class Blocks:
                     organisation=meta[1],
                     published=day[0],
                     upvotes=day[1],
-                    line=at,
+                    line=line,
                 )
+                line += 6
             result.append((paper, found.start(), found.end()))
             pos = found.end()
         if dot >= 0 and not (with_meta and pos == end):
             return None
-        if dot >= 0 and len(result) == 1:
-            self.papers[index] = result[0][0]
-            return [result[0][0]]
-        salt = self._salt()
-        view = memoryview(body)
-        several = []
-        for paper, first, last in result:
-            digest = salt.copy()
-            digest.update(view[first:last])
-            digest.update(b"\0several")  # never equal to a one-paper block's fingerprint
-            several.append((paper, digest.hexdigest()[:32]))
-        self._several[index] = several
+        self._papers[index] = self._fingerprinted(index, result)
         return [paper for paper, _, _ in result]
+
+    def _fingerprinted(
+        self, index: int, papers: list[tuple[PaperIn, int, int]]
+    ) -> list[tuple[PaperIn, str]]:
+        """The papers of a block read by ``_read_several``, with their fingerprints."""
+        if not self.prints:
+            return [(paper, "") for paper, _, _ in papers]
+        print_, count = self.prints[index], len(papers)
+        if self.dots[index] >= 0 and count == 1:
+            return [(papers[0][0], print_)]
+        if count <= _MOST:
+            several = OF_SEVERAL + print_[1:28]
+            return [
+                (paper, f"{several}{j:02x}{count:02x}") for j, (paper, _, _) in enumerate(papers)
+            ]
+        view = memoryview(self.body)
+        return [
+            (paper, BY_SPAN + print_[1:5] + hashlib.sha256(view[first:last]).hexdigest()[:27])
+            for paper, first, last in papers
+        ]
 
     def _meta(self, raw: bytes) -> tuple[int | None, Organisation | None] | None:
         """(author count, organisation) of a meta line; None when it is neither."""
@@ -429,9 +469,9 @@ class Blocks:
             return None
         return published, int(upvotes) if upvotes else 0
 
-    def _salt(self) -> Any:
+    def _year(self) -> str:
         assert self.captured_at is not None
-        return hashlib.sha256(FINGERPRINT_SALT % self.captured_at.year)
+        return f"{self.captured_at.year:04d}"
 
 
 _UNSEEN: Any = object()
@@ -522,9 +562,7 @@ def _parse_lines(snapshot: Snapshot) -> Parsed:
     numbered = _content_lines(text)
     entries = _entries(numbered, _header(numbered, origin)[1], origin)
     captured_at = capture_time(snapshot, page_at, entries)
-    return Parsed(
-        papers=tuple(_papers(entries, captured_at.year, origin)), captured_at=captured_at
-    )
+    return Parsed(papers=tuple(_papers(entries, captured_at.year, origin)), captured_at=captured_at)
 
 
 def decode(body: bytes, origin: str) -> str:

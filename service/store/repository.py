@@ -145,11 +145,11 @@ class Store:
         with self.engine.connect() as db:
             return {(row.origin, row.stamp) for row in db.execute(query)}
 
-    def present_fingerprints(self, source_id: str) -> set[str]:
-        """The fingerprints of the papers present in a source: a hint, read outside any
-        ingest, of which entries of its next snapshot the store knows already."""
+    def present_fingerprints(self, source_id: str) -> dict[str, int]:
+        """The fingerprints of the papers present in a source, with their ids: a hint, read
+        outside any ingest, of which entries of its next snapshot the store knows already."""
         with self.engine.connect() as db:
-            return {print_ for _, print_ in _members(db, source_id)}
+            return {print_: paper_id for paper_id, print_ in _members(db, source_id)}
 
     # -- ingesting ----------------------------------------------------------------------------
 
@@ -479,16 +479,18 @@ PAPER_COLUMNS = (
     "summary", "first_seen_at", "updated_at",
 )  # fmt: skip
 MEMBERSHIP_COLUMNS = (
-    "paper_id", "source_id", "first_seen_at", "last_seen_at", "present", "fingerprint"
+    "paper_id",
+    "source_id",
+    "first_seen_at",
+    "last_seen_at",
+    "present",
+    "fingerprint",
 )
 
 
 def _members(db: sa.Connection, source_id: str) -> list[tuple[int, str]]:
     mark = "?" if db.dialect.name == "sqlite" else "%s"
-    sql = (
-        "SELECT paper_id, fingerprint FROM paper_sources "
-        f"WHERE source_id = {mark} AND present"
-    )
+    sql = f"SELECT paper_id, fingerprint FROM paper_sources WHERE source_id = {mark} AND present"
     return _raw_rows(db, sql, (source_id,))
 
 

@@ -396,8 +396,9 @@ def test_incremental_changes_equal_a_fresh_build(
     assert len(index) == 0
     assert index.match(papers) == []
     assert not index._filed, "postings of removed profiles must go"
-    assert not index._stems and not index._terms and not index._spellings
-    assert not index._keys and not index._key_users
+    assert not index._wildcards and not index._terms and not index._spellings
+    assert not index._keys and not index._key_users and not index._sources
+    assert not any(index._words.values()) and not any(index._pairs.values())
 
 
 def test_index_refuses_duplicates_and_unknown_ids() -> None:
