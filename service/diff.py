@@ -138,34 +138,28 @@ def identify_blocks(
     ``known[block]`` is the ids of the present papers a block shows exactly as the store last
     saw them (its bytes are fingerprinted as those papers are), or None: those entries become
     paper ids, unparsed. ``entries(block)`` parses the others: entries with fingerprints.
-    Returns the items in order, and the (line, title) of the item at a position, for messages
-    (``describe(block, entry)`` gives them, parsing no more than it must).
+    Returns the items in order, and the (line, title) of an unparsed item by its position, for
+    messages (``describe(block, entry)`` gives them, parsing no more than it must).
     """
-    items: list[Item] = []
-    where: list[tuple[int, int]] = []  # (block, entry) of each item
     papers: list[PaperIn] = []
     prints: list[str] = []
-    slots: list[int] = []
+    order: list[int | None] = []  # per item: an unparsed entry's paper id, or None
+    unparsed: dict[int, tuple[int, int]] = {}  # position -> (block, entry)
     for block, ids in enumerate(known):
-        if ids is not None:
-            if len(ids) == 1:
-                items.append(ids[0])
-                where.append((block, 0))
-            else:
-                items.extend(ids)
-                where.extend((block, entry) for entry in range(len(ids)))
-            continue
-        for entry, (paper, entry_print) in enumerate(entries(block)):
-            slots.append(len(items))
-            items.append(0)  # a place for the Incoming below
-            where.append((block, entry))
-            papers.append(paper)
-            prints.append(entry_print)
-    for slot, incoming in zip(slots, identify(papers, prints), strict=True):
-        items[slot] = incoming
+        if ids is None:
+            for paper, print_ in entries(block):
+                papers.append(paper)
+                prints.append(print_)
+                order.append(None)
+        else:
+            for entry, paper_id in enumerate(ids):
+                unparsed[len(order)] = (block, entry)
+                order.append(paper_id)
+    incoming = iter(identify(papers, prints))
+    items: list[Item] = [next(incoming) if paper_id is None else paper_id for paper_id in order]
 
     def at(position: int) -> tuple[int | None, str]:
-        return describe(*where[position])
+        return describe(*unparsed[position])
 
     return items, at
 
@@ -216,7 +210,11 @@ def decide(
             if announce is not None and announce not in new_announce:
                 notes.append(f"{item.paper.title[:60]!r}: {announce} of a paper not seen before")
                 continue
-            keys = tuple(k for k in item.keys if k not in known_keys and k not in new_keys)
+            keys = item.keys
+            for key in keys:
+                if key in known_keys or key in new_keys:  # only the unclaimed keys are its own
+                    keys = tuple(k for k in keys if k not in known_keys and k not in new_keys)
+                    break
             if not keys or (item.paper.arxiv_id and keys[0] != item.keys[0]):
                 notes.append(f"line {item.paper.line}: {item.paper.title[:60]!r} listed twice")
                 continue

@@ -257,13 +257,14 @@ _G = _block("Gee", day="Jan 1")
 _H = _block("Eta, new on day two")
 _I = _block("Iota, from a stale capture")
 _A_STALE = _block("Alpha: a paper", abstract="An older abstract.")
-_LATER = (_A, _B2, _C, _D, _E2, _F, _G, _H)
+_J = _block("注意力 Études: “Quoted” Titles", meta="")
+_LATER = (_A, _B2, _C, _D, _E2, _F, _G, _H, _J)
 
 # Steps of captures, each step taken by one call (capture times are the files' mtimes).
 LISTING_STEPS: list[list[tuple[bytes, datetime]]] = [
     [(_capture(_A, _B, _C, _D, _E, _C_AGAIN, _F, _G), datetime(2026, 5, 8, tzinfo=UTC))],
-    [(_capture(_A, _B2, _C, _E2, _H, _G, _G, _F), datetime(2026, 5, 9, tzinfo=UTC))],
-    [(_capture(_A, _B2, _D, _H, _F, _G, _C), datetime(2026, 5, 10, tzinfo=UTC))],
+    [(_capture(_A, _B2, _C, _E2, _H, _G, _G, _F, _J), datetime(2026, 5, 9, tzinfo=UTC))],
+    [(_capture(_A, _B2, _D, _H, _F, _G, _C, _J), datetime(2026, 5, 10, tzinfo=UTC))],
     [(_capture(_A_STALE, _I, _B, _C), datetime(2026, 5, 9, 12, tzinfo=UTC))],
     [(_capture(*_LATER, page="Jan 3"), datetime(2027, 1, 3, tzinfo=UTC))],
     # Prepared together: the first drops A, the second (prepared before the first is applied)
@@ -337,3 +338,20 @@ def test_skipping_unchanged_listing_blocks_changes_no_outcome(
     assert fast == slow
     kinds = {kind for events in fast["events"] for kind, _, _ in events}  # type: ignore[attr-defined]
     assert kinds == {"new", "listed", "updated", "dropped"}
+
+
+def test_an_ingest_leaves_the_sqlite_page_cache_as_it_found_it(tmp_path: Path) -> None:
+    with make_app(tmp_path, f"sqlite:///{tmp_path / 'cache.db'}") as app:
+        with app.store.engine.connect() as db:
+            usual = db.exec_driver_sql("PRAGMA cache_size").scalar()
+        (summary,) = app.pipeline.ingest_files(
+            [_write(tmp_path / "one.txt", _capture(_A, _B))], captured_at=T0
+        )
+        assert summary.outcome is SnapshotOutcome.PARSED
+        with app.store.engine.connect() as db:
+            assert db.exec_driver_sql("PRAGMA cache_size").scalar() == usual
+
+
+def _write(path: Path, body: bytes) -> Path:
+    path.write_bytes(body)
+    return path

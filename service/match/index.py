@@ -7,12 +7,16 @@ words of a field as ``tag+key key``, and for wildcards the first letters of its 
 ``*tag+letters``. A query compiles to a plan in which each group of such terms is one C-level
 set test; only long phrases, long wildcards and ``abstract:`` terms look at word positions.
 
-``ProfileIndex`` files each profile under the keys of the rarest positive part of its query
-(every alternative of an OR), so that every paper it matches holds one of them: the paper's
-keys name its candidate profiles. A candidate must then hold a key of a second part of its
-query (its *gate*, one set test) before its plan is evaluated. A batch thus costs time in
-proportion to the candidate (profile, paper) pairs, not to profiles × papers.
-``match_query`` evaluates one query directly, for previews.
+``ProfileIndex`` gives each key its profiles use a small integer id, and holds each profile
+as tuples of ids: keys it requires, groups of keys one of each of which it requires, keys it
+forbids, and the rest of its plan. It files each profile under the keys of the rarest
+positive part of its query (every alternative of an OR), so that every paper it matches
+holds one of them. Papers are matched in batches: each key becomes a bit set of the batch's
+papers holding it, the profiles filed under the batch's keys are tested once each with a few
+operations on those bit sets, and only the (profile, paper) pairs that pass are looked at one
+by one, to score them. A batch thus costs time in proportion to the profiles its keys reach
+and to the matches, not to profiles × papers. ``match_query`` evaluates one query directly,
+for previews.
 
 ``DocumentStats.df`` counts the plain keys (words, ``t:``, ``a:``, ``o:``, ``s:``) per document.
 
@@ -24,14 +28,17 @@ Score: the sum, over the query's positive terms (not under a NOT) found in the p
 
 from __future__ import annotations
 
+import gc
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain, compress, pairwise
-from operator import is_not, itemgetter
+from operator import attrgetter, is_not, itemgetter
 from types import MappingProxyType
+from typing import cast
 
 from service.match.query import (
     And,
@@ -46,8 +53,8 @@ from service.match.query import (
     Upvotes,
     Word,
 )
-from service.match.results import Match, Reason
-from service.match.text import keys_of, norms_of, spans, word_forms, words
+from service.match.results import Match, Reason, new_match, new_reason
+from service.match.text import forms_of, spans, word_forms, words
 from service.model import Paper
 
 __all__ = [
@@ -63,6 +70,9 @@ __all__ = [
     "query_matches",
     "stats_from",
 ]
+
+# The keys a paper holds, as plans test them: strings, or an index's ids for them.
+Held = AbstractSet[Hashable]
 
 FIELD_WEIGHTS: Mapping[str, float] = MappingProxyType(
     {"title": 3.0, "abstract": 1.0, "author": 2.0, "org": 2.0, "source": 0.5, "upvotes": 0.0}
@@ -123,6 +133,7 @@ class DocumentStats:
 
 
 _GAP = ""  # between two authors, or an organisation's handle and name: no phrase spans it
+_NORM, _KEY = itemgetter(0), itemgetter(1)
 
 
 class _FieldText:
@@ -135,6 +146,7 @@ class _FieldText:
         "_norm_at",
         "_norms",
         "_spans",
+        "_word_forms",
         "keys",
         "keyset",
         "segments",
@@ -149,7 +161,9 @@ class _FieldText:
                 written.append(_GAP)
             written += words(text)
         self.words = written
-        self.keys = tuple(keys_of(written))
+        # (norm, key) of each word: one lookup, for the norms that wildcards may want later.
+        self._word_forms = forms_of(written)
+        self.keys = tuple(map(_KEY, self._word_forms))
         self.keyset = frozenset(self.keys)
         self._norms: tuple[str, ...] | None = None
         self._forms: list[str] | None = None
@@ -161,7 +175,7 @@ class _FieldText:
     def norms(self) -> tuple[str, ...]:
         """Norms aligned with ``keys``."""
         if self._norms is None:
-            self._norms = tuple(norms_of(self.words))
+            self._norms = tuple(map(_NORM, self._word_forms))
         return self._norms
 
     def formset(self) -> frozenset[str]:
@@ -190,11 +204,15 @@ class _FieldText:
             self._spans = found
         return self._spans
 
-    def at(self, key: str) -> list[int]:
-        """Where ``key`` occurs."""
+    def index(self) -> dict[str, list[int]]:
+        """Where each key occurs."""
         if self._at is None:
             self._at = _where(self.keys)
-        return self._at.get(key, [])
+        return self._at
+
+    def at(self, key: str) -> list[int]:
+        """Where ``key`` occurs."""
+        return (self._at if self._at is not None else self.index()).get(key, [])
 
     def has_prefix(self, stem: str) -> bool:
         forms = self.forms()
@@ -207,26 +225,30 @@ class _FieldText:
         n, ks = len(phrase), self.keys
         return any(ks[i : i + n] == phrase for i in self.at(phrase[0]))
 
-    def word_spans(self, key: str) -> list[tuple[int, int]]:
-        offsets = self.spans()
-        return [offsets[i] for i in self.at(key)]
+    def word_spans(self, key: str) -> tuple[tuple[int, int], ...]:
+        """Offsets of ``key``, which the field holds."""
+        offsets = self._spans if self._spans is not None else self.spans()
+        at = self._at if self._at is not None else self.index()
+        return tuple(map(offsets.__getitem__, at[key]))
 
-    def phrase_spans(self, phrase: tuple[str, ...]) -> list[tuple[int, int]]:
+    def phrase_spans(self, phrase: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
         if not self.keyset.issuperset(phrase):
-            return []
+            return ()
         offsets, n, ks = self.spans(), len(phrase), self.keys
-        return [
-            (offsets[i][0], offsets[i + n - 1][1])
-            for i in self.at(phrase[0])
-            if ks[i : i + n] == phrase
-        ]
+        return tuple(
+            [
+                (offsets[i][0], offsets[i + n - 1][1])
+                for i in self.index()[phrase[0]]
+                if ks[i : i + n] == phrase
+            ]
+        )
 
-    def prefix_spans(self, stem: str) -> tuple[list[tuple[int, int]], set[str]]:
+    def prefix_spans(self, stem: str) -> tuple[tuple[tuple[int, int], ...], set[str]]:
         """Offsets of the words whose norm or key starts with ``stem``, and their keys."""
-        forms = self.forms()
+        forms = self._forms if self._forms is not None else self.forms()
         i = bisect_left(forms, stem)
         if i == len(forms) or not forms[i].startswith(stem):
-            return [], set()
+            return (), set()
         if self._at is None:
             self._at = _where(self.keys)
         if self._norm_at is None:
@@ -239,9 +261,10 @@ class _FieldText:
             at += by_key.get(forms[i], ())
             at += by_norm.get(forms[i], ())
             i += 1
-        offsets, ks = self.spans(), self.keys
-        at = sorted(set(at))
-        return [offsets[i] for i in at], {ks[i] for i in at}
+        if len(at) > 1:
+            at = sorted(set(at))
+        offsets = self._spans if self._spans is not None else self.spans()
+        return tuple(map(offsets.__getitem__, at)), set(map(self.keys.__getitem__, at))
 
 
 def _where(items: Sequence[str], positions: Sequence[int] | None = None) -> dict[str, list[int]]:
@@ -471,11 +494,14 @@ def _nodes(root: Node) -> Iterable[Node]:
 
 
 class _Check:
-    """A compiled part of a query: ``ok`` tells whether a paper holding ``held`` passes."""
+    """A compiled part of a query: ``ok`` tells whether a paper holding ``held`` passes.
+
+    Keys are strings; the index replaces them with its ids for them (see :func:`_rekey`).
+    """
 
     __slots__ = ()
 
-    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+    def ok(self, held: Held, d: PreparedDocument) -> bool:
         raise NotImplementedError
 
 
@@ -483,9 +509,9 @@ class _All(_Check):
     __slots__ = ("keys",)
 
     def __init__(self, keys: Iterable[str]) -> None:
-        self.keys = frozenset(keys)
+        self.keys: frozenset[Hashable] = frozenset(keys)
 
-    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+    def ok(self, held: Held, d: PreparedDocument) -> bool:
         return self.keys <= held
 
 
@@ -493,9 +519,9 @@ class _Any(_Check):
     __slots__ = ("keys",)
 
     def __init__(self, keys: Iterable[str]) -> None:
-        self.keys = frozenset(keys)
+        self.keys: frozenset[Hashable] = frozenset(keys)
 
-    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+    def ok(self, held: Held, d: PreparedDocument) -> bool:
         return not self.keys.isdisjoint(held)
 
 
@@ -503,9 +529,9 @@ class _NoneOf(_Check):
     __slots__ = ("keys",)
 
     def __init__(self, keys: Iterable[str]) -> None:
-        self.keys = frozenset(keys)
+        self.keys: frozenset[Hashable] = frozenset(keys)
 
-    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+    def ok(self, held: Held, d: PreparedDocument) -> bool:
         return self.keys.isdisjoint(held)
 
 
@@ -515,7 +541,7 @@ class _Every(_Check):
     def __init__(self, checks: Iterable[_Check]) -> None:
         self.checks = tuple(checks)
 
-    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+    def ok(self, held: Held, d: PreparedDocument) -> bool:
         # A plain loop: all() over a generator costs more than the checks themselves.
         for check in self.checks:  # noqa: SIM110
             if not check.ok(held, d):
@@ -529,7 +555,7 @@ class _Either(_Check):
     def __init__(self, checks: Iterable[_Check]) -> None:
         self.checks = tuple(checks)
 
-    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+    def ok(self, held: Held, d: PreparedDocument) -> bool:
         for check in self.checks:  # noqa: SIM110
             if check.ok(held, d):
                 return True
@@ -542,7 +568,7 @@ class _Without(_Check):
     def __init__(self, check: _Check) -> None:
         self.check = check
 
-    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+    def ok(self, held: Held, d: PreparedDocument) -> bool:
         return not self.check.ok(held, d)
 
 
@@ -553,9 +579,9 @@ class _Exact(_Check):
 
     def __init__(self, node: Word | Phrase | Prefix) -> None:
         self.node = node
-        self.needed = frozenset(_necessary(node))
+        self.needed: frozenset[Hashable] = frozenset(_necessary(node))
 
-    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+    def ok(self, held: Held, d: PreparedDocument) -> bool:
         return self.needed <= held and _found(self.node, d)
 
 
@@ -565,7 +591,7 @@ class _Votes(_Check):
     def __init__(self, node: Upvotes) -> None:
         self.node = node
 
-    def ok(self, held: set[str], d: PreparedDocument) -> bool:
+    def ok(self, held: Held, d: PreparedDocument) -> bool:
         return _compare(d.document.upvotes, self.node)
 
 
@@ -635,7 +661,7 @@ def _sizes(roots: Iterable[Node]) -> tuple[int, ...]:
     return tuple(sorted(found))
 
 
-def _plan_keys(check: _Check) -> Iterator[str]:
+def _plan_keys(check: _Check) -> Iterator[Hashable]:
     """Every key that a plan tests."""
     if isinstance(check, _All | _Any | _NoneOf):
         yield from check.keys
@@ -648,7 +674,7 @@ def _plan_keys(check: _Check) -> Iterator[str]:
         yield from _plan_keys(check.check)
 
 
-def _rekey(check: _Check, canonical: Callable[[frozenset[str]], frozenset[str]]) -> None:
+def _rekey(check: _Check, canonical: Callable[[frozenset[Hashable]], frozenset[Hashable]]) -> None:
     """Replace the key sets of a plan with ``canonical`` ones, in place."""
     if isinstance(check, _All | _Any | _NoneOf):
         check.keys = canonical(check.keys)
@@ -737,14 +763,12 @@ class _Scorer:
         self.weights = dict(weights)
         self.upvote_boost = upvote_boost
         self._idf: dict[str, float] = {}
-        self._document: PreparedDocument | None = None
-        self._known: dict[_Term, tuple[float, tuple[Reason, ...]]] = {}
 
     def idf(self, key: str) -> float:
-        if self.stats is None:
-            return 1.0
         known = self._idf.get(key)
         if known is None:
+            if self.stats is None:
+                return 1.0
             n, df = self.stats.total, self.stats.df.get(key, 0)
             known = self._idf[key] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
         return known
@@ -752,72 +776,84 @@ class _Scorer:
     def match(
         self,
         profile_id: int,
-        terms: tuple[_Term, ...],
-        probes: tuple[str, ...],
-        held: set[str],
+        hits: Iterable[_Term],
         d: PreparedDocument,
+        known: dict[_Term, tuple[float, tuple[Reason, ...]]],
     ) -> Match:
-        """The match of ``d`` for a query whose positive terms are ``terms`` (and ``probes``
-        their probes)."""
-        if d is not self._document:
-            self._document, self._known = d, {}
-        known = self._known
+        """The match of ``d`` for a query whose positive terms whose probe ``d`` holds are
+        ``hits`` (in query order); ``known`` remembers what each term brings to ``d``."""
         score = 0.0
-        reasons: list[Reason] = []
-        for term in compress(terms, map(held.__contains__, probes)):
+        reasons: tuple[Reason, ...] | list[Reason] = ()
+        for term in hits:
             found = known.get(term)
             if found is None:
-                found = known[term] = self._explain(term, d)
+                found = known[term] = self.explain(term, d)
             if found is not _NO_HIT:
                 score += found[0]
-                reasons += found[1]
+                # Often the only term that hits: its tuple will do.
+                reasons = [*reasons, *found[1]] if reasons else found[1]
+        boost = self.boost(d)
+        if boost:
+            score += boost
+        return new_match(profile_id, d.document.id, score, tuple(reasons))
+
+    def boost(self, d: PreparedDocument) -> float:
+        """What the paper's upvotes add to every match of it."""
         upvotes = d.document.upvotes
         if self.upvote_boost and upvotes > 0:
-            score += self.upvote_boost * math.log1p(upvotes)
-        return Match(profile_id, d.document.id, score, tuple(reasons))
+            return self.upvote_boost * math.log1p(upvotes)
+        return 0.0
 
-    def _explain(self, term: _Term, d: PreparedDocument) -> tuple[float, tuple[Reason, ...]]:
-        """The score and the reasons that one positive term contributes to ``d``."""
+    def explain(self, term: _Term, d: PreparedDocument) -> tuple[float, tuple[Reason, ...]]:
+        """The score and the reasons that one positive term contributes to ``d``: per field
+        hit, ``weight × idf × (1 + ln(occurrences))``, added up in field order."""
         node = term.node
-        hits: list[tuple[str, list[tuple[int, int]], float]] = []
+        weights, label = self.weights, term.label
+        score = 0.0
+        reasons: list[Reason] = []
         if isinstance(node, Word):
-            key = node.key
+            key, idf = node.key, 0.0
             for name in term.fields:
                 f: _FieldText = getattr(d, name)
                 if key in f.keyset:
-                    hits.append((name, f.word_spans(key), 0.0))
-            if hits:
-                idf = self.idf(term.idf_keys[0])
-                hits = [(name, where, idf) for name, where, _ in hits]
-        elif isinstance(node, Phrase):
-            for name in term.fields:
-                where = getattr(d, name).phrase_spans(node.keys)
-                if where:
-                    hits.append((name, where, 0.0))
-            if hits:
-                idf = sum(map(self.idf, term.idf_keys))
-                hits = [(name, where, idf) for name, where, _ in hits]
+                    where = f.word_spans(key)
+                    if not reasons:
+                        idf = self.idf(term.idf_keys[0])
+                    score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(where)))
+                    reasons.append(new_reason(label, name, where))
         elif isinstance(node, Prefix):
-            tag = term.idf_keys[0]
+            tag, stem = term.idf_keys[0], node.stem
             for name in term.fields:
-                where, matched = getattr(d, name).prefix_spans(node.stem)
-                if where:
-                    hits.append((name, where, max(self.idf(tag + k) for k in matched)))
+                f = getattr(d, name)
+                forms = f._forms if f._forms is not None else f.forms()
+                i = bisect_left(forms, stem)
+                if i < len(forms) and forms[i].startswith(stem):
+                    where, matched = f.prefix_spans(stem)
+                    idf = max([self.idf(tag + k) for k in matched])
+                    score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(where)))
+                    reasons.append(new_reason(label, name, where))
+        elif isinstance(node, Phrase):
+            keys, idf = node.keys, 0.0
+            for name in term.fields:
+                f = getattr(d, name)
+                if f.keyset.issuperset(keys):
+                    where = f.phrase_spans(keys)
+                    if where:
+                        if not reasons:
+                            idf = sum(map(self.idf, term.idf_keys))
+                        score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(where)))
+                        reasons.append(new_reason(label, name, where))
         elif isinstance(node, Source):
             if node.id in d.sources:
-                where = _source_spans(d.document, node.id)
-                hits.append(("source", where, self.idf(term.idf_keys[0])))
+                where = tuple(_source_spans(d.document, node.id))
+                idf = self.idf(term.idf_keys[0])
+                score += weights.get("source", 1.0) * idf * (1.0 + math.log(len(where)))
+                reasons.append(new_reason(label, "source", where))
         elif isinstance(node, Upvotes) and _compare(d.document.upvotes, node):
-            hits.append(("upvotes", [(0, len(str(d.document.upvotes)))], 0.0))
-        if not hits:
-            return _NO_HIT
-        score = 0.0
-        reasons = []
-        weights, label = self.weights, term.label
-        for name, where, idf in hits:
-            score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(where)))
-            reasons.append(Reason(label, name, tuple(where)))
-        return score, tuple(reasons)
+            where = ((0, len(str(d.document.upvotes))),)
+            score += weights.get("upvotes", 1.0) * 0.0  # it has no idf
+            reasons.append(new_reason(label, "upvotes", where))
+        return (score, tuple(reasons)) if reasons else _NO_HIT
 
 
 def _source_spans(document: Document, source_id: str) -> list[tuple[int, int]]:
@@ -832,6 +868,14 @@ def _source_spans(document: Document, source_id: str) -> list[tuple[int, int]]:
 def _best_first(matches: list[Match]) -> list[Match]:
     matches.sort(key=lambda m: (m.profile_id, -m.score, m.document_id))
     return matches
+
+
+def _rank(match: Match) -> tuple[float, int]:
+    """Best first, within one profile."""
+    return -match.score, match.document_id
+
+
+_PROFILE_ID = attrgetter("profile_id")
 
 
 def match_query(
@@ -857,7 +901,8 @@ def match_query(
             d = PreparedDocument(document)
             held = d.held(sizes)
         if plan.ok(held, d):
-            found.append(scorer.match(profile_id, terms, probes, held, d))
+            hits = compress(terms, map(held.__contains__, probes))
+            found.append(scorer.match(profile_id, hits, d, {}))
     return _best_first(found)
 
 
@@ -931,17 +976,14 @@ class _Planner:
             return sum(c for c, _ in needs), frozenset().union(*(k for _, k in needs))
         return _UNANCHORED, frozenset()
 
-    def file(self, root: Node) -> tuple[frozenset[str], frozenset[str] | None]:
-        """The keys to file a query under (its rarest part's), and a gate from another part.
+    def file(self, root: Node) -> frozenset[str]:
+        """The keys to file a query under: those of its rarest part (every alternative of an
+        OR), one of which every paper it matches holds.
 
         Call it first for each query: it forgets the nodes of the previous one.
         """
         self._known.clear()
-        if not isinstance(root, And):
-            return self.need(root)[1], None
-        parts = sorted(map(self.need, root.terms), key=_cost)
-        gate = parts[1][1] if parts[1][0] != _UNANCHORED else None
-        return parts[0][1], gate
+        return self.need(root)[1]
 
     def cost(self, node: Node) -> float:
         return self.need(node)[0]
@@ -969,11 +1011,11 @@ def _flatten(
     rest: list[_Check] = []
     for part in plan.checks if isinstance(plan, _Every) else (plan,):
         if isinstance(part, _All):
-            required |= part.keys
+            required |= _strings(part.keys)
         elif isinstance(part, _NoneOf):
-            forbidden |= part.keys
+            forbidden |= _strings(part.keys)
         elif isinstance(part, _Any):
-            groups.append(part.keys)
+            groups.append(_strings(part.keys))
         else:
             rest.append(part)
             need = _need(part, cost)
@@ -987,14 +1029,19 @@ def _flatten(
     )
 
 
+def _strings(keys: frozenset[Hashable]) -> frozenset[str]:
+    """The keys of a plan that the index has not rekeyed yet."""
+    return cast("frozenset[str]", keys)
+
+
 def _need(check: _Check, cost: Callable[[str], float]) -> frozenset[str] | None:
     """Keys one of which every paper passing ``check`` holds, if there are such keys."""
     if isinstance(check, _Any):
-        return check.keys
+        return _strings(check.keys)
     if isinstance(check, _All):
-        return frozenset((min(check.keys, key=cost),))
+        return frozenset((min(_strings(check.keys), key=cost),))
     if isinstance(check, _Exact):
-        return frozenset((min(check.needed, key=cost),))
+        return frozenset((min(_strings(check.needed), key=cost),))
     if isinstance(check, _Every):
         found = [n for n in (_need(c, cost) for c in check.checks) if n]
         return min(found, key=lambda keys: sum(map(cost, keys))) if found else None
@@ -1007,7 +1054,7 @@ def _need(check: _Check, cost: Callable[[str], float]) -> frozenset[str] | None:
 
 @dataclass(slots=True, eq=False)
 class _Profile:
-    """A profile as the index holds it.
+    """A profile as the index holds it, its keys replaced with the index's ids for them.
 
     It is filed under ``keys`` (those of the rarest part of its query): every paper it
     matches holds one of them. A paper matches when it holds all ``required`` keys, no
@@ -1018,21 +1065,21 @@ class _Profile:
 
     id: int
     query: Query
-    required: frozenset[str]
-    forbidden: frozenset[str]
-    groups: tuple[frozenset[str], ...]
+    required: tuple[int, ...]
+    forbidden: tuple[int, ...]
+    groups: tuple[tuple[int, ...], ...]
     rest: _Check | None
     terms: tuple[_Term, ...]
-    probes: tuple[str, ...]
-    keys: frozenset[str]
+    probes: tuple[int, ...]
+    keys: frozenset[int]
 
 
-def _profile_keys(profile: _Profile) -> set[str]:
-    """Every key a profile uses."""
+def _profile_keys(profile: _Profile) -> set[int]:
+    """The ids of every key a profile uses."""
     found = set(profile.keys)
     found.update(profile.required, profile.forbidden, profile.probes, *profile.groups)
     if profile.rest is not None:
-        found.update(_plan_keys(profile.rest))
+        found.update(cast("Iterator[int]", _plan_keys(profile.rest)))
     return found
 
 
@@ -1045,15 +1092,15 @@ _BATCH = 1024
 
 class ProfileIndex:
     """Every profile's query in one inverted index; matching costs per profile that may
-    match, not per profile × paper.
+    match and per match, not per profile × paper.
 
-    Papers are matched in batches: a batch's papers are tokenised once and each key they
-    hold becomes a bit set of the papers holding it. Only the profiles filed under a key
-    of the batch are looked at, once per batch: their query is a few operations on those
-    bit sets, and only papers passing them are looked at one by one (scoring, and the rare
-    terms that need word positions).
+    Papers are matched in batches (of up to ``_BATCH``): a batch's papers are tokenised once
+    and each key they hold becomes a bit set of the papers holding it. Only the profiles
+    filed under a key of the batch are looked at, once per batch: their query is a few
+    operations on those bit sets, and only papers passing them are looked at one by one
+    (the rare terms that need word positions, and scoring).
 
-    ``stats`` picks the keys profiles are filed under (rare keys make few candidates) and
+    ``stats`` picks the keys profiles are filed under (rare keys reach few profiles) and
     scores matches; without it, longer words count as rarer and every idf is 1.0. Keys are
     chosen when a profile is added.
     """
@@ -1071,18 +1118,21 @@ class ProfileIndex:
         self.upvote_boost = upvote_boost
         self._planner = _Planner(stats)
         self._profiles: dict[int, _Profile] = {}
-        self._filed: dict[str, set[_Profile]] = {}
-        # Every key the profiles use, once, with how many use it. Papers' words are looked
-        # up in ``_words``, ``_pairs`` and ``_sources`` (by tag) to find the keys they hold,
-        # without building strings; set tests then compare keys by identity.
-        self._keys: dict[str, str] = {}
-        self._key_users: dict[str, int] = {}
-        self._words: dict[str, dict[str, str]] = {tag: {} for tag in _TAGS}
-        self._pairs: dict[str, dict[tuple[str, str], str]] = {tag: {} for tag in _TAGS}
-        self._sources: dict[str, str] = {}
+        self._filed: dict[int, set[_Profile]] = {}
+        # Every key the profiles use has an id (a small int, one object per key): profiles
+        # are tuples of ids, and a batch of papers is a list of bit sets indexed by id.
+        # ``_ALWAYS`` is 0. Papers' words are looked up in ``_words``, ``_pairs`` and
+        # ``_sources`` (by tag) to find the ids they hold, without building strings.
+        self._keys: dict[str, int] = {_ALWAYS: 0}
+        self._names: list[str] = [_ALWAYS]  # id -> key ("" when free)
+        self._users: list[int] = [0]  # id -> profiles using the key
+        self._free: list[int] = []
+        self._words: dict[str, dict[str, int]] = {tag: {} for tag in _TAGS}
+        self._pairs: dict[str, dict[tuple[str, str], int]] = {tag: {} for tag in _TAGS}
+        self._sources: dict[str, int] = {}
         self._wildcards = 0  # wildcard keys in use
-        # tag -> word as written -> the wildcard keys that it holds
-        self._spellings: dict[str, dict[str, tuple[str, ...]]] = {}
+        # tag -> word as written -> the ids of the wildcard keys that it holds
+        self._spellings: dict[str, dict[str, tuple[int, ...]]] = {}
         self._terms: dict[tuple[Node, str], tuple[_Term, list[int]]] = {}  # shared, counted
 
         pairs = profiles.items() if isinstance(profiles, Mapping) else profiles
@@ -1104,30 +1154,32 @@ class ProfileIndex:
         if profile_id in self._profiles:
             raise ValueError(f"profile {profile_id} is already indexed")
         planner = self._planner
-        keys, _ = planner.file(query.root)
+        keys = planner.file(query.root)
         if not keys:
             raise ValueError(f"profile {profile_id}: the query has no term to look for")
-        plan = _compile(query.root, planner.cost)
-        _rekey(plan, self._canonical)
-        required, forbidden, groups, rest = _flatten(plan, planner.key_cost)
+        required, forbidden, groups, rest = _flatten(
+            _compile(query.root, planner.cost), planner.key_cost
+        )
+        if rest is not None:
+            _rekey(rest, self._ids)
         terms = tuple(self._share(t) for t in _positive_terms(query.root))
+        key_id = self._id
         profile = _Profile(
             id=profile_id,
             query=query,
-            required=required,
-            forbidden=forbidden,
-            groups=groups,
+            required=tuple(map(key_id, required)),
+            forbidden=tuple(map(key_id, forbidden)),
+            groups=tuple(tuple(map(key_id, group)) for group in groups),
             rest=rest,
             terms=terms,
-            probes=tuple(t.probe for t in terms),
-            keys=self._canonical(keys),
+            probes=tuple(key_id(t.probe) for t in terms),
+            keys=frozenset(map(key_id, keys)),
         )
-        users = self._key_users
+        users = self._users
         for key in _profile_keys(profile):
-            count = users.get(key, 0)
-            if not count:
+            if not users[key]:
                 self._listen(key, True)
-            users[key] = count + 1
+            users[key] += 1
         self._profiles[profile_id] = profile
         for key in profile.keys:
             self._filed.setdefault(key, set()).add(profile)
@@ -1140,13 +1192,14 @@ class ProfileIndex:
             filed.discard(profile)
             if not filed:
                 del self._filed[key]
-        users = self._key_users
+        users = self._users
         for key in _profile_keys(profile):
             users[key] -= 1
-            if not users[key]:
-                del users[key]
+            if not users[key] and key:
                 self._listen(key, False)
-                del self._keys[key]
+                del self._keys[self._names[key]]
+                self._names[key] = ""
+                self._free.append(key)
         for term in profile.terms:
             shared = (term.node, term.label)
             counted = self._terms[shared][1]
@@ -1160,26 +1213,36 @@ class ProfileIndex:
             self.remove(profile_id)
         self.add(profile_id, query)
 
-    def _key(self, key: str) -> str:
-        """The index's one copy of ``key``."""
-        return self._keys.setdefault(key, key)
+    def _id(self, key: str) -> int:
+        """The index's id for ``key`` (a new one if it has none)."""
+        found = self._keys.get(key)
+        if found is None:
+            if self._free:
+                found = self._free.pop()
+                self._names[found] = key
+            else:
+                found = len(self._names)
+                self._names.append(key)
+                self._users.append(0)
+            self._keys[key] = found
+        return found
 
-    def _canonical(self, keys: frozenset[str]) -> frozenset[str]:
-        """``keys`` made of the index's copies."""
-        return frozenset(map(self._key, keys))
+    def _ids(self, keys: frozenset[Hashable]) -> frozenset[Hashable]:
+        """The ids of ``keys`` (strings)."""
+        return frozenset(self._id(cast(str, key)) for key in keys)
 
-    def _listen(self, key: str, used: bool) -> None:
-        """Start (``used``) or stop looking for ``key`` in papers."""
+    def _listen(self, key_id: int, used: bool) -> None:
+        """Start (``used``) or stop looking for a key in papers."""
+        key = self._names[key_id]
         if key == _ALWAYS:
             return
         if key.startswith("*"):
             self._wildcards += 1 if used else -1
-            if used or not self._wildcards:
-                self._spellings.clear()  # words may hold the new key
+            self._spellings.clear()  # words may hold the new key, or ids be reused
             return
         if key.startswith("s:"):
             if used:
-                self._sources[key[2:]] = key
+                self._sources[key[2:]] = key_id
             else:
                 del self._sources[key[2:]]
             return
@@ -1187,11 +1250,11 @@ class ProfileIndex:
         first, space, second = key[len(tag) :].partition(" ")
         if space:
             if used:
-                self._pairs[tag][first, second] = key
+                self._pairs[tag][first, second] = key_id
             else:
                 del self._pairs[tag][first, second]
         elif used:
-            self._words[tag][first] = key
+            self._words[tag][first] = key_id
         else:
             del self._words[tag][first]
 
@@ -1200,21 +1263,19 @@ class ProfileIndex:
         key = (node, _label(node))
         shared = self._terms.get(key)
         if shared is None:
-            term = _Term(node)
-            term.probe = self._key(term.probe)
-            shared = self._terms[key] = (term, [0])
+            shared = self._terms[key] = (_Term(node), [0])
         shared[1][0] += 1
         return shared[0]
 
-    def _held(self, d: PreparedDocument) -> set[str]:
-        """The keys of ``d`` that some profile uses (the index's copies)."""
-        found: list[Iterable[str | None]] = [map(self._sources.get, d.sources)]
+    def _held(self, d: PreparedDocument) -> set[int]:
+        """The ids of the keys that ``d`` holds."""
+        found: list[Iterable[int | None]] = [map(self._sources.get, d.sources)]
         for tag, fields in d._tagged():
             words, pairs = self._words[tag].get, self._pairs[tag].get
             for f in fields:
                 found.append(map(words, f.keyset))
                 found.append(map(pairs, pairwise(f.keys)))
-        held: set[str] = set(filter(None, chain.from_iterable(found)))
+        held: set[int] = set(filter(None, chain.from_iterable(found)))
         if self._wildcards:
             for tag, spelled in d.spellings():
                 known = self._spellings.setdefault(tag, {})
@@ -1224,19 +1285,20 @@ class ProfileIndex:
                         known.clear()
                         missing = spelled
                     for word in missing:
-                        known[word] = self._wildcard_keys(tag, word)
+                        known[word] = self._wildcard_ids(tag, word)
                 held.update(chain.from_iterable(map(known.__getitem__, spelled)))
-        held.add(_ALWAYS)
+        held.add(0)  # _ALWAYS
         return held
 
-    def _wildcard_keys(self, tag: str, word: str) -> tuple[str, ...]:
-        """The wildcard keys in use that ``word`` (as written) holds in fields with ``tag``."""
+    def _wildcard_ids(self, tag: str, word: str) -> tuple[int, ...]:
+        """The ids of the wildcard keys that ``word`` (as written) holds in fields with
+        ``tag``."""
         mark, ours = "*" + tag, self._keys.get
         found = {ours(mark + form[:n]) for form in word_forms(word) for n in _EVERY_SIZE}
         found.discard(None)
         return tuple(found)  # type: ignore[arg-type]
 
-    def _anchored(self, keys: Iterable[str]) -> set[_Profile]:
+    def _anchored(self, keys: Iterable[int]) -> set[_Profile]:
         """The profiles filed under any of ``keys``."""
         filed = self._filed
         return set().union(*map(filed.__getitem__, filed.keys() & keys))
@@ -1255,55 +1317,109 @@ class ProfileIndex:
         """Every (profile, document) match, by profile id, best first within a profile.
 
         ``stats`` overrides the index's own statistics for scoring.
+
+        The cyclic garbage collector is paused meanwhile: matching makes many objects and
+        no reference cycles, and the collector would otherwise walk them again and again.
         """
         scorer = _Scorer(stats or self.stats, self.weights, self.upvote_boost)
         found: list[Match] = []
         batch: list[PreparedDocument] = []
-        for document in documents:
-            batch.append(prepare(document))
-            if len(batch) == _BATCH:
+        batches = 0
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for document in documents:
+                batch.append(prepare(document))
+                if len(batch) == _BATCH:
+                    self._match_batch(batch, scorer, found)
+                    batches += 1
+                    batch = []
+            if batch:
                 self._match_batch(batch, scorer, found)
-                batch = []
-        if batch:
-            self._match_batch(batch, scorer, found)
-        order = [(m.profile_id, -m.score, m.document_id, i) for i, m in enumerate(found)]
-        order.sort()
-        return [found[i] for *_, i in order]
+                batches += 1
+        finally:
+            if collecting:
+                gc.enable()
+        if batches > 1:
+            return _best_first(found)
+        # Each profile's matches are together, best first: order the profiles.
+        found.sort(key=_PROFILE_ID)
+        return found
 
     def _match_batch(
         self, papers: list[PreparedDocument], scorer: _Scorer, found: list[Match]
     ) -> None:
+        """Add the matches of a batch of papers to ``found``, by profile, best first.
+
+        Two passes, so that each touches memory in the order it lies: profile by profile,
+        which papers match (bit sets); then paper by paper, what the terms of those matches
+        bring to it (word positions, scores) and so the matches. Reading a profile's or a
+        paper's data costs far more when it is not in the CPU's cache than the operations on
+        it do, and the first pass goes through the profiles once, the second through the
+        papers once.
+        """
         held = [self._held(d) for d in papers]
-        bits: dict[str, int] = {}  # key -> the papers holding it, as bits
-        has = bits.get
+        bits = [0] * len(self._names)  # key id -> the papers holding it, as bits
         for i, keys in enumerate(held):
             bit = 1 << i
             for key in keys:
-                bits[key] = has(key, 0) | bit
+                bits[key] |= bit
         every = (1 << len(papers)) - 1
-        matched: list[list[_Profile]] = [[] for _ in papers]
-        for p in self._anchored(bits):
+        # Profile by profile: which papers match. ``matched`` holds a profile per match,
+        # ``where`` each paper's slots in it.
+        matched: list[_Profile] = []
+        where: list[list[int]] = [[] for _ in papers]
+        several: list[tuple[int, int]] = []  # where profiles with several matches start, end
+        for p in self._anchored(set().union(*held)):
             hits = every
             for key in p.required:
-                hits &= has(key, 0)
+                hits &= bits[key]
             if not hits:
                 continue
             for group in p.groups:
                 some = 0
                 for key in group:
-                    some |= has(key, 0)
+                    some |= bits[key]
                 hits &= some
                 if not hits:
                     break
             else:
                 for key in p.forbidden:
-                    hits &= ~has(key, 0)
-                rest = p.rest
-                while hits:
-                    i = hits.bit_length() - 1
-                    hits ^= 1 << i
+                    hits &= ~bits[key]
+                if not hits:
+                    continue
+                rest, first = p.rest, len(matched)
+                while hits:  # the papers in order, as ties keep it
+                    bit = hits & -hits
+                    hits ^= bit
+                    i = bit.bit_length() - 1
                     if rest is None or rest.ok(held[i], papers[i]):
-                        matched[i].append(p)
-        for d, keys, profiles in zip(papers, held, matched, strict=True):
-            for p in profiles:
-                found.append(scorer.match(p.id, p.terms, p.probes, keys, d))
+                        where[i].append(len(matched))
+                        matched.append(p)
+                if len(matched) - first > 1:
+                    several.append((first, len(matched)))
+        # Paper by paper: which terms of each match's query it holds (by their probes), what
+        # each term brings to it, and so its matches, into their slots.
+        made: list[Match | None] = [None] * len(matched)
+        explain = scorer.explain
+        for d, keys, slots in zip(papers, held, where, strict=True):
+            known: dict[_Term, tuple[float, tuple[Reason, ...]]] = {}
+            holds, paper_id, boost = keys.__contains__, d.document.id, scorer.boost(d)
+            for slot in slots:
+                # As _Scorer.match does, inline: this runs once per match.
+                p = matched[slot]
+                score = 0.0
+                reasons: tuple[Reason, ...] | list[Reason] = ()
+                for term in compress(p.terms, map(holds, p.probes)):
+                    hit = known.get(term)
+                    if hit is None:
+                        hit = known[term] = explain(term, d)
+                    if hit is not _NO_HIT:
+                        score += hit[0]
+                        reasons = [*reasons, *hit[1]] if reasons else hit[1]
+                if boost:
+                    score += boost
+                made[slot] = new_match(p.id, paper_id, score, tuple(reasons))
+        for start, end in several:
+            made[start:end] = sorted(made[start:end], key=_rank)  # type: ignore[arg-type]
+        found += made  # type: ignore[arg-type]

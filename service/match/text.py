@@ -20,6 +20,7 @@ from typing import NamedTuple
 __all__ = [
     "Token",
     "fold_plural",
+    "forms_of",
     "keys",
     "keys_of",
     "normalise",
@@ -163,6 +164,14 @@ def keys_of(written: list[str]) -> list[str]:
 def norms_of(written: list[str]) -> list[str]:
     """The norms of words as :func:`words` gives them."""
     return _known(written, _NORMS, 0)
+
+
+def forms_of(written: list[str]) -> list[tuple[str, str]]:
+    """``(norm, key)`` of words as :func:`words` gives them, with one lookup each."""
+    found = list(map(_FORMS.get, written))
+    if None in found:
+        return list(map(word_forms, written))
+    return found  # type: ignore[return-value]
 
 
 def _known(written: list[str], memo: dict[str, str], form: int) -> list[str]:

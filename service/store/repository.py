@@ -33,6 +33,7 @@ from service.store.tables import (
 )
 
 CHUNK = 500  # keys per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
+INGEST_CACHE_KIB = 256 * 1024  # SQLite's page cache during an ingest (allocated as it fills)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,13 +157,29 @@ class Store:
     @contextmanager
     def ingest(self, source_id: str) -> Iterator[Ingest]:
         """One transaction for one snapshot: read what the decider needs, apply its plan."""
-        with self.engine.begin() as db:
-            if db.dialect.name == "postgresql":
-                # One writer per source at a time, across processes.
-                db.execute(
-                    sa.select(sources.c.id).where(sources.c.id == source_id).with_for_update()
-                )
-            yield Ingest(db, source_id)
+        with self.engine.connect() as db:
+            cache = None
+            try:
+                with db.begin():
+                    if db.dialect.name == "postgresql":
+                        # One writer per source at a time, across processes.
+                        db.execute(
+                            sa.select(sources.c.id)
+                            .where(sources.c.id == source_id)
+                            .with_for_update()
+                        )
+                    else:
+                        # A big snapshot writes tens of MB in one transaction: in SQLite's
+                        # default 2 MB page cache its pages spill to the WAL and are written
+                        # again. A bigger cache for the while writes each page once, at commit.
+                        cache = db.exec_driver_sql("PRAGMA cache_size").scalar_one()
+                        db.exec_driver_sql(f"PRAGMA cache_size = -{INGEST_CACHE_KIB}")
+                    yield Ingest(db, source_id)
+            finally:
+                if cache is not None and not db.invalidated:
+                    # Back to the usual size: the pages above it are freed.
+                    db.exec_driver_sql(f"PRAGMA cache_size = {int(cache)}")
+                    db.rollback()
 
     def record_rejected(self, record: SnapshotRecord, error: str) -> Summary:
         """Keep a rejected snapshot for inspection; nothing else changes."""
@@ -292,7 +309,8 @@ class Ingest:
         # one JSON array on SQLite, one array on PostgreSQL.
         keys_value: Any = wanted
         if self.db.dialect.name == "sqlite":
-            where, mark, keys_value = "IN (SELECT value FROM json_each(?))", "?", json.dumps(wanted)
+            keys_value = json.dumps(wanted, ensure_ascii=False)
+            where, mark = "IN (SELECT value FROM json_each(?))", "?"
         else:
             where, mark = "= ANY(%s)", "%s"
         sql = (

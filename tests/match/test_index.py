@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
 from functools import cache
 from itertools import pairwise
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import service.match.index as index_module
 from service.errors import QueryError
 from service.match.index import (
     Document,
@@ -38,7 +41,7 @@ from service.match.query import (
     Word,
     parse_query,
 )
-from service.match.results import Match
+from service.match.results import Match, Reason, new_match, new_reason
 from service.match.text import scan
 from service.model import Organisation, Paper
 
@@ -397,7 +400,7 @@ def test_incremental_changes_equal_a_fresh_build(
     assert index.match(papers) == []
     assert not index._filed, "postings of removed profiles must go"
     assert not index._wildcards and not index._terms and not index._spellings
-    assert not index._keys and not index._key_users and not index._sources
+    assert index._keys == {"*": 0} and not any(index._users) and not index._sources
     assert not any(index._words.values()) and not any(index._pairs.values())
 
 
@@ -632,3 +635,195 @@ def test_phrases_do_not_span_two_authors_or_handle_and_name() -> None:
     assert query_matches(parse_query("org:a-b"), d)
     assert not query_matches(parse_query('org:"b c"'), d)
     assert not ProfileIndex({1: parse_query('author:"doe zhang"')}).match([d])
+
+
+# --- the index's batches and flattened plans, on queries with every kind of part ----------------
+
+
+def nested_query(
+    rng: random.Random, words_: list[str], phrases: list[str], longer: list[str]
+) -> str:
+    """A query with the parts that bit sets alone cannot decide: phrases of three words and
+    more, wildcards of more than eight letters, ``abstract:`` terms, groups within groups,
+    NOT groups and upvotes; and with the ones that they can."""
+    long_words = [w for w in words_ if len(w) > 10] or words_
+
+    def leaf() -> str:
+        roll = rng.random()
+        if roll < 0.3:
+            text = rng.choice(words_)
+        elif roll < 0.45:
+            text = rng.choice(phrases)
+        elif roll < 0.55:
+            text = rng.choice(longer)
+        elif roll < 0.7:
+            stem = rng.choice([w for w in words_ if len(w) > 4])
+            text = stem[: rng.randint(2, len(stem) - 1)] + "*"
+        elif roll < 0.75:
+            text = rng.choice(long_words)[:-1] + "*"
+        elif roll < 0.82:
+            text = rng.choice(["source:hf-daily", "source:seed-001", "org:bytedance", "author:doe"])
+        elif roll < 0.88:
+            return f"upvotes>={rng.randint(0, 30)}"
+        else:
+            text = rng.choice(["inference", "model", "llm", "reasoning"])
+        if rng.random() < 0.2 and not text.startswith(("author:", "org:", "source:")):
+            text = rng.choice(("title:", "abstract:")) + text
+        return text
+
+    def group(depth: int) -> str:
+        parts = [
+            group(depth + 1) if depth < 2 and rng.random() < 0.3 else leaf()
+            for _ in range(rng.randint(1, 3))
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        return "(" + (" OR " if rng.random() < 0.6 else " ").join(parts) + ")"
+
+    parts = [group(0) for _ in range(rng.randint(1, 3))]
+    parts += [
+        "-" + (group(1) if rng.random() < 0.3 else leaf()) for _ in range(rng.choice((0, 1, 2)))
+    ]
+    return " ".join(parts)
+
+
+@pytest.fixture(scope="module")
+def nested_profiles(docs: list[Document]) -> dict[int, Query]:
+    rng = random.Random(20240602)
+    words_, phrases = vocabulary(docs + EXTRA)
+    longer = sorted(
+        {
+            '"' + " ".join(t.norm for t in scan(d.title)[i : i + 3]) + '"'
+            for d in docs
+            for i in range(len(scan(d.title)) - 2)
+        }
+    )
+    found: dict[int, Query] = {}
+    while len(found) < 300:
+        try:
+            found[len(found)] = parse_query(nested_query(rng, words_, phrases, longer))
+        except QueryError:
+            continue  # e.g. an OR branch made only of an upvotes condition
+    return found
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("batch", [1, 5, 64, index_module._BATCH])
+def test_index_matches_like_a_naive_loop_in_batches_of_any_size(
+    docs: list[Document],
+    stats: DocumentStats,
+    nested_profiles: dict[int, Query],
+    batch: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(index_module, "_BATCH", batch)
+    papers = docs + EXTRA
+    index = ProfileIndex(nested_profiles, stats=stats)
+    held = [p for p in index._profiles.values() if p.rest is not None]
+    assert len(held) > 50, "too few queries need word positions to test them"
+    got = index.match(papers)
+    prepared = [prepare(d) for d in papers]
+    naive = [
+        m
+        for pid, q in nested_profiles.items()
+        for m in match_query(q, prepared, stats, profile_id=pid)
+    ]
+    assert got == sorted(naive, key=lambda m: (m.profile_id, -m.score, m.document_id))
+    assert len({m.profile_id for m in got}) > 50, "too few profiles match to test anything"
+    pairs = {(m.profile_id, m.document_id) for m in got}
+    for pid, query in list(nested_profiles.items())[:100]:
+        for d in papers:
+            assert ((pid, d.id) in pairs) == reference(query.root, d), (str(query), d.id)
+
+
+@pytest.mark.shared
+def test_flattened_plans_decide_exactly_like_the_plans(
+    docs: list[Document], stats: DocumentStats, nested_profiles: dict[int, Query]
+) -> None:
+    """The bit set tests (required, forbidden, groups, with the keys that the rest needs)
+    then the rest: never a match turned away, never one let in."""
+    cost = index_module._Planner(stats).key_cost
+    papers = [prepare(d) for d in docs + EXTRA]
+    held = [p.held(index_module._EVERY_SIZE) for p in papers]
+    needs = 0
+    for query in nested_profiles.values():
+        plan = index_module._compile(query.root)
+        required, forbidden, groups, rest = index_module._flatten(plan, cost)
+        needs += rest is not None and len(groups) > sum(
+            isinstance(c, index_module._Any)
+            for c in (plan.checks if isinstance(plan, index_module._Every) else (plan,))
+        )
+        for p, keys in zip(papers, held, strict=True):
+            cheap = (
+                required <= keys
+                and forbidden.isdisjoint(keys)
+                and all(not group.isdisjoint(keys) for group in groups)
+            )
+            if plan.ok(keys, p):
+                assert cheap, (str(query), p.document.id)
+            assert plan.ok(keys, p) == (cheap and (rest is None or rest.ok(keys, p)))
+    assert needs > 50, "too few plans with keys needed by their rest"
+
+
+@pytest.mark.shared
+def test_key_ids_given_back_are_not_mistaken_for_their_old_keys(docs: list[Document]) -> None:
+    papers = docs + EXTRA
+    index = ProfileIndex({1: parse_query("quantiz*"), 2: parse_query("moe")})
+    assert index.match(papers)  # remembers which words hold quantiz*
+    index.remove(1)  # its wildcard's id is free
+    index.add(3, parse_query("rout* OR polic*"))  # new wildcards, maybe that id
+    index.replace(2, parse_query('"kv cache" -quantiz*'))
+    fresh = ProfileIndex(
+        {3: parse_query("rout* OR polic*"), 2: parse_query('"kv cache" -quantiz*')}
+    )
+    assert index.match(papers) == fresh.match(papers)
+    assert ids(m for m in index.match(papers) if m.profile_id == 3) == ids(
+        match_query(parse_query("rout* OR polic*"), papers)
+    )
+
+
+def test_a_wildcard_added_after_matching_is_looked_for() -> None:
+    papers = [Document(id=1, title="Quantized routing"), Document(id=2, title="Routers")]
+    index = ProfileIndex({1: parse_query("quantiz*")})
+    assert ids(index.match(papers)) == {1}
+    index.add(2, parse_query("rout*"))
+    assert {(m.profile_id, m.document_id) for m in index.match(papers)} == {(1, 1), (2, 1), (2, 2)}
+
+
+def test_match_pauses_the_collector_and_restores_it() -> None:
+    index = ProfileIndex({1: parse_query("kv")})
+    paper = Document(id=1, title="kv cache")
+    seen: list[bool] = []
+
+    def papers() -> Iterator[Document]:
+        seen.append(gc.isenabled())
+        yield paper
+
+    assert gc.isenabled()
+    assert ids(index.match(papers())) == {1}
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        index.match([paper])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    def broken() -> Iterator[Document]:
+        yield paper
+        raise RuntimeError("the feed broke")
+
+    with pytest.raises(RuntimeError, match="feed broke"):
+        index.match(broken())
+    assert gc.isenabled()
+
+
+def test_the_fast_constructors_make_the_same_objects() -> None:
+    reason = new_reason("KV", "title", ((0, 2),))
+    assert reason == Reason("KV", "title", ((0, 2),))
+    assert hash(reason) == hash(Reason("KV", "title", ((0, 2),)))
+    match = new_match(1, 2, 0.5, (reason,))
+    assert match == Match(1, 2, 0.5, (Reason("KV", "title", ((0, 2),)),))
+    assert repr(match) == repr(Match(1, 2, 0.5, (reason,)))
+    with pytest.raises(FrozenInstanceError):
+        match.score = 1.0  # type: ignore[misc]

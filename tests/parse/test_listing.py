@@ -412,3 +412,45 @@ def test_fingerprints_change_with_any_byte_and_with_the_capture_year() -> None:
             # The block with the changed byte is fingerprinted anew; the others are not.
             renewed = not set(now) & set(spans[start, end])
             assert renewed == (start <= offset < end), offset
+
+
+def test_blocks_end_at_each_dot_line_and_the_date_line_after_it() -> None:
+    from service.parse import listing
+
+    dot_line = re.compile(rb"\n\xc2\xb7\n[^\n]*")
+    rng = random.Random(3)
+    pieces = [b"\n", b"\xc2\xb7", b"\xb7", b"\xc2", b"a", b"Jan 5", "÷ŷ".encode(), b"\n\n"]
+    for _ in range(5000):
+        body = b"".join(rng.choice(pieces) for _ in range(rng.randrange(40)))
+        start = rng.randrange(len(body) + 1)
+        blocks = listing._blocks(body, "x", (0, 1, 1), start)
+        spans = [found.span() for found in dot_line.finditer(body, start)]
+        assert blocks.dots[: len(spans)] == [dot for dot, _ in spans], body
+        assert blocks.ends[: len(spans)] == [end for _, end in spans], body
+
+
+def test_fingerprints_of_other_kinds_are_never_a_block_s() -> None:
+    body = (HERE / "basic.txt").read_bytes()
+    blocks = _blocks(snap(body, captured_at=datetime(2028, 3, 3, tzinfo=UTC)))
+    others = {"": 1, "0" * 32: 2, "S" * 32: 3, "Sxyz": 4, "L2028": 5}
+    assert blocks.known(others) == [None] * len(blocks)
+
+
+def test_ascii_titles_fold_to_the_same_keys_as_the_general_rule() -> None:
+    # Stored keys must not change: the byte-table fold of ASCII titles equals the regex rule.
+    import unicodedata
+
+    from service.identity import _NOT_WORD
+
+    def general(title: str) -> str:
+        title = unicodedata.normalize("NFKD", title)
+        title = "".join(c for c in title if not unicodedata.combining(c))
+        return _NOT_WORD.sub(" ", title.casefold()).strip()
+
+    rng = random.Random(4)
+    titles = [
+        "".join(chr(rng.randrange(128)) for _ in range(rng.randrange(16))) for _ in range(20000)
+    ]
+    titles += ["KV-Cache:  Etudes", "  a_b__c  ", "MoE$^2$: Optimizing", "\x1c\x1f x \t"]
+    for title in titles:
+        assert normalise_title(title) == general(title), repr(title)
