@@ -47,7 +47,8 @@ from service.model import (
     Subscriber,
     Summary,
 )
-from service.parse import parse
+from service.parse import listing, parse, sniff
+from service.parse.listing import Capture, collector_paused
 from service.render.templates import environment
 from service.store.repository import SnapshotRecord, Store
 from service.store.subscriptions import Subscriptions
@@ -317,8 +318,6 @@ class Pipeline:
         A listing is cut into blocks first, and the blocks that show a paper present in the
         source byte for byte as it was shown last time are left unparsed (see ``_commit``).
         """
-        from service.parse import listing, sniff
-
         record = SnapshotRecord(
             source_id=snapshot.source_id,
             origin=snapshot.origin,
@@ -356,8 +355,6 @@ class Pipeline:
         A listing's blocks are matched to the papers present in the source by fingerprint
         first: a block that shows one exactly as last time is only counted as seen, unparsed.
         """
-        from service.parse.listing import Capture, collector_paused
-
         record = item.record
         parsed = item.parsed
         blocks = parsed.blocks if isinstance(parsed, Capture) else None
@@ -445,10 +442,12 @@ class Pipeline:
         """Create or update a profile; an invalid query is refused here, never at send time."""
         owner = self._subscriber(email)
         parse_query(spec.query)
-        profile = self.subscriptions.save_profile(
+        profile, fresh = self.subscriptions.save_profile(
             owner.id, subscribers.check_profile(spec), self.clock.now()
         )
         self._refresh_index()
+        if fresh:
+            self._backfill([profile])
         return profile
 
     def remove_profile(self, email: str, name: str) -> bool:
@@ -469,13 +468,16 @@ class Pipeline:
                 parse_query(spec.query)  # every query is checked before anything is written
         now = self.clock.now()
         saved_profiles = 0
+        fresh: list[Profile] = []
         for item in declared:
             owner = self.subscriptions.save_subscriber(
                 item.email, item.timezone, str(item.schedule), now, declared=prune
             )
             names = set()
             for spec in item.profiles:
-                self.subscriptions.save_profile(owner.id, spec, now)
+                profile, changed = self.subscriptions.save_profile(owner.id, spec, now)
+                if changed:
+                    fresh.append(profile)
                 names.add(spec.name)
                 saved_profiles += 1
             if prune:
@@ -488,6 +490,7 @@ class Pipeline:
                 if known.declared and known.email not in emails:
                     self.subscriptions.remove_subscriber(known.email)
         self._refresh_index()
+        self._backfill(fresh)
         return len(declared), saved_profiles
 
     def export_profiles(self) -> str:
@@ -539,6 +542,36 @@ class Pipeline:
             )
         return parse_query(found[0][1].spec.query)
 
+    def _backfill(self, fresh: Sequence[Profile]) -> int:
+        """Match new or changed profiles against the papers that arrived in their subscriber's
+        open window, so that the next digest holds them as if the profile had been there.
+
+        Earlier papers are left to ``preview``; back-filled matches never raise an alert.
+        """
+        found: list[Match] = []
+        touched: dict[datetime, list[int]] = {}
+        papers: dict[int, Document] = {}
+        for profile in fresh:
+            since = self.subscriptions.window_start(profile.subscriber_id)
+            if since is None:
+                continue
+            if since not in touched:
+                touched[since] = self.subscriptions.touched_since(since)
+            ids = touched[since]
+            missing = [i for i in ids if i not in papers]
+            if missing:
+                papers.update(
+                    (p.id, document_from_paper(p)) for p in self.store.papers(ids=missing)
+                )
+            if ids:
+                query = parse_query(profile.spec.query)
+                documents = [papers[i] for i in ids if i in papers]
+                found += match_query(query, documents, self._stats(), profile_id=profile.id)
+        return self.subscriptions.save_matches(
+            ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
+            self.clock.now(),
+        )
+
     def _stats(self) -> DocumentStats:
         """Document frequencies over every stored paper, kept up to date as papers arrive."""
         if self._documents == 0:
@@ -580,12 +613,12 @@ class Pipeline:
         """Match the snapshot's new and updated papers against every profile at once."""
         if summary.snapshot_id is None or not (summary.new or summary.updated or summary.listed):
             return
-        events = self.store.events(summary.snapshot_id)
-        fresh = {paper_id for kind, paper_id, _ in events if kind == "new"}
-        touched = {paper_id for kind, paper_id, _ in events if kind in ("new", "updated", "listed")}
         if self._index is None and not self.subscriptions.profiles():
             self._documents, self._df = 0, {}  # nothing to match: count afresh when needed
             return
+        events = self.store.events(summary.snapshot_id)
+        fresh = {paper_id for kind, paper_id, _ in events if kind == "new"}
+        touched = {paper_id for kind, paper_id, _ in events if kind in ("new", "updated", "listed")}
         documents = [document_from_paper(p) for p in self.store.papers(ids=sorted(touched))]
         if self._documents:  # stats already counted: add the new papers (else counted lazily)
             for document in documents:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import mailbox
+import re
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
@@ -88,8 +89,17 @@ def parse(raw: bytes) -> EmailMessage:
 
 
 def maildir_messages(app: App) -> list[EmailMessage]:
+    """The messages in the maildir outbox, in the order they were stored."""
     box = mailbox.Maildir(app.settings.maildir(), create=False)
-    return [parse(box.get_bytes(key)) for key in sorted(box.keys())]
+    return [parse(box.get_bytes(key)) for key in sorted(box.keys(), key=_stored_order)]
+
+
+def _stored_order(key: str) -> tuple[int, ...]:
+    # Python's Maildir names are "<seconds>.M<microseconds>P<pid>Q<count>.<host>", the numbers
+    # unpadded: as text, "M99999" would sort after "M100000".
+    found = re.match(r"(\d+)\.M(\d+)P\d+Q(\d+)\.", key)
+    assert found is not None, key
+    return tuple(int(n) for n in found.groups())
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:

@@ -295,6 +295,53 @@ def test_alerts_go_out_after_the_poll_and_are_not_repeated_in_the_digest(
     assert re.search(r"Matched KV cache: .*; People: .*Jane Doe.* \(author\)", text)
 
 
+def test_a_profile_added_later_catches_up_on_its_open_window_only(
+    tmp_path: Path, database_url: str, clock: FixedClock
+) -> None:
+    with make_app(tmp_path, database_url, clock) as app:
+        app.pipeline.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.save_profile("ann@example.org", ProfileSpec("Privacy", "privacy"))
+        ingest(app, tmp_path, "old.xml", rss(("2606.00001", "Old kv cache", "Before.")))
+        clock.at = NEXT_MORNING  # the window closes: the old paper is in no window to come
+        app.mailroom.plan()
+        clock.advance(hours=2)
+        ingest(
+            app,
+            tmp_path,
+            "new.xml",
+            rss(
+                ("2606.00002", "Paging the kv cache", "A paged kv cache."),
+                ("2606.00003", "Sparse attention", "Attention made sparse."),
+            ),
+        )
+        assert app.mailroom.outbox.deliveries() == []  # no profile wants them yet
+        clock.advance(hours=1)
+        # A new profile finds what came in since the last digest, without an alert.
+        app.pipeline.save_profile(
+            "ann@example.org", ProfileSpec("KV", '"kv cache"', alert_threshold=0.01)
+        )
+        assert app.mailroom.outbox.deliveries() == []
+        # A changed query drops what the old one matched and catches up with the new one.
+        app.pipeline.save_profile("ann@example.org", ProfileSpec("Sparse", "paged"))
+        sparse = app.pipeline.save_profile("ann@example.org", ProfileSpec("Sparse", "attention"))
+        found = app.pipeline.subscriptions.matches(sparse.id)
+        assert [app.store.papers(ids=[paper_id])[0].title for paper_id, _, _ in found] == [
+            "Sparse attention"
+        ]
+        clock.at = NEXT_MORNING + timedelta(days=1)
+        [planned] = app.mailroom.plan()
+        assert planned.papers == 2
+        send(app)
+        [digest] = maildir_messages(app)  # the first morning had nothing to send
+    text, _ = parts(digest)
+    assert digest["Subject"] in (
+        "2 new papers: KV (1), Sparse (1)",
+        "2 new papers: Sparse (1), KV (1)",
+    )
+    assert "Paging the kv cache" in text and "Sparse attention" in text
+    assert "Old kv cache" not in text
+
+
 def test_an_update_worth_telling_is_told_once(
     tmp_path: Path, database_url: str, clock: FixedClock
 ) -> None:

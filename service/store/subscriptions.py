@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from service import tokens
 from service.model import Profile, ProfileSpec, Schedule, Subscriber, SubscriberStatus
-from service.store.tables import matches, profiles, subscribers
+from service.store.tables import events, matches, profiles, subscribers
 
 
 class Subscriptions:
@@ -107,8 +107,11 @@ class Subscriptions:
             result.append((owner, _profile(row)))
         return result
 
-    def save_profile(self, subscriber_id: int, spec: ProfileSpec, now: datetime) -> Profile:
-        """Create or update a subscriber's profile by name."""
+    def save_profile(
+        self, subscriber_id: int, spec: ProfileSpec, now: datetime
+    ) -> tuple[Profile, bool]:
+        """Create or update a subscriber's profile by name; also whether its query is new (a
+        new profile, or a changed query: the old query's matches are gone)."""
         values = {
             "query": spec.query,
             "min_upvotes": spec.min_upvotes,
@@ -120,6 +123,7 @@ class Subscriptions:
         mine = sa.and_(profiles.c.subscriber_id == subscriber_id, profiles.c.name == spec.name)
         with self.engine.begin() as db:
             found = db.execute(sa.select(profiles.c.id).where(mine)).scalar_one_or_none()
+            fresh = True
             if found is None:
                 db.execute(
                     profiles.insert().values(
@@ -128,11 +132,12 @@ class Subscriptions:
                 )
             else:
                 old = db.execute(sa.select(profiles.c.query).where(profiles.c.id == found))
-                if old.scalar_one() != spec.query:
+                fresh = old.scalar_one() != spec.query
+                if fresh:
                     db.execute(matches.delete().where(matches.c.profile_id == found))
                 db.execute(profiles.update().where(profiles.c.id == found).values(**values))
             row = db.execute(sa.select(profiles).where(mine)).one()
-        return _profile(row)
+        return _profile(row), fresh
 
     def remove_profile(self, subscriber_id: int, name: str) -> int | None:
         """Remove a profile and its matches; its id, or None when there was none."""
@@ -164,6 +169,27 @@ class Subscriptions:
                 db.execute(matches.delete().where(pairs.in_(keys[start : start + 500])))
             db.execute(matches.insert(), rows)
         return len(rows)
+
+    def window_start(self, subscriber_id: int) -> datetime | None:
+        """Where the subscriber's open digest window starts: the end of the last one closed, or
+        when the subscriber was created; None when there is no such subscriber."""
+        query = sa.select(subscribers.c.window_end, subscribers.c.created_at).where(
+            subscribers.c.id == subscriber_id
+        )
+        with self.engine.connect() as db:
+            row = db.execute(query).first()
+        return None if row is None else (row.window_end or row.created_at)
+
+    def touched_since(self, since: datetime) -> list[int]:
+        """The papers that arrived, came back or changed (new, listed, updated) since ``since``."""
+        query = (
+            sa.select(events.c.paper_id)
+            .where(events.c.at >= since, events.c.kind.in_(("new", "listed", "updated")))
+            .distinct()
+            .order_by(events.c.paper_id)
+        )
+        with self.engine.connect() as db:
+            return list(db.execute(query).scalars())
 
     def matches(self, profile_id: int) -> list[tuple[int, float, Any]]:
         """(paper id, score, reasons) of a profile, best first."""
