@@ -572,6 +572,10 @@ class Pipeline:
             self.clock.now(),
         )
 
+    def forget_stats(self) -> None:
+        """Count document frequencies afresh when next needed (another process stored papers)."""
+        self._documents, self._df = 0, {}
+
     def _stats(self) -> DocumentStats:
         """Document frequencies over every stored paper, kept up to date as papers arrive."""
         if self._documents == 0:
@@ -614,7 +618,7 @@ class Pipeline:
         if summary.snapshot_id is None or not (summary.new or summary.updated or summary.listed):
             return
         if self._index is None and not self.subscriptions.profiles():
-            self._documents, self._df = 0, {}  # nothing to match: count afresh when needed
+            self.forget_stats()  # nothing to match: count afresh when needed
             return
         events = self.store.events(summary.snapshot_id)
         fresh = {paper_id for kind, paper_id, _ in events if kind == "new"}

@@ -3,10 +3,11 @@
 Jobs: ``poll`` (poll due sources; matching and alerts follow each snapshot), ``plan`` (close
 due digest windows), ``send`` (drain the outbox) and ``cleanup``. Due times live in the
 database, so the jobs only ask "what is due now?". The jobs that write papers and windows run
-one at a time on a single worker thread; ``send`` runs on the event loop and is woken as soon as
-a poll or a plan queued something. Every job coalesces missed runs and never overlaps itself.
-SIGTERM or SIGINT: the job in hand finishes (the message in flight is sent), then the process
-exits.
+one at a time on a single worker thread, and on PostgreSQL only in the process that leads them
+(an advisory lock per job), so any number of ``paperboy run`` processes can share a database.
+``send`` runs on the event loop in every process and is woken as soon as a poll or a plan
+queued something. Every job coalesces missed runs and never overlaps itself. SIGTERM or
+SIGINT: the job in hand finishes (the message in flight is sent), then the process exits.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service.app import App
+from service.store.leader import leading
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,23 @@ async def serve(
     )
     sending: set[asyncio.Task[Any]] = set()
 
-    def store_job(job: Callable[[], object]) -> Callable[[], None]:
-        """Run ``job``; if the outbox then holds something due, wake the sender now."""
+    def store_job(name: str, job: Callable[[], object]) -> Callable[[], None]:
+        """Run ``job`` if this process leads it now (see ``store.leader``); if the outbox then
+        holds something due, wake the sender now."""
+
+        followed = False  # whether another process led the last run
 
         def wrapped() -> None:
-            job()
+            nonlocal followed
+            with leading(app.store.engine, name) as leader:
+                if not leader:
+                    log.debug("%s: another process leads it; skipped", name)
+                    followed = True
+                    return
+                if followed and name == "poll":
+                    app.pipeline.forget_stats()  # the papers polled meanwhile are not counted
+                followed = False
+                job()
             if mailroom.outbox.due(app.pipeline.clock.now()) and not mailroom.stopping:
                 loop.call_soon_threadsafe(
                     lambda: scheduler.modify_job("send", next_run_time=datetime.now(UTC))
@@ -72,10 +86,12 @@ async def serve(
 
     now = datetime.now(UTC)
     store = {"executor": "store", "next_run_time": now}
-    scheduler.add_job(store_job(app.pipeline.poll), "interval", seconds=tick, id="poll", **store)
-    scheduler.add_job(store_job(mailroom.plan), "interval", seconds=tick, id="plan", **store)
+    poll, plan = store_job("poll", app.pipeline.poll), store_job("plan", mailroom.plan)
+    scheduler.add_job(poll, "interval", seconds=tick, id="poll", **store)
+    scheduler.add_job(plan, "interval", seconds=tick, id="plan", **store)
     scheduler.add_job(send, "interval", seconds=send_every, id="send", next_run_time=now)
-    scheduler.add_job(mailroom.cleanup, "interval", hours=1, id="cleanup", executor="store")
+    cleanup = store_job("cleanup", mailroom.cleanup)
+    scheduler.add_job(cleanup, "interval", hours=1, id="cleanup", executor="store")
 
     def request_stop(signum: int) -> None:
         log.info("signal %d: finishing the job in hand, then stopping", signum)

@@ -111,56 +111,71 @@ class Outbox:
         """Queue ``delivery`` (if any), record its papers as sent and, for a digest, move the
         subscriber's window; all or nothing. Returns the delivery id, or None when there was
         nothing to queue or the window was closed already (the second run of a job)."""
-        with self.engine.begin() as db:
-            closed = db.execute(
-                sa.select(deliveries.c.id).where(
-                    deliveries.c.subscriber_id == subscriber_id,
-                    deliveries.c.kind == kind.value,
-                    deliveries.c.window == window,
-                )
-            ).first()
-            if closed is not None:
-                return None  # closed by an earlier run of the same job
-            delivery_id = None
-            if delivery is not None:
-                delivery_id = db.execute(
-                    deliveries.insert()
-                    .values(
-                        subscriber_id=subscriber_id,
-                        kind=kind.value,
-                        window=window,
-                        recipient=delivery.recipient,
-                        subject=delivery.subject,
-                        message_id=delivery.message_id,
-                        message=delivery.message,
-                        papers=len(delivery.paper_ids),
-                        status=DeliveryStatus.PENDING.value,
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
+        try:
+            with self.engine.begin() as db:
+                closed = db.execute(
+                    sa.select(deliveries.c.id).where(
+                        deliveries.c.subscriber_id == subscriber_id,
+                        deliveries.c.kind == kind.value,
+                        deliveries.c.window == window,
                     )
-                    .returning(deliveries.c.id)
-                ).scalar_one()
-                if delivery.paper_ids:
+                ).first()
+                if closed is not None:
+                    return None  # closed by an earlier run of the same job
+                delivery_id = None
+                if delivery is not None:
+                    delivery_id = db.execute(
+                        deliveries.insert()
+                        .values(
+                            subscriber_id=subscriber_id,
+                            kind=kind.value,
+                            window=window,
+                            recipient=delivery.recipient,
+                            subject=delivery.subject,
+                            message_id=delivery.message_id,
+                            message=delivery.message,
+                            papers=len(delivery.paper_ids),
+                            status=DeliveryStatus.PENDING.value,
+                            attempts=0,
+                            next_attempt_at=now,
+                            created_at=now,
+                        )
+                        .returning(deliveries.c.id)
+                    ).scalar_one()
+                    if delivery.paper_ids:
+                        db.execute(
+                            sent.insert(),
+                            [
+                                {
+                                    "subscriber_id": subscriber_id,
+                                    "paper_id": paper_id,
+                                    "delivery_id": delivery_id,
+                                    "at": now,
+                                }
+                                for paper_id in delivery.paper_ids
+                            ],
+                        )
+                if window_end is not None:
                     db.execute(
-                        sent.insert(),
-                        [
-                            {
-                                "subscriber_id": subscriber_id,
-                                "paper_id": paper_id,
-                                "delivery_id": delivery_id,
-                                "at": now,
-                            }
-                            for paper_id in delivery.paper_ids
-                        ],
+                        subscribers.update()
+                        .where(subscribers.c.id == subscriber_id)
+                        .values(window_end=window_end, next_window_at=next_window_at)
                     )
-            if window_end is not None:
-                db.execute(
-                    subscribers.update()
-                    .where(subscribers.c.id == subscriber_id)
-                    .values(window_end=window_end, next_window_at=next_window_at)
-                )
+        except sa.exc.IntegrityError:
+            # Another process closed the same window between the check and the insert.
+            if self._closed(subscriber_id, kind, window):
+                return None
+            raise
         return delivery_id
+
+    def _closed(self, subscriber_id: int, kind: DeliveryKind, window: str) -> bool:
+        query = sa.select(deliveries.c.id).where(
+            deliveries.c.subscriber_id == subscriber_id,
+            deliveries.c.kind == kind.value,
+            deliveries.c.window == window,
+        )
+        with self.engine.connect() as db:
+            return db.execute(query).first() is not None
 
     def alerts_since(self, subscriber_id: int, since: datetime) -> int:
         query = sa.select(sa.func.count()).where(
