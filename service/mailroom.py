@@ -121,6 +121,7 @@ class Mailroom:
         now = self.clock.now()
         states = self.outbox.windows()
         done = []
+        notes: tuple[str, ...] | None = None  # the sources' health, read once for every digest
         for owner in self.subscriptions.subscribers():
             state = states.get(owner.id)
             if state is None or owner.status is not SubscriberStatus.ACTIVE:
@@ -135,16 +136,28 @@ class Mailroom:
                     if upcoming is not None:
                         self.outbox.set_next_window(owner.id, upcoming)
                 continue
-            done.append(self._close(owner, window, now, record=True))
+            if notes is None:
+                notes = self._source_notes(now)
+            done.append(self._close(owner, window, now, notes, record=True))
         return done
 
-    def _close(self, owner: Subscriber, window: Window, now: datetime, *, record: bool) -> Planned:
+    def _source_notes(self, now: datetime) -> tuple[str, ...]:
+        return digests.source_notes(
+            self.outbox.source_health(), now, self.settings.mail.source_failing_after
+        )
+
+    def _close(
+        self,
+        owner: Subscriber,
+        window: Window,
+        now: datetime,
+        notes: tuple[str, ...],
+        *,
+        record: bool,
+    ) -> Planned:
         profiles = self.subscriptions.profiles(owner.id)
         candidates = self._candidates(
             owner, profiles, self.outbox.candidates(owner.id, window.start, window.end)
-        )
-        notes = digests.source_notes(
-            self.outbox.source_health(), now, self.settings.mail.source_failing_after
         )
         composed = digests.compose(
             owner,
@@ -222,7 +235,7 @@ class Mailroom:
         now = self.clock.now()
         state = self.outbox.windows([owner.id]).get(owner.id)
         start = state.window_end if state else now
-        planned = self._close(owner, Window(start, now), now, record=True)
+        planned = self._close(owner, Window(start, now), now, self._source_notes(now), record=True)
         if state is not None and state.next_window_at is not None:
             self.outbox.set_next_window(owner.id, state.next_window_at)
         return planned
