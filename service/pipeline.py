@@ -50,7 +50,7 @@ from service.model import (
 from service.parse import listing, parse, sniff
 from service.parse.listing import Capture, collector_paused
 from service.render.templates import environment
-from service.store.repository import SnapshotRecord, Store
+from service.store.repository import Members, SnapshotRecord, Store
 from service.store.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class _Prepared:
     record: SnapshotRecord
     parsed: Parsed
     new_announce: frozenset[str] = frozenset({"new", "cross"})
+    members: Members | None = None  # a listing's: the source's papers when it was parsed
 
 
 class Pipeline:
@@ -141,20 +142,21 @@ class Pipeline:
         now = self.clock.now()
         summaries: list[Summary] = []
         prepared: list[_Prepared] = []
-        for path in paths:
-            try:
-                snapshot = read_file(
-                    source_id,
-                    path,
-                    max_bytes=self.settings.fetch.max_bytes,
-                    fetched_at=now,
-                    captured_at=captured_at,
-                )
-            except FetchError as exc:
-                summaries.append(self._unreadable(source_id, path, exc, now))
-                continue
-            _sort_out(self._prepare(snapshot, kind, options), prepared, summaries)
-        summaries.extend(self._commit_in_order(prepared))
+        with collector_paused():  # see _commit_in_order
+            for path in paths:
+                try:
+                    snapshot = read_file(
+                        source_id,
+                        path,
+                        max_bytes=self.settings.fetch.max_bytes,
+                        fetched_at=now,
+                        captured_at=captured_at,
+                    )
+                except FetchError as exc:
+                    summaries.append(self._unreadable(source_id, path, exc, now))
+                    continue
+                _sort_out(self._prepare(snapshot, kind, options), prepared, summaries)
+            summaries.extend(self._commit_in_order(prepared))
         return summaries
 
     def poll(self, source_id: str | None = None, *, force: bool = False) -> list[Summary]:
@@ -230,10 +232,12 @@ class Pipeline:
         pages = int(source.options.get("pages", 1))
         if pages > 1:
             result = self._more_pages(source, url, result, pages, min_interval)
-        prepared = self._prepare(result, source.kind, source.options)
-        if isinstance(prepared, Summary):
-            return [prepared], state
-        return self._commit_in_order([prepared]), state
+        summaries: list[Summary] = []
+        prepared: list[_Prepared] = []
+        with collector_paused():  # see _commit_in_order
+            _sort_out(self._prepare(result, source.kind, source.options), prepared, summaries)
+            summaries.extend(self._commit_in_order(prepared))
+        return summaries, state
 
     def _more_pages(
         self,
@@ -280,15 +284,19 @@ class Pipeline:
             files = [item] if (str(item.path), item.stamp) not in seen else []
         summaries: list[Summary] = []
         prepared: list[_Prepared] = []
-        for item in files:
-            try:
-                snapshot = read_file(source.id, item.path, max_bytes=max_bytes, fetched_at=now)
-            except FetchError as exc:
-                summaries.append(self._unreadable(source.id, item.path, exc, now, item.stamp))
-                continue
-            result = self._prepare(snapshot, source.kind, source.options, stamp=item.stamp)
-            _sort_out(result, prepared, summaries)
-        summaries.extend(self._commit_in_order(prepared))
+        with collector_paused():  # see _commit_in_order
+            for item in files:
+                try:
+                    snapshot = read_file(source.id, item.path, max_bytes=max_bytes, fetched_at=now)
+                except FetchError as exc:
+                    summaries.append(self._unreadable(source.id, item.path, exc, now, item.stamp))
+                    continue
+                _sort_out(
+                    self._prepare(snapshot, source.kind, source.options, stamp=item.stamp),
+                    prepared,
+                    summaries,
+                )
+            summaries.extend(self._commit_in_order(prepared))
         return summaries
 
     def _unreadable(
@@ -329,10 +337,11 @@ class Pipeline:
         )
         try:
             kind = kind or sniff.detect(snapshot.body, origin=snapshot.origin)
+            members = None
             if kind is SourceKind.LISTING:
                 blocks = listing.scan(snapshot)
-                seen = self.store.present_fingerprints(snapshot.source_id) if blocks else {}
-                parsed = listing.read(snapshot, blocks, seen)
+                members = self.store.members(snapshot.source_id) if blocks else None
+                parsed = listing.read(snapshot, blocks, members.by_print if members else {})
             else:
                 parsed = parse(snapshot, kind, options)
         except ParseError as exc:
@@ -342,12 +351,24 @@ class Pipeline:
             log.info("%s: %s", snapshot.origin, note)
         announce = frozenset(options.get("new_announce_types", ("new", "cross")))
         return _Prepared(
-            snapshot, replace(record, captured_at=parsed.captured_at), parsed, announce
+            snapshot, replace(record, captured_at=parsed.captured_at), parsed, announce, members
         )
 
-    def _commit_in_order(self, prepared: Iterable[_Prepared]) -> list[Summary]:
+    def _commit_in_order(self, prepared: list[_Prepared]) -> list[Summary]:
+        """Commit the ``prepared`` snapshots in capture order, letting go of each (and of the
+        list's hold on them) once it is done.
+
+        The callers pause the cyclic collector from before the first parse to after this: the
+        papers, rows and events of a big snapshot would cost it a pass over them all each time
+        it resumed while they were alive, as they are not by the time it does.
+        """
         ordered = sorted(prepared, key=lambda p: (p.parsed.captured_at, p.snapshot.origin))
-        return [self._commit(item) for item in ordered]
+        prepared.clear()
+        ordered.reverse()
+        summaries = []
+        while ordered:
+            summaries.append(self._commit(ordered.pop()))
+        return summaries
 
     def _commit(self, item: _Prepared) -> Summary:
         """Diff one parsed snapshot against the store and apply the plan, in one transaction.
@@ -368,10 +389,10 @@ class Pipeline:
                 incoming: list[diff.Item] = list(diff.identify(parsed.papers))
                 present: Iterable[int] = tx.present()
             else:
-                members = tx.members()
-                present = [paper_id for paper_id, _ in members]
+                members = tx.members(item.members)
+                present = [paper_id for paper_id, _ in members.rows]
                 incoming, unparsed = diff.identify_blocks(
-                    blocks.known({fp: pid for pid, fp in members}),
+                    blocks.known(members.by_print),
                     blocks.entries,
                     blocks.describe,
                 )

@@ -355,3 +355,45 @@ def test_an_ingest_leaves_the_sqlite_page_cache_as_it_found_it(tmp_path: Path) -
 def _write(path: Path, body: bytes) -> Path:
     path.write_bytes(body)
     return path
+
+
+def test_a_listing_of_more_papers_than_one_insert_holds_is_stored_whole(
+    app: App, tmp_path: Path
+) -> None:
+    from service.model import Snapshot
+    from service.parse.listing import parse
+    from service.store.repository import ROWS_PER_INSERT
+
+    def meta(i: int) -> str:
+        if i % 7 == 0:
+            return ""  # no meta lines: no count, organisation, date or upvotes
+        return f"Org-{i} Org {i}" if i % 3 == 0 else f"  • {i % 9 + 1} authors"
+
+    count = 2 * ROWS_PER_INSERT + 17
+    body = _capture(
+        *(
+            _block(f"Paper {i}", f"Abstract {i}.", meta(i), f"Apr {i % 28 + 1} {i}")
+            for i in range(count)
+        )
+    )
+    (summary,) = app.pipeline.ingest_files([_write(tmp_path / "many.txt", body)], captured_at=T0)
+    assert (summary.outcome, summary.papers, summary.new) == (SnapshotOutcome.PARSED, count, count)
+    expected = parse(Snapshot("x", "many.txt", body, fetched_at=T0, captured_at=T0)).papers
+    stored = {p.title: p for p in app.store.papers()}
+    for paper in expected:
+        got = stored[paper.title]
+        assert (got.abstract, got.author_count, got.organisation, got.published) == (
+            paper.abstract,
+            paper.author_count,
+            paper.organisation,
+            paper.published,
+        )
+        assert (got.upvotes, got.arxiv_id, got.doi, got.version) == (
+            paper.upvotes or 0,
+            None,
+            None,
+            None,
+        )
+    events = app.store.events(summary.snapshot_id or 0)
+    assert [kind for kind, _, _ in events] == ["new"] * count
+    assert [stored[p.title].id for p in expected] == [paper_id for _, paper_id, _ in events]

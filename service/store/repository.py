@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import operator
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cached_property
+from itertools import chain, repeat
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +37,7 @@ from service.store.tables import (
 )
 
 CHUNK = 500  # keys per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
+ROWS_PER_INSERT = 250  # rows in one INSERT statement on SQLite (within its variable limit)
 INGEST_CACHE_KIB = 256 * 1024  # SQLite's page cache during an ingest (allocated as it fills)
 
 
@@ -47,6 +52,19 @@ class SnapshotRecord:
     body_hash: str
     size: int
     stamp: str | None = None
+
+
+@dataclass(frozen=True)
+class Members:
+    """The papers present in a source, with the fingerprints they were shown with last, as of
+    ``mark`` (the source's newest snapshot then, None before the first)."""
+
+    mark: int | None
+    rows: list[tuple[int, str]]  # (paper id, fingerprint)
+
+    @cached_property
+    def by_print(self) -> dict[str, int]:
+        return {print_: paper_id for paper_id, print_ in self.rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +164,13 @@ class Store:
         with self.engine.connect() as db:
             return {(row.origin, row.stamp) for row in db.execute(query)}
 
-    def present_fingerprints(self, source_id: str) -> dict[str, int]:
-        """The fingerprints of the papers present in a source, with their ids: a hint, read
-        outside any ingest, of which entries of its next snapshot the store knows already."""
+    def members(self, source_id: str) -> Members:
+        """The papers present in a source, read outside any ingest: a hint of which entries of
+        its next snapshot the store knows already; the ingest reads them again only if another
+        snapshot of the source came in meanwhile."""
         with self.engine.connect() as db:
-            return {print_: paper_id for paper_id, print_ in _members(db, source_id)}
+            mark = _newest_snapshot(db, source_id)  # first: rows newer than it are re-read
+            return Members(mark, _members(db, source_id))
 
     # -- ingesting ----------------------------------------------------------------------------
 
@@ -306,25 +326,25 @@ class Ingest:
         if not wanted:
             return {}
         # One query for all the keys (an ingest may bring tens of thousands): the keys go in as
-        # one JSON array on SQLite, one array on PostgreSQL.
-        keys_value: Any = wanted
-        if self.db.dialect.name == "sqlite":
-            keys_value = json.dumps(wanted, ensure_ascii=False)
-            where, mark = "IN (SELECT value FROM json_each(?))", "?"
-        else:
-            where, mark = "= ANY(%s)", "%s"
-        sql = (
-            "SELECT k.key, k.paper_id, p.arxiv_id, s.fingerprint, s.present "
-            "FROM paper_keys AS k JOIN papers AS p ON p.id = k.paper_id "
-            "LEFT JOIN paper_sources AS s "
-            f"ON s.paper_id = k.paper_id AND s.source_id = {mark} "
-            f"WHERE k.key {where}"
+        # one JSON array on SQLite, whose rows lead the join (cheaper than an IN list, which
+        # SQLite first sorts into a temporary index), and as one array on PostgreSQL.
+        select = "SELECT k.key, k.paper_id, p.arxiv_id, s.fingerprint, s.present FROM "
+        joins = (
+            "JOIN papers AS p ON p.id = k.paper_id LEFT JOIN paper_sources AS s "
+            "ON s.paper_id = k.paper_id AND s.source_id = {mark}"
         )
+        if self.db.dialect.name == "sqlite":
+            sql = (
+                f"{select}json_each(?) AS j CROSS JOIN paper_keys AS k ON k.key = j.value "
+                + joins.format(mark="?")
+            )
+            params: tuple[Any, ...] = (json.dumps(wanted, ensure_ascii=False), self.source_id)
+        else:
+            sql = f"{select}paper_keys AS k {joins.format(mark='%s')} WHERE k.key = ANY(%s)"
+            params = (self.source_id, wanted)
         return {
             key: Known(paper_id, arxiv_id, fingerprint, bool(present))
-            for key, paper_id, arxiv_id, fingerprint, present in _raw_rows(
-                self.db, sql, (self.source_id, keys_value)
-            )
+            for key, paper_id, arxiv_id, fingerprint, present in _raw_rows(self.db, sql, params)
         }
 
     def stored(self, paper_ids: Iterable[int]) -> dict[int, Stored]:
@@ -340,9 +360,13 @@ class Ingest:
         )
         return set(self.db.execute(query).scalars())
 
-    def members(self) -> list[tuple[int, str]]:
-        """(paper id, fingerprint) of each paper present in this source."""
-        return _members(self.db, self.source_id)
+    def members(self, hint: Members | None = None) -> Members:
+        """The papers present in this source: ``hint`` when no snapshot of the source came in
+        since it was read (only an ingest of the source changes them), else read afresh."""
+        mark = _newest_snapshot(self.db, self.source_id)
+        if hint is not None and hint.mark == mark:
+            return hint
+        return Members(mark, _members(self.db, self.source_id))
 
     def record(self, record: SnapshotRecord, outcome: SnapshotOutcome) -> Summary:
         """Record a snapshot that changed nothing (unchanged bytes)."""
@@ -506,6 +530,11 @@ MEMBERSHIP_COLUMNS = (
 )
 
 
+def _newest_snapshot(db: sa.Connection, source_id: str) -> int | None:
+    query = sa.select(sa.func.max(snapshots.c.id)).where(snapshots.c.source_id == source_id)
+    return db.execute(query).scalar()
+
+
 def _members(db: sa.Connection, source_id: str) -> list[tuple[int, str]]:
     mark = "?" if db.dialect.name == "sqlite" else "%s"
     sql = f"SELECT paper_id, fingerprint FROM paper_sources WHERE source_id = {mark} AND present"
@@ -526,18 +555,47 @@ def _raw_rows(db: sa.Connection, sql: str, params: tuple[Any, ...]) -> list[tupl
 def _insert_rows(
     db: sa.Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
 ) -> None:
-    """A plain driver-level executemany of rows of values as the driver takes them (see
-    ``_Values``): for the bulk rows of an ingest, SQLAlchemy's per-value processing costs more
-    than the database's work."""
+    """A plain driver-level insert of rows of values as the driver takes them (see ``_Values``):
+    for the bulk rows of an ingest, SQLAlchemy's per-value processing costs more than the
+    database's work.
+
+    On SQLite the rows go in a few hundred to a statement (running a statement costs about as
+    much as writing its row), and a nullable column that is None in every row is written as
+    NULL: Python's sqlite3 binds a None by way of its adapter protocol, at several times the
+    cost of a string or a number."""
     if not rows:
         return
     quote = db.dialect.identifier_preparer.quote
-    mark = "?" if db.dialect.name == "sqlite" else "%s"
-    sql = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))})"
-    )
-    db.exec_driver_sql(sql, rows)
+    if db.dialect.name != "sqlite":
+        db.exec_driver_sql(
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))})",
+            rows,
+        )
+        return
+    kept = [
+        index
+        for index, name in enumerate(columns)
+        if not table.c[name].nullable
+        or any(map(operator.is_not, map(operator.itemgetter(index), rows), repeat(None)))
+    ]
+    if len(kept) < len(columns):
+        pick = operator.itemgetter(*kept)
+        rows = [(pick(row),) for row in rows] if len(kept) == 1 else list(map(pick, rows))
+    names = ", ".join(quote(c) for c in columns)
+    one = f"({', '.join('?' if i in kept else 'NULL' for i in range(len(columns)))})"
+    cursor = db.connection.cursor()
+    try:
+        limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per = max(1, min(ROWS_PER_INSERT, limit // len(kept)))
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            cursor.execute(
+                f"INSERT INTO {quote(table.name)} ({names}) VALUES {', '.join([one] * len(chunk))}",
+                list(chain.from_iterable(chunk)),
+            )
+    finally:
+        cursor.close()
 
 
 class _Values:

@@ -389,6 +389,39 @@ def test_blocks_of_several_papers_are_known_only_whole() -> None:
     assert blocks.known(seen)[several] is None
 
 
+def test_known_answers_anew_only_when_the_mapping_changed() -> None:
+    body = (HERE / "basic.txt").read_bytes()
+    blocks = _blocks(snap(body, captured_at=datetime(2028, 3, 3, tzinfo=UTC)))
+    seen = {fp: n for n, fp in enumerate(fp for block in _prints(blocks) for fp in block)}
+    first = blocks.known(seen)
+    assert all(found is not None for found in first)
+    assert blocks.known(dict(seen)) == first  # equal mappings, as before and in a transaction
+    seen[_prints(blocks)[0][0]] = 99  # the mapping asked about before, changed since
+    assert blocks.known(seen)[0] == [99]
+    assert blocks.known({}) == [None] * len(blocks)
+
+
+def test_papers_made_fast_equal_papers_made_by_keyword() -> None:
+    from service.model import PaperIn
+    from service.parse.listing import _listed_paper
+
+    org = Organisation("ByteDance-Seed", "ByteDance Seed")
+    fast = _listed_paper("Title", "Abstract.", None, org, date(2026, 5, 2), 5, 7)
+    assert fast == PaperIn(
+        title="Title",
+        abstract="Abstract.",
+        organisation=org,
+        published=date(2026, 5, 2),
+        upvotes=5,
+        line=7,
+    )
+    other = _listed_paper("Title", "Abstract.", 3, None, date(2026, 5, 2), 0, 9)
+    assert other == PaperIn(
+        "Title", "Abstract.", author_count=3, published=date(2026, 5, 2), upvotes=0, line=9
+    )
+    assert fast.links == {} and fast.links is not other.links  # a default factory's, each its own
+
+
 def test_fingerprints_change_with_any_byte_and_with_the_capture_year() -> None:
     body = (HERE / "basic.txt").read_bytes()
     at = datetime(2028, 3, 3, tzinfo=UTC)
