@@ -30,7 +30,6 @@ fingerprints (a re-poll reads only what changed), and reads them later only if a
 from __future__ import annotations
 
 import gc
-import hashlib
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,6 +37,8 @@ from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
+
+import xxhash
 
 from service.errors import ParseError
 from service.model import Organisation, PaperIn, Parsed, Snapshot
@@ -82,7 +83,9 @@ _SPACE = frozenset(b" \t\n\r\f\v")
 _NEWLINE = 10
 _V = TypeVar("_V")
 # Fingerprints, 32 characters as the store keeps them: a letter for how the block's bytes were
-# read (change the letters when that changes), the capture year, and the SHA-256 of the bytes:
+# read (change the letters when that changes), the capture year, and 108 bits of the bytes'
+# XXH3-128 (earlier builds took SHA-256: prints stored by them are never equal to these, so the
+# first ingest after an upgrade reads every block once and stores the new prints):
 # "L" for the one paper of a block of one paper; "S" for paper j of the k of a block of several
 # (papers without meta lines before one with them, or the last block), with j and k at the end.
 # Fingerprints of other parsers are plain hex: never equal to these.
@@ -220,10 +223,10 @@ class Blocks:
         """Hash every block's bytes into ``prints``: the fingerprint of its paper if it holds
         one paper, and where the fingerprints of its papers come from if it holds several."""
         view = memoryview(self.body)
-        sha256 = hashlib.sha256
+        digest = xxhash.xxh3_128_hexdigest  # 4-5x sha256's speed on blocks of 1-2 KB
         prefix = ONE_PAPER + self._year()
         self.prints = [
-            prefix + sha256(view[start:end]).hexdigest()[:27]
+            prefix + digest(view[start:end])[:27]
             for start, end in zip(self.starts, self.ends, strict=True)
         ]
 
@@ -455,7 +458,7 @@ class Blocks:
             ]
         view = memoryview(self.body)
         return [
-            (paper, BY_SPAN + print_[1:5] + hashlib.sha256(view[first:last]).hexdigest()[:27])
+            (paper, BY_SPAN + print_[1:5] + xxhash.xxh3_128_hexdigest(view[first:last])[:27])
             for paper, first, last in papers
         ]
 
