@@ -35,8 +35,8 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import cache
-from itertools import chain, compress, pairwise
-from operator import attrgetter, is_not, itemgetter
+from itertools import chain, compress, count, pairwise
+from operator import attrgetter, itemgetter
 from types import MappingProxyType
 from typing import cast
 
@@ -54,7 +54,7 @@ from service.match.query import (
     Word,
 )
 from service.match.results import Match, Reason, new_match, new_reason
-from service.match.text import forms_of, spans, word_forms, words
+from service.match.text import bounds_of, forms_of, pieces, word_forms
 from service.model import Paper
 
 __all__ = [
@@ -140,12 +140,14 @@ class _FieldText:
     """One field of a document: its keys in order; norms, positions and offsets on demand."""
 
     __slots__ = (
-        "_at",
+        "_ends",
         "_forms",
         "_formset",
+        "_key_at",
         "_norm_at",
         "_norms",
-        "_spans",
+        "_pieces",
+        "_starts",
         "_word_forms",
         "keys",
         "keyset",
@@ -155,11 +157,16 @@ class _FieldText:
 
     def __init__(self, segments: tuple[tuple[str, int], ...]) -> None:
         self.segments = segments
-        written: list[str] = []
-        for text, _ in segments:
-            if written:
-                written.append(_GAP)
-            written += words(text)
+        # Split once: the words, and their offsets later if a reason needs them.
+        self._pieces = [pieces(text) for text, _ in segments]
+        if len(segments) == 1:
+            written = self._pieces[0][1::2]
+        else:
+            written = []
+            for split in self._pieces:
+                if written:
+                    written.append(_GAP)
+                written += split[1::2]
         self.words = written
         # (norm, key) of each word: one lookup, for the norms that wildcards may want later.
         self._word_forms = forms_of(written)
@@ -168,9 +175,10 @@ class _FieldText:
         self._norms: tuple[str, ...] | None = None
         self._forms: list[str] | None = None
         self._formset: frozenset[str] | None = None
-        self._spans: list[tuple[int, int]] | None = None
-        self._at: dict[str, list[int]] | None = None
-        self._norm_at: dict[str, list[int]] | None = None
+        self._starts: list[int] | None = None
+        self._ends: list[int] = []
+        self._key_at: _Bounds | None = None
+        self._norm_at: _Bounds | None = None
 
     def norms(self) -> tuple[str, ...]:
         """Norms aligned with ``keys``."""
@@ -190,29 +198,50 @@ class _FieldText:
             self._forms = sorted(self.formset())
         return self._forms
 
+    def _bounds(self) -> tuple[list[int], list[int]]:
+        """Start and end offsets aligned with ``keys``, in the text of the whole field."""
+        if self._starts is None:
+            if len(self.segments) == 1 and not self.segments[0][1]:
+                self._starts, self._ends = bounds_of(self._pieces[0])
+            else:
+                starts: list[int] = []
+                ends: list[int] = []
+                for (_, offset), split in zip(self.segments, self._pieces, strict=True):
+                    if starts:
+                        starts.append(offset)
+                        ends.append(offset)
+                    begun, ended = bounds_of(split)
+                    starts += [offset + a for a in begun]
+                    ends += [offset + b for b in ended]
+                self._starts, self._ends = starts, ends
+        return self._starts, self._ends
+
     def spans(self) -> list[tuple[int, int]]:
         """Offsets aligned with ``keys``, in the text of the whole field."""
-        if self._spans is None:
-            found: list[tuple[int, int]] = []
-            for text, offset in self.segments:
-                if found:
-                    found.append((offset, offset))
-                if offset:
-                    found += [(offset + a, offset + b) for a, b in spans(text)]
-                else:
-                    found += spans(text)
-            self._spans = found
-        return self._spans
+        return list(zip(*self._bounds(), strict=True))
 
-    def index(self) -> dict[str, list[int]]:
-        """Where each key occurs."""
-        if self._at is None:
-            self._at = _where(self.keys)
-        return self._at
+    def offsets(self, at: Sequence[int]) -> tuple[tuple[int, int], ...]:
+        """The offsets of the words at these positions."""
+        starts, ends = self._bounds()
+        if len(at) == 1:
+            i = at[0]
+            return ((starts[i], ends[i]),)
+        return tuple(zip(map(starts.__getitem__, at), map(ends.__getitem__, at), strict=True))
+
+    def _index(self) -> _Bounds:
+        if self._key_at is None:
+            self._key_at = _bounds(self.keys)
+        return self._key_at
 
     def at(self, key: str) -> list[int]:
         """Where ``key`` occurs."""
-        return (self._at if self._at is not None else self.index()).get(key, [])
+        return _find(self.keys, self._key_at or self._index(), key)
+
+    def norm_at(self, norm: str) -> list[int]:
+        """Where a word whose norm is ``norm`` occurs."""
+        if self._norm_at is None:
+            self._norm_at = _bounds(self.norms())
+        return _find(self.norms(), self._norm_at, norm)
 
     def has_prefix(self, stem: str) -> bool:
         forms = self.forms()
@@ -227,56 +256,79 @@ class _FieldText:
 
     def word_spans(self, key: str) -> tuple[tuple[int, int], ...]:
         """Offsets of ``key``, which the field holds."""
-        offsets = self._spans if self._spans is not None else self.spans()
-        at = self._at if self._at is not None else self.index()
-        return tuple(map(offsets.__getitem__, at[key]))
+        first, last = self._key_at if self._key_at is not None else self._index()
+        i = first[key]
+        starts, ends = (self._starts, self._ends) if self._starts is not None else self._bounds()
+        if i == last[key]:
+            return ((starts[i], ends[i]),)
+        return self.offsets(_find(self.keys, (first, last), key))
 
     def phrase_spans(self, phrase: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
         if not self.keyset.issuperset(phrase):
             return ()
-        offsets, n, ks = self.spans(), len(phrase), self.keys
-        return tuple(
-            [
-                (offsets[i][0], offsets[i + n - 1][1])
-                for i in self.index()[phrase[0]]
-                if ks[i : i + n] == phrase
-            ]
-        )
+        n, ks = len(phrase), self.keys
+        at = [i for i in self.at(phrase[0]) if ks[i : i + n] == phrase]
+        if not at:
+            return ()
+        starts, ends = self._bounds()
+        return tuple([(starts[i], ends[i + n - 1]) for i in at])
 
-    def prefix_spans(self, stem: str) -> tuple[tuple[tuple[int, int], ...], set[str]]:
-        """Offsets of the words whose norm or key starts with ``stem``, and their keys."""
+    def prefix_at(self, stem: str) -> tuple[list[int], tuple[str, ...]] | None:
+        """Where the words whose norm or key starts with ``stem`` are, and their keys; None
+        if there are none."""
         forms = self._forms if self._forms is not None else self.forms()
         i = bisect_left(forms, stem)
         if i == len(forms) or not forms[i].startswith(stem):
-            return (), set()
-        if self._at is None:
-            self._at = _where(self.keys)
-        if self._norm_at is None:
-            # Where a word's norm is its key, the key's positions tell.
-            differ = list(compress(range(len(self.keys)), map(is_not, self.norms(), self.keys)))
-            self._norm_at = _where(tuple(map(self.norms().__getitem__, differ)), differ)
-        by_key, by_norm = self._at, self._norm_at
+            return None
+        keys, form = self.keys, forms[i]
+        if i + 1 == len(forms) or not forms[i + 1].startswith(stem):
+            # One form: the words whose key it is, and those whose norm it is (which share
+            # one key).
+            at_key, at_norm = self.at(form), self.norm_at(form)
+            if not at_norm or at_key == at_norm:
+                return at_key, (form,)
+            if not at_key:
+                return at_norm, (keys[at_norm[0]],)
+            return sorted({*at_key, *at_norm}), (form, keys[at_norm[0]])
         at: list[int] = []
         while i < len(forms) and forms[i].startswith(stem):
-            at += by_key.get(forms[i], ())
-            at += by_norm.get(forms[i], ())
+            at += self.at(forms[i])
+            at += self.norm_at(forms[i])
             i += 1
-        if len(at) > 1:
-            at = sorted(set(at))
-        offsets = self._spans if self._spans is not None else self.spans()
-        return tuple(map(offsets.__getitem__, at)), set(map(self.keys.__getitem__, at))
+        at = sorted(set(at))
+        return at, tuple(set(map(keys.__getitem__, at)))
+
+    def prefix_spans(self, stem: str) -> tuple[tuple[tuple[int, int], ...], set[str]]:
+        """Offsets of the words whose norm or key starts with ``stem``, and their keys."""
+        found = self.prefix_at(stem)
+        if found is None:
+            return (), set()
+        return self.offsets(found[0]), set(found[1])
 
 
-def _where(items: Sequence[str], positions: Sequence[int] | None = None) -> dict[str, list[int]]:
-    """Positions of each item (``positions`` of the items, if not 0, 1, 2...)."""
-    found: dict[str, list[int]] = {}
-    for i, item in zip(range(len(items)) if positions is None else positions, items, strict=True):
-        listed = found.get(item)
-        if listed is None:
-            found[item] = [i]
-        else:
-            listed.append(i)
-    return found
+# Where each item of a sequence first occurs, and where it last does.
+_Bounds = tuple[dict[str, int], dict[str, int]]
+
+
+def _bounds(items: tuple[str, ...]) -> _Bounds:
+    """Where each item first occurs, and where it last does (a C loop each, where a dict of
+    every item's positions would take a Python step per item)."""
+    last = len(items) - 1
+    return dict(zip(reversed(items), range(last, -1, -1), strict=True)), dict(zip(items, count()))
+
+
+def _find(items: tuple[str, ...], bounds: _Bounds, item: str) -> list[int]:
+    """Where ``item`` occurs in ``items``, whose bounds these are."""
+    first, last = bounds
+    i = first.get(item)
+    if i is None:
+        return []
+    j = last[item]
+    at = [i]
+    while i != j:
+        i = items.index(item, i + 1, j + 1)
+        at.append(i)
+    return at
 
 
 _EMPTY = _FieldText(())
@@ -825,13 +877,15 @@ class _Scorer:
             tag, stem = term.idf_keys[0], node.stem
             for name in term.fields:
                 f = getattr(d, name)
-                forms = f._forms if f._forms is not None else f.forms()
-                i = bisect_left(forms, stem)
-                if i < len(forms) and forms[i].startswith(stem):
-                    where, matched = f.prefix_spans(stem)
-                    idf = max([self.idf(tag + k) for k in matched])
-                    score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(where)))
-                    reasons.append(new_reason(label, name, where))
+                found = f.prefix_at(stem)
+                if found is not None:
+                    at, matched = found
+                    if len(matched) == 1:
+                        idf = self.idf(tag + matched[0])
+                    else:
+                        idf = max([self.idf(tag + k) for k in matched])
+                    score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(at)))
+                    reasons.append(new_reason(label, name, f.offsets(at)))
         elif isinstance(node, Phrase):
             keys, idf = node.keys, 0.0
             for name in term.fields:
@@ -1352,11 +1406,11 @@ class ProfileIndex:
         """Add the matches of a batch of papers to ``found``, by profile, best first.
 
         Two passes, so that each touches memory in the order it lies: profile by profile,
-        which papers match (bit sets); then paper by paper, what the terms of those matches
-        bring to it (word positions, scores) and so the matches. Reading a profile's or a
-        paper's data costs far more when it is not in the CPU's cache than the operations on
-        it do, and the first pass goes through the profiles once, the second through the
-        papers once.
+        which papers match (bit sets) and which of the profile's terms each holds (by their
+        probes); then paper by paper, what those terms bring to it (word positions, scores)
+        and so the matches. Reading a profile's or a paper's data costs far more when it is
+        not in the CPU's cache than the operations on it do, and the first pass goes through
+        the profiles once, the second through the papers once.
         """
         held = [self._held(d) for d in papers]
         bits = [0] * len(self._names)  # key id -> the papers holding it, as bits
@@ -1365,9 +1419,9 @@ class ProfileIndex:
             for key in keys:
                 bits[key] |= bit
         every = (1 << len(papers)) - 1
-        # Profile by profile: which papers match. ``matched`` holds a profile per match,
-        # ``where`` each paper's slots in it.
-        matched: list[_Profile] = []
+        # Profile by profile: which papers match. ``matched`` holds a profile id and its
+        # terms that the paper holds per match, ``where`` each paper's slots in it.
+        matched: list[tuple[int, tuple[_Term, ...]]] = []
         where: list[list[int]] = [[] for _ in papers]
         several: list[tuple[int, int]] = []  # where profiles with several matches start, end
         for p in self._anchored(set().union(*held)):
@@ -1395,22 +1449,23 @@ class ProfileIndex:
                     i = bit.bit_length() - 1
                     if rest is None or rest.ok(held[i], papers[i]):
                         where[i].append(len(matched))
-                        matched.append(p)
+                        holding = compress(p.terms, map(held[i].__contains__, p.probes))
+                        matched.append((p.id, tuple(holding)))
                 if len(matched) - first > 1:
                     several.append((first, len(matched)))
-        # Paper by paper: which terms of each match's query it holds (by their probes), what
-        # each term brings to it, and so its matches, into their slots.
+        # Paper by paper: what each term of its matches brings to it, and so its matches,
+        # into their slots.
         made: list[Match | None] = [None] * len(matched)
         explain = scorer.explain
-        for d, keys, slots in zip(papers, held, where, strict=True):
+        for d, slots in zip(papers, where, strict=True):
             known: dict[_Term, tuple[float, tuple[Reason, ...]]] = {}
-            holds, paper_id, boost = keys.__contains__, d.document.id, scorer.boost(d)
+            paper_id, boost = d.document.id, scorer.boost(d)
             for slot in slots:
                 # As _Scorer.match does, inline: this runs once per match.
-                p = matched[slot]
+                profile_id, terms = matched[slot]
                 score = 0.0
                 reasons: tuple[Reason, ...] | list[Reason] = ()
-                for term in compress(p.terms, map(holds, p.probes)):
+                for term in terms:
                     hit = known.get(term)
                     if hit is None:
                         hit = known[term] = explain(term, d)
@@ -1419,7 +1474,7 @@ class ProfileIndex:
                         reasons = [*reasons, *hit[1]] if reasons else hit[1]
                 if boost:
                     score += boost
-                made[slot] = new_match(p.id, paper_id, score, tuple(reasons))
+                made[slot] = new_match(profile_id, paper_id, score, tuple(reasons))
         for start, end in several:
             made[start:end] = sorted(made[start:end], key=_rank)  # type: ignore[arg-type]
         found += made  # type: ignore[arg-type]

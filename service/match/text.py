@@ -19,12 +19,15 @@ from typing import NamedTuple
 
 __all__ = [
     "Token",
+    "bounds",
+    "bounds_of",
     "fold_plural",
     "forms_of",
     "keys",
     "keys_of",
     "normalise",
     "norms_of",
+    "pieces",
     "scan",
     "spans",
     "tokens",
@@ -188,12 +191,27 @@ def keys(text: str) -> list[str]:
 
 def spans(text: str) -> list[tuple[int, int]]:
     """The offsets of the words of ``text``, in order (aligned with :func:`words`)."""
+    return list(zip(*bounds(text), strict=True))
+
+
+def bounds(text: str) -> tuple[list[int], list[int]]:
+    """Where each word of ``text`` starts, and where it ends (aligned with :func:`words`)."""
+    return bounds_of(pieces(text))
+
+
+def pieces(text: str) -> list[str]:
+    """The words of ``text`` and the text around them, alternately: ``pieces(text)[1::2]``
+    is ``words(text)``, and their lengths give the words' offsets (:func:`bounds_of`)."""
     source = _drop_latex(text)
-    # Words and the gaps between them, alternately: their running lengths are the offsets,
-    # computed without a Python step per word.
-    parts = (_ASCII_SPLIT if source.isascii() else _SPLIT).split(source)
-    ends = list(accumulate(map(len, parts)))
-    return list(zip(ends[0::2], ends[1::2], strict=False))
+    return (_ASCII_SPLIT if source.isascii() else _SPLIT).split(source)
+
+
+def bounds_of(pieces: list[str]) -> tuple[list[int], list[int]]:
+    """Where each word starts, and where it ends, from the :func:`pieces` of a text."""
+    # The running lengths of the pieces are the offsets, computed without a Python step per
+    # word.
+    ends = list(accumulate(map(len, pieces)))
+    return ends[0:-1:2], ends[1::2]
 
 
 def scan(text: str) -> list[Token]:
