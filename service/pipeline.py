@@ -11,6 +11,7 @@ import json
 import logging
 import random
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -326,17 +327,11 @@ class Pipeline:
         A listing is cut into blocks first, and the blocks that show a paper present in the
         source byte for byte as it was shown last time are left unparsed (see ``_commit``).
         """
-        record = SnapshotRecord(
-            source_id=snapshot.source_id,
-            origin=snapshot.origin,
-            fetched_at=snapshot.fetched_at,
-            captured_at=snapshot.captured_at,
-            body_hash=body_hash(snapshot.body),
-            size=len(snapshot.body),
-            stamp=stamp,
-        )
+        body = snapshot.body
+        # A big body is hashed on another thread (hashlib lets go of the GIL) while it is parsed.
+        hashing = _HASHER.submit(body_hash, body) if len(body) >= _HASH_BESIDE else None
         try:
-            kind = kind or sniff.detect(snapshot.body, origin=snapshot.origin)
+            kind = kind or sniff.detect(body, origin=snapshot.origin)
             members = None
             if kind is SourceKind.LISTING:
                 blocks = listing.scan(snapshot)
@@ -346,7 +341,9 @@ class Pipeline:
                 parsed = parse(snapshot, kind, options)
         except ParseError as exc:
             log.warning("rejected %s", exc)
+            record = _record(snapshot, hashing, stamp)
             return self.store.record_rejected(record, str(exc))
+        record = _record(snapshot, hashing, stamp)
         for note in parsed.notes:
             log.info("%s: %s", snapshot.origin, note)
         announce = frozenset(options.get("new_announce_types", ("new", "cross")))
@@ -658,6 +655,22 @@ class Pipeline:
             self.clock.now(),
         )
         self.mailroom.alert(found)
+
+
+_HASH_BESIDE = 1 << 20  # bytes from which a snapshot is hashed on the side
+_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paperboy-hash")
+
+
+def _record(snapshot: Snapshot, hashing: Future[str] | None, stamp: str | None) -> SnapshotRecord:
+    return SnapshotRecord(
+        source_id=snapshot.source_id,
+        origin=snapshot.origin,
+        fetched_at=snapshot.fetched_at,
+        captured_at=snapshot.captured_at,
+        body_hash=hashing.result() if hashing is not None else body_hash(snapshot.body),
+        size=len(snapshot.body),
+        stamp=stamp,
+    )
 
 
 def _sort_out(result: _Prepared | Summary, prepared: list[_Prepared], done: list[Summary]) -> None:
