@@ -28,10 +28,12 @@ from service.mailroom import Mailroom, Sender
 from service.match.index import (
     Document,
     DocumentStats,
+    PreparedDocument,
     ProfileIndex,
     document_from_paper,
     document_terms,
     match_query,
+    prepare,
 )
 from service.match.query import Query, parse_query
 from service.match.results import Match
@@ -568,7 +570,7 @@ class Pipeline:
         """
         found: list[Match] = []
         touched: dict[datetime, list[int]] = {}
-        papers: dict[int, Document] = {}
+        papers: dict[int, PreparedDocument] = {}  # tokenised once for every profile
         for profile in fresh:
             since = self.subscriptions.window_start(profile.subscriber_id)
             if since is None:
@@ -579,7 +581,7 @@ class Pipeline:
             missing = [i for i in ids if i not in papers]
             if missing:
                 papers.update(
-                    (p.id, document_from_paper(p)) for p in self.store.papers(ids=missing)
+                    (p.id, prepare(document_from_paper(p))) for p in self.store.papers(ids=missing)
                 )
             if ids:
                 query = parse_query(profile.spec.query)
