@@ -113,13 +113,7 @@ class Outbox:
         nothing to queue or the window was closed already (the second run of a job)."""
         try:
             with self.engine.begin() as db:
-                closed = db.execute(
-                    sa.select(deliveries.c.id).where(
-                        deliveries.c.subscriber_id == subscriber_id,
-                        deliveries.c.kind == kind.value,
-                        deliveries.c.window == window,
-                    )
-                ).first()
+                closed = db.execute(_window_delivery(subscriber_id, kind, window)).first()
                 if closed is not None:
                     return None  # closed by an earlier run of the same job
                 delivery_id = None
@@ -169,13 +163,8 @@ class Outbox:
         return delivery_id
 
     def _closed(self, subscriber_id: int, kind: DeliveryKind, window: str) -> bool:
-        query = sa.select(deliveries.c.id).where(
-            deliveries.c.subscriber_id == subscriber_id,
-            deliveries.c.kind == kind.value,
-            deliveries.c.window == window,
-        )
         with self.engine.connect() as db:
-            return db.execute(query).first() is not None
+            return db.execute(_window_delivery(subscriber_id, kind, window)).first() is not None
 
     def alerts_since(self, subscriber_id: int, since: datetime) -> int:
         query = sa.select(sa.func.count()).where(
@@ -348,6 +337,15 @@ class Outbox:
             )
             for row in rows
         ]
+
+
+def _window_delivery(subscriber_id: int, kind: DeliveryKind, window: str) -> sa.Select[Any]:
+    """The delivery that closed a subscriber's window, if one did."""
+    return sa.select(deliveries.c.id).where(
+        deliveries.c.subscriber_id == subscriber_id,
+        deliveries.c.kind == kind.value,
+        deliveries.c.window == window,
+    )
 
 
 def _match(row: Any) -> MatchRow:
