@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 class SourceKind(StrEnum):
@@ -397,3 +399,30 @@ class Delivery:
     created_at: datetime
     sent_at: datetime | None = None
     last_error: str | None = None
+
+
+def slots_maker(cls: type[_T], *given: str) -> Callable[..., _T]:
+    """A maker of ``cls`` (a frozen dataclass with slots) from the ``given`` fields by position,
+    the others at their defaults, at a fraction of the cost of calling the class: a frozen
+    dataclass's ``__init__`` sets each field through ``object.__setattr__``, the maker sets the
+    slots directly. It is made as dataclasses make ``__init__``, from the fields, so it follows
+    the class. For objects made by the hundred thousand (listed papers, matches)."""
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    body = [f"def make({', '.join(given)}):", "    made = new(cls)"]
+    for item in fields(cls):  # type: ignore[arg-type]
+        name = item.name
+        namespace[f"set_{name}"] = getattr(cls, name).__set__
+        if name in given:
+            value = name
+        elif item.default_factory is not MISSING:
+            namespace[f"make_{name}"] = item.default_factory
+            value = f"make_{name}()"
+        elif item.default is not MISSING:
+            namespace[f"default_{name}"] = item.default
+            value = f"default_{name}"
+        else:
+            raise TypeError(f"{cls.__name__}.{name} has no default: give it")
+        body.append(f"    set_{name}(made, {value})")
+    body.append("    return made")
+    exec("\n".join(body), namespace)  # our own code, from the dataclass fields
+    return namespace["make"]  # type: ignore[no-any-return]

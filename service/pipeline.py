@@ -58,6 +58,9 @@ from service.store.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 
+# The events after which a paper is matched: it arrived, came back, or changed.
+MATCHED_EVENTS = ("new", "listed", "updated")
+
 # The source that ``paperboy ingest FILE`` uses when no --source is given.
 FILES_SOURCE = "files"
 
@@ -568,15 +571,19 @@ class Pipeline:
 
         Earlier papers are left to ``preview``; back-filled matches never raise an alert.
         """
+        if not fresh:
+            return 0
         found: list[Match] = []
+        windows = self.mailroom.outbox.windows({p.subscriber_id for p in fresh})
         touched: dict[datetime, list[int]] = {}
         papers: dict[int, PreparedDocument] = {}  # tokenised once for every profile
         for profile in fresh:
-            since = self.subscriptions.window_start(profile.subscriber_id)
-            if since is None:
+            state = windows.get(profile.subscriber_id)
+            if state is None:  # not an active subscriber: no digest to fill
                 continue
+            since = state.window_end
             if since not in touched:
-                touched[since] = self.subscriptions.touched_since(since)
+                touched[since] = self.store.touched_since(since, MATCHED_EVENTS)
             ids = touched[since]
             missing = [i for i in ids if i not in papers]
             if missing:
@@ -642,7 +649,7 @@ class Pipeline:
             return
         events = self.store.events(summary.snapshot_id)
         fresh = {paper_id for kind, paper_id, _ in events if kind == "new"}
-        touched = {paper_id for kind, paper_id, _ in events if kind in ("new", "updated", "listed")}
+        touched = {paper_id for kind, paper_id, _ in events if kind in MATCHED_EVENTS}
         documents = [document_from_paper(p) for p in self.store.papers(ids=sorted(touched))]
         if self._documents:  # stats already counted: add the new papers (else counted lazily)
             for document in documents:

@@ -51,9 +51,12 @@ async def serve(
     )
     sending: set[asyncio.Task[Any]] = set()
 
-    def store_job(name: str, job: Callable[[], object]) -> Callable[[], None]:
-        """Run ``job`` if this process leads it now (see ``store.leader``); if the outbox then
-        holds something due, wake the sender now."""
+    def store_job(
+        name: str, job: Callable[[], object], *, take_over: Callable[[], None] | None = None
+    ) -> Callable[[], None]:
+        """Run ``job`` if this process leads it now (see ``store.leader``), after ``take_over``
+        when another process led its last run; if the outbox then holds something due, wake
+        the sender now."""
 
         followed = False  # whether another process led the last run
 
@@ -64,8 +67,8 @@ async def serve(
                     log.debug("%s: another process leads it; skipped", name)
                     followed = True
                     return
-                if followed and name == "poll":
-                    app.pipeline.forget_stats()  # the papers polled meanwhile are not counted
+                if followed and take_over is not None:
+                    take_over()
                 followed = False
                 job()
             if mailroom.outbox.due(app.pipeline.clock.now()) and not mailroom.stopping:
@@ -86,7 +89,9 @@ async def serve(
 
     now = datetime.now(UTC)
     store = {"executor": "store", "next_run_time": now}
-    poll, plan = store_job("poll", app.pipeline.poll), store_job("plan", mailroom.plan)
+    # Papers another process polled meanwhile are not in this one's document frequencies.
+    poll = store_job("poll", app.pipeline.poll, take_over=app.pipeline.forget_stats)
+    plan = store_job("plan", mailroom.plan)
     scheduler.add_job(poll, "interval", seconds=tick, id="poll", **store)
     scheduler.add_job(plan, "interval", seconds=tick, id="plan", **store)
     scheduler.add_job(send, "interval", seconds=send_every, id="send", next_run_time=now)

@@ -32,16 +32,16 @@ from __future__ import annotations
 import gc
 import operator
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import xxhash
 
 from service.errors import ParseError
-from service.model import Organisation, PaperIn, Parsed, Snapshot
+from service.model import Organisation, PaperIn, Parsed, Snapshot, slots_maker
 
 HEADER = (
     "new",
@@ -491,35 +491,9 @@ class Blocks:
         return f"{self.captured_at.year:04d}"
 
 
-def _paper_maker(*given: str) -> Callable[..., PaperIn]:
-    """A maker of ``PaperIn`` from the ``given`` fields by position, the others at their
-    defaults, at half the cost of calling the class: a frozen dataclass's ``__init__`` sets each
-    of the 19 fields through ``object.__setattr__``, this sets the slots directly. Made as
-    dataclasses make ``__init__``, from the fields, so it follows the model."""
-    namespace: dict[str, Any] = {"new": object.__new__, "PaperIn": PaperIn}
-    body = [f"def make({', '.join(given)}):", "    paper = new(PaperIn)"]
-    for item in fields(PaperIn):
-        name = item.name
-        namespace[f"set_{name}"] = getattr(PaperIn, name).__set__
-        if name in given:
-            value = name
-        elif item.default_factory is not MISSING:
-            namespace[f"make_{name}"] = item.default_factory
-            value = f"make_{name}()"
-        elif item.default is not MISSING:
-            namespace[f"default_{name}"] = item.default
-            value = f"default_{name}"
-        else:
-            raise TypeError(f"PaperIn.{name} has no default: give it")
-        body.append(f"    set_{name}(paper, {value})")
-    body.append("    return paper")
-    exec("\n".join(body), namespace)  # our own code, from the dataclass fields
-    return namespace["make"]  # type: ignore[no-any-return]
-
-
 # PaperIn(title, abstract, author_count, organisation, published, upvotes, line): a listed paper.
-_listed_paper = _paper_maker(
-    "title", "abstract", "author_count", "organisation", "published", "upvotes", "line"
+_listed_paper = slots_maker(
+    PaperIn, "title", "abstract", "author_count", "organisation", "published", "upvotes", "line"
 )
 
 _UNSEEN: Any = object()

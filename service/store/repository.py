@@ -287,6 +287,17 @@ class Store:
         with self.engine.connect() as db:
             return [(row.kind, row.paper_id, row.changes) for row in db.execute(query)]
 
+    def touched_since(self, since: datetime, kinds: Iterable[str]) -> list[int]:
+        """The papers with events of ``kinds`` since ``since``, by id."""
+        query = (
+            sa.select(events.c.paper_id)
+            .where(events.c.at >= since, events.c.kind.in_(list(kinds)))
+            .distinct()
+            .order_by(events.c.paper_id)
+        )
+        with self.engine.connect() as db:
+            return list(db.execute(query).scalars())
+
     def counts(self) -> dict[str, int]:
         """Row counts per table, for tests and the health page."""
         with self.engine.connect() as db:

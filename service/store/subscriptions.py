@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from service import tokens
 from service.model import Profile, ProfileSpec, Schedule, Subscriber, SubscriberStatus
-from service.store.tables import events, matches, profiles, subscribers
+from service.store.tables import matches, profiles, subscribers
 
 
 class Subscriptions:
@@ -169,27 +169,6 @@ class Subscriptions:
                 db.execute(matches.delete().where(pairs.in_(keys[start : start + 500])))
             db.execute(matches.insert(), rows)
         return len(rows)
-
-    def window_start(self, subscriber_id: int) -> datetime | None:
-        """Where the subscriber's open digest window starts: the end of the last one closed, or
-        when the subscriber was created; None when there is no such subscriber."""
-        query = sa.select(subscribers.c.window_end, subscribers.c.created_at).where(
-            subscribers.c.id == subscriber_id
-        )
-        with self.engine.connect() as db:
-            row = db.execute(query).first()
-        return None if row is None else (row.window_end or row.created_at)
-
-    def touched_since(self, since: datetime) -> list[int]:
-        """The papers that arrived, came back or changed (new, listed, updated) since ``since``."""
-        query = (
-            sa.select(events.c.paper_id)
-            .where(events.c.at >= since, events.c.kind.in_(("new", "listed", "updated")))
-            .distinct()
-            .order_by(events.c.paper_id)
-        )
-        with self.engine.connect() as db:
-            return list(db.execute(query).scalars())
 
     def matches(self, profile_id: int) -> list[tuple[int, float, Any]]:
         """(paper id, score, reasons) of a profile, best first."""
