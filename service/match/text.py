@@ -4,10 +4,11 @@ A word is a run of letters and digits (any script; each CJK ideograph or kana is
 own); everything else (punctuation, hyphens, ``$^_{}``, emoji) separates words. LaTeX commands
 such as ``\\mathbf`` are dropped and their arguments kept, so ``MoE$^2$`` reads as ``moe 2``.
 
-Each word has two normal forms: ``norm``, accent-folded (NFKD) and case-folded, for display and
-prefix matching; and ``key``, the norm with singular and plural folded together (``caches`` and
-``cache`` both become ``cach``), which is what matching compares. A key is an index entry, not
-an English word.
+Each word has two normal forms: ``norm``, accent-folded (NFKD, plus letters with strokes and
+ligatures: ``Łódź`` -> ``lodz``) and case-folded, for display and prefix matching; and ``key``,
+the norm with singular and plural folded together (``caches`` and ``cache`` both become
+``cach``; ``GPUs``, ``gpus`` and ``GPU`` become ``gpu``), which is what matching compares. A key
+is an index entry, not an English word.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ _GREEK = frozenset(
 # Irregular plurals, and singulars the suffix rules below would clip.
 _PLURAL_EXCEPTIONS = {
     "analyses": "analysis",
+    "anus": "anus",
+    "apus": "apus",
     "appendices": "appendix",
     "atlas": "atlas",
     "atlases": "atlas",
@@ -61,9 +64,11 @@ _PLURAL_EXCEPTIONS = {
     "canvas": "canvas",
     "canvases": "canvas",
     "christmas": "christmas",
+    "crus": "crus",
     "cookies": "cookie",
     "crises": "crisis",
     "diagnoses": "diagnosis",
+    "grus": "grus",
     "hypotheses": "hypothesis",
     "indices": "index",
     "kansas": "kansas",
@@ -72,11 +77,17 @@ _PLURAL_EXCEPTIONS = {
     "matrices": "matrix",
     "movies": "movie",
     "news": "news",
+    "onus": "onus",
+    "opus": "opus",
+    "oxus": "oxus",
     "pandas": "pandas",
+    "plus": "plus",
     "selfies": "selfie",
     "syntheses": "synthesis",
     "texas": "texas",
     "theses": "thesis",
+    "thus": "thus",
+    "urus": "urus",
     "vertices": "vertex",
     "zombies": "zombie",
 }
@@ -84,6 +95,10 @@ _PLURAL_EXCEPTIONS = {
 _ES_PLURALS = ("sses", "ches", "shes", "xes", "zes", "uses", "ases", "ises", "oses")
 _E_SINGULARS = ("che", "she", "xe", "ze", "use", "ase", "ise", "ose")
 _KEEP_S = ("ss", "us", "is", "ias")
+# What NFKD leaves alone: letters with strokes, ligatures, and the dotless i (after casefold).
+_LETTERS = str.maketrans(
+    {"æ": "ae", "œ": "oe", "þ": "th"} | dict(zip("đðħıłøŧ", "ddhilot", strict=True))
+)
 
 
 class Token(NamedTuple):
@@ -105,6 +120,10 @@ def fold_plural(norm: str) -> str:
         return folded
     if last == "e":
         return norm[:-1] if norm.endswith(_E_SINGULARS) else norm
+    # Four letters ending in "us" are acronyms' plurals (gpus, imus) unless a vowel comes before
+    # the "u" (nous, zeus, Maus); the words that break this (thus, plus) are exceptions above.
+    if len(norm) == 4 and norm[2] == "u" and norm[1] not in "aeiou":
+        return norm[:-1]
     if len(norm) < 4 or norm.endswith(_KEEP_S):
         return norm
     if norm.endswith("ies") and len(norm) > 4:
@@ -118,7 +137,8 @@ def normalise(word: str) -> str:
     """``word`` case-folded with accents and compatibility forms folded (``Ré`` -> ``re``)."""
     if word.isascii():
         return word.lower()
-    folded = "".join(c for c in unicodedata.normalize("NFKD", word.casefold()) if c.isalnum())
+    decomposed = unicodedata.normalize("NFKD", word.casefold()).translate(_LETTERS)
+    folded = "".join(c for c in decomposed if c.isalnum())
     return folded or word.casefold()
 
 
@@ -129,7 +149,10 @@ _FORMS_LIMIT = 200_000
 
 
 def word_forms(word: str) -> tuple[str, str]:
-    """``(norm, key)`` of one word as written (a run of word characters); memoised."""
+    """``(norm, key)`` of one word as written (a run of word characters); memoised.
+
+    An acronym written with a plural ``s`` (``LMs``, ``APIs``) has its singular's key; written
+    all in capitals (``GPS``, ``LMS``) it is a word of its own."""
     forms = _FORMS.get(word)
     if forms is None:
         if len(_FORMS) >= _FORMS_LIMIT:
@@ -137,7 +160,10 @@ def word_forms(word: str) -> tuple[str, str]:
             _KEYS.clear()
             _NORMS.clear()
         norm = normalise(word)
-        forms = (norm, fold_plural(norm))
+        if len(word) > 2 and word[-1] == "s" and word[:-1].isupper():
+            forms = (norm, fold_plural(norm[:-1]))
+        else:
+            forms = (norm, fold_plural(norm))
         _FORMS[word] = forms
         _NORMS[word], _KEYS[word] = forms
     return forms

@@ -85,6 +85,14 @@ CASES = {
     ),
     "moe": lambda d: has(r"\bmoes?\b", re.sub(r"[$^_{}\\]", "", text(d))),
     "rag": lambda d: has(r"\brags?\b", text(d)),
+    "gpu": lambda d: has(r"\bgpus?\b", text(d)),
+    "gpus": lambda d: has(r"\bgpus?\b", text(d)),
+    "cpu": lambda d: has(r"\bcpus?\b", text(d)),
+    "CPUs": lambda d: has(r"\bcpus?\b", text(d)),
+    # "LMs" is the plural of LM; "LMS" and "lms" are words of their own.
+    "lm": lambda d: has(r"\blm\b", text(d)) or re.search(r"\bLMs\b", text(d)) is not None,
+    "LMs": lambda d: has(r"\blm\b", text(d)) or re.search(r"\bLMs\b", text(d)) is not None,
+    "LLMs": lambda d: has(r"\bllms?\b", text(d)),
 }
 
 

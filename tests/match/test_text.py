@@ -82,6 +82,59 @@ def test_words_that_only_look_plural_are_kept(word: str) -> None:
     assert fold_plural(word) == word
 
 
+@pytest.mark.parametrize(
+    ("plural", "singular"),
+    [
+        ("GPUs", "GPU"),
+        ("gpus", "gpu"),
+        ("GPUS", "GPU"),
+        ("CPUs", "cpu"),
+        ("cpus", "CPU"),
+        ("NPUs", "NPU"),
+        ("imus", "IMU"),
+        ("LMs", "LM"),
+        ("LLMs", "LLM"),
+        ("VLMs", "VLM"),
+        ("MLLMs", "MLLM"),
+        ("CNNs", "CNN"),
+        ("APIs", "API"),
+        ("IDs", "ID"),
+        ("V100s", "V100"),
+        ("emus", "emu"),
+    ],
+)
+def test_acronyms_plurals_share_their_singulars_key(plural: str, singular: str) -> None:
+    assert keys(plural) == keys(singular)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        *("GPS", "RMS", "FPS", "DNS", "LMS", "lms", "Is", "As"),
+        *("corpus", "status", "focus", "bonus", "thus", "Thus", "PLUS", "onus", "opus", "nous"),
+    ],
+)
+def test_words_ending_in_s_that_are_not_plurals_keep_it(written: str) -> None:
+    assert keys(written) == [written.lower()]
+
+
+def test_letters_with_strokes_and_ligatures_fold() -> None:
+    assert words("Łódź ØRSTED Ærø Chrupała Œuvre Đorđe Þór Ðiðrik ısı İzmir ẞ Ħal") == [
+        "lodz",
+        "orsted",
+        "aero",
+        "chrupala",
+        "oeuvre",
+        "dorde",
+        "thor",
+        "didrik",
+        "isi",
+        "izmir",
+        "ss",
+        "hal",
+    ]
+
+
 def test_keys_are_stable_under_folding() -> None:
     for word in ("caches", "policies", "classes", "biases", "responses", "analysis"):
         key = fold_plural(word)
