@@ -5,24 +5,38 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from service import __version__
+from service import __version__, subscribers
 from service.app import App, build
 from service.clock import as_utc
 from service.config import load_settings, parse_duration
-from service.errors import PaperboyError
-from service.model import DeliveryStatus, Paper, ProfileSpec, SnapshotOutcome, SourceKind, Summary
+from service.errors import ConfigError, PaperboyError
+from service.match.query import parse_query
+from service.model import (
+    DeliveryStatus,
+    Paper,
+    ProfileSpec,
+    SnapshotOutcome,
+    SourceKind,
+    Subscriber,
+    Summary,
+)
 from service.pipeline import reasons_json
 from service.store.database import create_engine, current, head, upgrade
 
 Handler = Callable[[argparse.Namespace], int]
+
+NO_THRESHOLD = "none"  # ``--alert-threshold none``: the profile sends no alerts
+BAD_OUTCOMES = (SnapshotOutcome.REJECTED, SnapshotOutcome.FAILED)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,12 +51,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return handler(args)
+        status = handler(args)
+        sys.stdout.flush()  # a reader that went away shows here, not at exit
+        return status
     except PaperboyError as exc:
         print(f"paperboy: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `paperboy papers | head -1`: the reader has what it wanted. Stop quietly, and keep
+        # Python's last flush at exit from failing on the closed pipe again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer stopped by a closed pipe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,7 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     papers.add_argument("--search", metavar="TEXT", help="title or abstract contains TEXT")
     papers.add_argument("--source", metavar="ID", help="only papers seen in this source")
-    papers.add_argument("--limit", type=int, default=50, help="at most N papers (default 50)")
+    papers.add_argument(
+        "--limit", type=_positive, default=50, metavar="N", help="at most N papers (default 50)"
+    )
     papers.add_argument("--json", action="store_true", help="print JSON lines for scripts")
     papers.set_defaults(handler=_papers)
 
@@ -156,10 +181,14 @@ def _subscription_commands(commands: Any) -> None:
     actions = subscriber.add_subparsers(metavar="ACTION", required=True)
     add = actions.add_parser("add", help="add a subscriber, or change one")
     add.add_argument("email")
-    add.add_argument("--timezone", default="UTC", help="IANA name, e.g. Europe/Berlin")
+    add.add_argument(
+        "--timezone", help="IANA name, e.g. Europe/Berlin (default UTC; a change keeps it)"
+    )
     when = add.add_mutually_exclusive_group()
     when.add_argument(
-        "--daily", metavar="HH:MM", help="a digest every day at HH:MM (default 07:00)"
+        "--daily",
+        metavar="HH:MM",
+        help="a digest every day at HH:MM (default daily 07:00; a change keeps the schedule)",
     )
     when.add_argument("--weekly", nargs=2, metavar=("DAY", "HH:MM"), help="a digest every week")
     when.add_argument("--instant", action="store_true", help="a message after each poll")
@@ -173,14 +202,25 @@ def _subscription_commands(commands: Any) -> None:
 
     profile = commands.add_parser("profile", help="add, list or remove interest profiles")
     actions = profile.add_subparsers(metavar="ACTION", required=True)
-    add = actions.add_parser("add", help="add a profile, or change one")
+    add = actions.add_parser(
+        "add", help="add a profile, or change one (options not given keep their values)"
+    )
     add.add_argument("email")
     add.add_argument("name")
     add.add_argument("query", help="see the README for the query language")
-    add.add_argument("--min-upvotes", type=int, default=0)
-    add.add_argument("--max-items", type=int, default=20)
-    add.add_argument("--alert-threshold", type=float, metavar="SCORE")
-    add.add_argument("--send-when-empty", action="store_true")
+    add.add_argument("--min-upvotes", type=int, metavar="N", help="default 0")
+    add.add_argument("--max-items", type=int, metavar="N", help="default 20")
+    add.add_argument(
+        "--alert-threshold",
+        type=_threshold,
+        metavar="SCORE",
+        help=f"alert on matches scoring at least SCORE ('{NO_THRESHOLD}', the default: no alerts)",
+    )
+    add.add_argument(
+        "--send-when-empty",
+        action=argparse.BooleanOptionalAction,
+        help="send a note when nothing matched (default: no)",
+    )
     add.set_defaults(handler=_profile_add)
     listing = actions.add_parser("list", help="list profiles")
     listing.add_argument("email", nargs="?")
@@ -198,8 +238,10 @@ def _subscription_commands(commands: Any) -> None:
     )
     export.add_argument("file")
     export.set_defaults(handler=_profiles_export)
-    load = actions.add_parser("import", help="add or update the subscribers and profiles in FILE")
-    load.add_argument("file", type=Path)
+    load = actions.add_parser(
+        "import", help="add or update the subscribers and profiles in FILE (- for stdin)"
+    )
+    load.add_argument("file")
     load.set_defaults(handler=_profiles_import)
 
     preview = commands.add_parser("preview", help="what a query matches among stored papers")
@@ -207,7 +249,9 @@ def _subscription_commands(commands: Any) -> None:
     preview.add_argument("--profile", metavar="NAME", help="use this profile's query instead")
     preview.add_argument("--subscriber", metavar="EMAIL", help="whose profile, when several")
     preview.add_argument("--since", metavar="WHEN", help="first seen since: 30d, 12h or a date")
-    preview.add_argument("--limit", type=int, default=20)
+    preview.add_argument(
+        "--limit", type=_positive, default=20, metavar="N", help="at most N papers (default 20)"
+    )
     preview.add_argument("--json", action="store_true", help="print JSON lines for scripts")
     preview.set_defaults(handler=_preview)
 
@@ -216,7 +260,7 @@ def _subscription_commands(commands: Any) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    with _app(args) as app:
+    with _app(args) as app, _outcomes_reported_here(args.verbose):
         summaries = app.pipeline.ingest_files(
             args.files,
             source_id=args.source,
@@ -227,11 +271,35 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _poll(args: argparse.Namespace) -> int:
-    with _app(args) as app:
+    with _app(args) as app, _outcomes_reported_here(args.verbose):
         summaries = app.pipeline.poll(args.source, force=not args.due)
     if not summaries and not args.json:
-        print("nothing was due")
+        if args.source:
+            print(f"nothing new in {args.source}")
+        elif args.due:
+            print("nothing new in the sources that were due (if any)")
+        else:
+            print("nothing new in any source")
     return _report(summaries, args.json)
+
+
+@contextmanager
+def _outcomes_reported_here(verbose: bool) -> Iterator[None]:
+    """Hold back the pipeline's warnings (each rejected snapshot, each failed source) while a
+    command prints every outcome itself, as its ``error:`` lines; ``-v`` shows both."""
+    if verbose:
+        yield
+        return
+    logger = logging.getLogger("service.pipeline")
+
+    def not_a_warning(record: logging.LogRecord) -> bool:
+        return record.levelno != logging.WARNING
+
+    logger.addFilter(not_a_warning)
+    try:
+        yield
+    finally:
+        logger.removeFilter(not_a_warning)
 
 
 def _papers(args: argparse.Namespace) -> int:
@@ -252,7 +320,7 @@ def _papers(args: argparse.Namespace) -> int:
         )
         day = paper.published.isoformat() if paper.published else "no date"
         print(f"{paper.title}\n    {paper.key} · {who} · {day} · {paper.upvotes} upvotes")
-    print(f"({len(found)} papers)", file=sys.stderr)
+    print(f"({_count(len(found), 'paper')})", file=sys.stderr)
     return 0
 
 
@@ -313,16 +381,30 @@ def _db_current(args: argparse.Namespace) -> int:
 
 
 def _subscriber_add(args: argparse.Namespace) -> int:
-    if args.instant:
-        schedule = "instant"
-    elif args.weekly:
-        schedule = f"weekly {args.weekly[0]} {args.weekly[1]}"
-    else:
-        schedule = f"daily {args.daily or '07:00'}"
     with _app(args) as app:
-        saved = app.pipeline.save_subscriber(args.email, args.timezone, schedule)
+        known = _changeable(app, args.email)
+        if args.instant:
+            schedule = "instant"
+        elif args.weekly:
+            schedule = f"weekly {args.weekly[0]} {args.weekly[1]}"
+        elif args.daily:
+            schedule = f"daily {args.daily}"
+        else:
+            schedule = str(known.schedule) if known else "daily 07:00"
+        timezone = args.timezone or (known.timezone if known else "UTC")
+        saved = app.pipeline.save_subscriber(args.email, timezone, schedule)
     print(f"{saved.email}: {saved.schedule} ({saved.timezone})")
     return 0
+
+
+def _changeable(app: App, email: str) -> Subscriber | None:
+    """The stored subscriber (None when there is none yet), refused when the profiles file
+    declares it: the sync of that file at the next start would undo a change made here."""
+    known = app.pipeline.subscriptions.subscriber(subscribers.check_email(email))
+    profiles_file = app.settings.profiles_file
+    if known is not None and known.declared and profiles_file.is_file():
+        raise PaperboyError(f"{known.email} is declared in {profiles_file}; change it there")
+    return known
 
 
 def _subscriber_list(args: argparse.Namespace) -> int:
@@ -342,28 +424,32 @@ def _subscriber_list(args: argparse.Namespace) -> int:
             print(json.dumps(row, ensure_ascii=False))
         else:
             print(
-                f"{owner.email}  {owner.schedule} ({owner.timezone})  {counts[owner.id]} profiles"
+                f"{owner.email}  {owner.schedule} ({owner.timezone})  "
+                f"{_count(counts[owner.id], 'profile')}"
             )
     return 0
 
 
 def _subscriber_remove(args: argparse.Namespace) -> int:
     with _app(args) as app:
+        _changeable(app, args.email)
         removed = app.pipeline.remove_subscriber(args.email)
     print(f"removed {args.email}" if removed else f"no subscriber {args.email}")
     return 0 if removed else 1
 
 
 def _profile_add(args: argparse.Namespace) -> int:
-    spec = ProfileSpec(
-        name=args.name,
-        query=args.query,
-        min_upvotes=args.min_upvotes,
-        max_items=args.max_items,
-        alert_threshold=args.alert_threshold,
-        send_when_empty=args.send_when_empty,
-    )
+    given: dict[str, Any] = {"query": args.query}
+    for field in ("min_upvotes", "max_items", "alert_threshold", "send_when_empty"):
+        if getattr(args, field) is not None:
+            given[field] = getattr(args, field)
+    if given.get("alert_threshold") == NO_THRESHOLD:
+        given["alert_threshold"] = None
     with _app(args) as app:
+        owner = _changeable(app, args.email)
+        stored = [p.spec for p in app.pipeline.subscriptions.profiles(owner.id)] if owner else []
+        known = next((spec for spec in stored if spec.name == args.name), None)
+        spec = replace(known or ProfileSpec(name=args.name, query=args.query), **given)
         saved = app.pipeline.save_profile(args.email, spec)
     print(f"{args.email}: profile {saved.spec.name!r} saved")
     return 0
@@ -386,6 +472,7 @@ def _profile_list(args: argparse.Namespace) -> int:
 
 def _profile_remove(args: argparse.Namespace) -> int:
     with _app(args) as app:
+        _changeable(app, args.email)
         removed = app.pipeline.remove_profile(args.email, args.name)
     print(f"removed {args.name!r}" if removed else f"no profile {args.name!r} for {args.email}")
     return 0 if removed else 1
@@ -396,17 +483,63 @@ def _profiles_export(args: argparse.Namespace) -> int:
         text = app.pipeline.export_profiles()
     if args.file == "-":
         sys.stdout.write(text)
-    else:
-        Path(args.file).write_text(text)
+        return 0
+    path = Path(args.file)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except IsADirectoryError:
+        raise PaperboyError(f"{path}: is a directory; name a file to write") from None
+    except FileNotFoundError:
+        raise PaperboyError(f"{path}: cannot write it: no such directory") from None
+    except OSError as exc:
+        raise PaperboyError(f"{path}: cannot write it: {exc.strerror}") from None
     return 0
 
 
 def _profiles_import(args: argparse.Namespace) -> int:
-    text = args.file.read_text()
+    origin, text = _read_profiles_file(args.file)
+    declared = subscribers.read_profiles(text, origin, check_query=parse_query)
     with _app(args) as app:
-        people, kept = app.pipeline.sync_profiles(text, str(args.file), prune=False)
-    print(f"imported {people} subscribers with {kept} profiles")
+        for item in declared:
+            known = app.pipeline.subscriptions.subscriber(item.email)
+            if known is not None and _as_declared(app, known) != _by_name(item):
+                _changeable(app, item.email)
+        people, kept = app.pipeline.sync_profiles(text, origin, prune=False)
+    print(f"imported {_count(people, 'subscriber')} with {_count(kept, 'profile')}")
     return 0
+
+
+def _read_profiles_file(name: str) -> tuple[str, str]:
+    """(origin, text) of a profiles file to import; ``-`` is standard input."""
+    origin = "<stdin>" if name == "-" else name
+    try:
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("no such file", where=origin) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a profiles file", where=origin) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read it: {exc.strerror}", where=origin) from None
+    try:
+        return origin, data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})", where=origin
+        ) from None
+
+
+def _as_declared(app: App, owner: Subscriber) -> subscribers.Declared:
+    """A stored subscriber as a profiles file would declare it, profiles by name."""
+    stored = app.pipeline.subscriptions.profiles(owner.id)
+    return _by_name(
+        subscribers.Declared(
+            owner.email, owner.timezone, owner.schedule, tuple(p.spec for p in stored)
+        )
+    )
+
+
+def _by_name(declared: subscribers.Declared) -> subscribers.Declared:
+    return replace(declared, profiles=tuple(sorted(declared.profiles, key=lambda p: p.name)))
 
 
 def _preview(args: argparse.Namespace) -> int:
@@ -437,7 +570,7 @@ def _preview(args: argparse.Namespace) -> int:
         print(f"{match.score:6.2f}  {_highlight(paper.title, title_spans, colour)}")
         print(f"        {paper.key} · matched {terms}")
     if not args.json:
-        print(f"({len(found)} papers)", file=sys.stderr)
+        print(f"({_count(len(found), 'paper')})", file=sys.stderr)
     return 0
 
 
@@ -482,7 +615,10 @@ def _digest(args: argparse.Namespace) -> int:
                 sys.stdout.write(rendered.message.decode("utf-8", "replace"))
             return 0
         planned = app.mailroom.close_now(owner)
-        print(f"queued: {planned.papers} papers for {owner.email} (paperboy send delivers it)")
+        print(
+            f"queued: {_count(planned.papers, 'paper')} for {owner.email} "
+            "(paperboy send delivers it)"
+        )
     return 0
 
 
@@ -523,7 +659,7 @@ def _plan(args: argparse.Namespace) -> int:
         print(
             json.dumps(row)
             if args.json
-            else f"{item.email}: {item.papers} papers ({item.window.key})"
+            else f"{item.email}: {_count(item.papers, 'paper')} ({item.window.key})"
         )
     return 0
 
@@ -561,7 +697,7 @@ def _outbox(args: argparse.Namespace) -> int:
 def _feeds_export(args: argparse.Namespace) -> int:
     with _app(args) as app:
         written = app.mailroom.export_feeds(args.directory)
-    print(f"wrote {len(written)} feeds under {args.directory}")
+    print(f"wrote {_count(len(written), 'feed')} under {args.directory}")
     return 0
 
 
@@ -580,7 +716,7 @@ def _app(args: argparse.Namespace) -> App:
 
 
 def _report(summaries: Sequence[Summary], as_json: bool) -> int:
-    bad = [s for s in summaries if s.outcome in (SnapshotOutcome.REJECTED, SnapshotOutcome.FAILED)]
+    bad = [s for s in summaries if s.outcome in BAD_OUTCOMES]
     if as_json:
         for summary in summaries:
             print(json.dumps({k: _iso(v) for k, v in asdict(summary).items()}, ensure_ascii=False))
@@ -607,6 +743,11 @@ def _report(summaries: Sequence[Summary], as_json: bool) -> int:
     for s in bad:
         print(f"error: {s.error}", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 paper``, ``2 papers``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
@@ -655,6 +796,29 @@ def _moment(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected an ISO date or time such as 2025-12-26 or 2025-12-26T08:00Z, got {text!r}"
+        ) from None
+
+
+def _positive(text: str) -> int:
+    """A whole number of 1 or more."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return number
+
+
+def _threshold(text: str) -> float | str:
+    """A score, or ``none``; whether the score is one a profile may have is checked on save."""
+    if text.strip().lower() == NO_THRESHOLD:
+        return NO_THRESHOLD
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a score such as 8.5, or '{NO_THRESHOLD}', got {text!r}"
         ) from None
 
 

@@ -136,6 +136,15 @@ class FeedSettings(BaseModel):
     items: int = Field(default=50, ge=1, le=1000)
 
 
+class MatchSettings(BaseModel):
+    """How matches are scored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Added to every match's score: upvote_boost × ln(1 + the paper's upvotes).
+    upvote_boost: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
+
+
 class Settings(BaseSettings):
     """Every setting paperboy reads."""
 
@@ -154,6 +163,7 @@ class Settings(BaseSettings):
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     feeds: FeedSettings = Field(default_factory=FeedSettings)
+    matching: MatchSettings = Field(default_factory=MatchSettings)
     sources: list[SourceSettings] = Field(
         default_factory=lambda: [
             SourceSettings(id="inbox", location="inbox", interval=timedelta(minutes=1)),
@@ -247,13 +257,25 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        where = str(chosen) if chosen else "environment"
+        in_file = str(chosen) if chosen else "defaults"
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            f"{_origin(err['loc'], in_file)}: {'.'.join(map(str, err['loc'])) or '(top)'}:"
+            f" {err['msg']}"
             for err in exc.errors(include_input=False, include_url=False)
         )
-        raise ConfigError(problems, where=where) from None
+        raise ConfigError(problems) from None
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise ConfigError(str(exc), where=str(chosen) if chosen else None) from None
     finally:
         _CONFIG_FILE["path"] = None
+
+
+def _origin(loc: tuple[int | str, ...], in_file: str) -> str:
+    """Where a setting's bad value came from: the environment variable that holds it (the
+    setting's own, or an enclosing one as JSON), else the settings file."""
+    names = {name.upper() for name in os.environ}
+    for end in range(len(loc), 0, -1):
+        variable = "PAPERBOY_" + "__".join(str(part) for part in loc[:end]).upper()
+        if variable in names:
+            return f"environment variable {variable}"
+    return in_file

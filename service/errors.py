@@ -17,6 +17,17 @@ raised on purpose derives from ``PaperboyError`` and carries structured fields::
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
+# The password of a URL's userinfo (RFC 3986 section 3.2.1): ``scheme://user:password@host``.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s:]*):[^/?#@\s]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return _URL_PASSWORD.sub(r"\1:***@", text) if "@" in text else text
+
 
 class PaperboyError(Exception):
     """Base of every error paperboy raises on purpose."""
@@ -34,8 +45,9 @@ class SourceError(PaperboyError):
     """One source failed; ``source`` names it (an id, a path or a URL)."""
 
     def __init__(self, message: str, *, source: str) -> None:
-        self.source = source
-        self.reason = message
+        # A source's URL may carry a password: no message shows it, none stores it.
+        self.source = source = redact(source)
+        self.reason = message = redact(message)
         super().__init__(f"{source}: {message}")
 
 
@@ -89,7 +101,30 @@ class QueryError(PaperboyError):
         self.query = query
         self.position = position
         self.reason = message
-        super().__init__(f"{message} at position {position}\n  {query}\n  {' ' * position}^")
+        shown, column = _excerpt(query, position)
+        super().__init__(f"{message} at position {position}\n  {shown}\n  {' ' * column}^")
+
+
+# A query shown under an error is cut to this many characters either side of the problem.
+_CONTEXT = 60
+
+
+def _excerpt(query: str, position: int) -> tuple[str, int]:
+    """The query as shown on one terminal line (cut around ``position`` when long, control
+    characters as spaces) and the column of ``position`` in it, counting wide characters
+    (CJK, emoji) as two columns and combining marks as none."""
+    start, end = max(0, position - _CONTEXT), min(len(query), position + _CONTEXT)
+    before = ("…" if start else "") + query[start:position]
+    shown = before + query[position:end] + ("…" if end < len(query) else "")
+    shown = "".join(" " if unicodedata.category(c) == "Cc" else c for c in shown)
+    return shown, _width(before)
+
+
+def _width(text: str) -> int:
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+        for c in text
+    )
 
 
 class InvalidValue(PaperboyError):

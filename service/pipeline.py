@@ -7,6 +7,7 @@ snapshot. A source that fails is recorded as failing and the run goes on with th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -21,7 +22,7 @@ from urllib.parse import urlencode
 from service import diff, polling, subscribers
 from service.clock import Clock
 from service.config import Settings, SourceSettings, parse_duration
-from service.errors import FetchError, InvalidValue, ParseError, SourceGone
+from service.errors import FetchError, InvalidValue, ParseError, SourceGone, redact
 from service.fetch.http import body_hash
 from service.fetch.local import entry, new_files, read_file
 from service.mailroom import Mailroom, Sender
@@ -125,7 +126,7 @@ class Pipeline:
     def declare_sources(self) -> None:
         """Make the store know every declared source (and the one for ad-hoc files)."""
         declared = [
-            (s.id, s.kind, self.settings.resolve(s.location)) for s in self.settings.sources
+            (s.id, s.kind, redact(self.settings.resolve(s.location))) for s in self.settings.sources
         ]
         declared.append((FILES_SOURCE, None, "(files given to paperboy ingest)"))
         self.store.declare_sources(declared, self.clock.now())
@@ -163,6 +164,11 @@ class Pipeline:
                     continue
                 _sort_out(self._prepare(snapshot, kind, options), prepared, summaries)
             summaries.extend(self._commit_in_order(prepared))
+        taken = [s for s in summaries if s.outcome not in _NOT_TAKEN]
+        if source_id == FILES_SOURCE and taken:
+            # Nothing polls the files "source": its health says when files were last taken.
+            state = self.store.source_state(FILES_SOURCE)
+            self.store.save_state(replace(state, last_attempt_at=now, last_success_at=now))
         return summaries
 
     def poll(self, source_id: str | None = None, *, force: bool = False) -> list[Summary]:
@@ -313,7 +319,12 @@ class Pipeline:
             size = path.stat().st_size
         except OSError:
             return _failed(source_id, str(path), exc)
-        record = SnapshotRecord(source_id, str(path), now, None, "", size, stamp=stamp)
+        try:  # a file too large to take is still hashed, read in pieces, to record it
+            with path.open("rb") as file:
+                digest = hashlib.file_digest(file, "sha256").hexdigest()
+        except OSError:
+            digest = ""  # unreadable
+        record = SnapshotRecord(source_id, str(path), now, None, digest, size, stamp=stamp)
         log.warning("rejected %s", exc)
         return self.store.record_rejected(record, str(exc))
 
@@ -485,10 +496,8 @@ class Pipeline:
         With ``prune``, declared subscribers and profiles no longer in the file are removed;
         subscribers added by hand are never touched. Returns (subscribers, profiles) saved.
         """
-        declared = subscribers.read_profiles(text, origin)
-        for item in declared:
-            for spec in item.profiles:
-                parse_query(spec.query)  # every query is checked before anything is written
+        # Every query is checked, with where it is, before anything is written.
+        declared = subscribers.read_profiles(text, origin, check_query=parse_query)
         now = self.clock.now()
         saved_profiles = 0
         fresh: list[Profile] = []
@@ -547,7 +556,10 @@ class Pipeline:
         parsed = parse_query(query) if isinstance(query, str) else query
         stored = {p.id: p for p in self.store.papers(since=since)}
         found = match_query(
-            parsed, (document_from_paper(p) for p in stored.values()), self._stats()
+            parsed,
+            (document_from_paper(p) for p in stored.values()),
+            self._stats(),
+            upvote_boost=self.settings.matching.upvote_boost,
         )
         return [(stored[m.document_id], m) for m in found[:limit]]
 
@@ -593,7 +605,13 @@ class Pipeline:
             if ids:
                 query = parse_query(profile.spec.query)
                 documents = [papers[i] for i in ids if i in papers]
-                found += match_query(query, documents, self._stats(), profile_id=profile.id)
+                found += match_query(
+                    query,
+                    documents,
+                    self._stats(),
+                    profile_id=profile.id,
+                    upvote_boost=self.settings.matching.upvote_boost,
+                )
         return self.subscriptions.save_matches(
             ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
             self.clock.now(),
@@ -624,7 +642,9 @@ class Pipeline:
     def _sync_index(self) -> ProfileIndex:
         """The index over every profile, changed profile by profile (never rebuilt whole)."""
         if self._index is None:
-            self._index, self._indexed = ProfileIndex(stats=self._stats()), {}
+            boost = self.settings.matching.upvote_boost
+            self._index = ProfileIndex(stats=self._stats(), upvote_boost=boost)
+            self._indexed = {}
         index = self._index
         current = {p.id: p.spec.query for p in self.subscriptions.profiles()}
         for profile_id in set(self._indexed) - set(current):
@@ -706,10 +726,13 @@ def _json_list(snapshot: Snapshot) -> list[Any] | None:
     return data if isinstance(data, list) else None
 
 
+_NOT_TAKEN = frozenset({SnapshotOutcome.REJECTED, SnapshotOutcome.FAILED})
+
+
 def _failed(source_id: str, origin: str, exc: FetchError) -> Summary:
     return Summary(
         source_id=source_id,
-        origin=origin,
+        origin=redact(origin),
         captured_at=None,
         outcome=SnapshotOutcome.FAILED,
         error=str(exc),

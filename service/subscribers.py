@@ -15,12 +15,17 @@ with an email, a time zone, a schedule and profiles::
     max_items = 20
     alert_threshold = 8.0             # optional
     send_when_empty = false
+
+``read_profiles`` checks each query with the ``check_query`` it is given (the matcher's parser:
+this module does not import the matcher), so that a bad query is reported with where it is.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,13 +33,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import tomli_w
 from email_validator import EmailNotValidError, validate_email
 
-from service.errors import InvalidValue
+from service.errors import InvalidValue, QueryError
 from service.model import ProfileSpec, Schedule
 
 PROFILE_FIELDS = frozenset(
     {"name", "query", "min_upvotes", "max_items", "alert_threshold", "send_when_empty"}
 )
 SUBSCRIBER_FIELDS = frozenset({"email", "timezone", "schedule", "profiles"})
+
+QueryCheck = Callable[[str], object]
+"""Parses a query, raising ``QueryError`` when it is invalid."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +99,10 @@ def check_profile(spec: ProfileSpec, where: str | None = None) -> ProfileSpec:
         raise InvalidValue(
             "expected 1 to 1000", field="max_items", value=spec.max_items, where=where
         )
-    if spec.alert_threshold is not None and spec.alert_threshold <= 0:
+    threshold = spec.alert_threshold
+    if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
         raise InvalidValue(
-            "expected a score above 0",
+            "expected a finite score above 0",
             field="alert_threshold",
             value=spec.alert_threshold,
             where=where,
@@ -101,8 +110,9 @@ def check_profile(spec: ProfileSpec, where: str | None = None) -> ProfileSpec:
     return spec
 
 
-def read_profiles(text: str, origin: str) -> list[Declared]:
-    """Parse a profiles file; ``InvalidValue`` names the subscriber and field at fault."""
+def read_profiles(text: str, origin: str, check_query: QueryCheck | None = None) -> list[Declared]:
+    """Parse a profiles file; ``InvalidValue`` (or ``QueryError``, from ``check_query``) names
+    the subscriber, profile and field at fault."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -119,14 +129,14 @@ def read_profiles(text: str, origin: str) -> list[Declared]:
     seen: set[str] = set()
     for index, entry in enumerate(data.get("subscribers", [])):
         where = f"{origin}: subscribers[{index}]"
-        result.append(_declared(entry, where))
+        result.append(_declared(entry, where, check_query))
         if result[-1].email in seen:
             raise InvalidValue("declared twice", field="email", value=result[-1].email, where=where)
         seen.add(result[-1].email)
     return result
 
 
-def _declared(entry: Mapping[str, Any], where: str) -> Declared:
+def _declared(entry: Mapping[str, Any], where: str, check_query: QueryCheck | None) -> Declared:
     extra = set(entry) - SUBSCRIBER_FIELDS
     if extra:
         raise InvalidValue(
@@ -141,7 +151,7 @@ def _declared(entry: Mapping[str, Any], where: str) -> Declared:
     profiles = []
     names: set[str] = set()
     for number, raw in enumerate(entry.get("profiles", [])):
-        spec = profile_from(raw, f"{where}.profiles[{number}]")
+        spec = profile_from(raw, f"{where}.profiles[{number}]", check_query)
         if spec.name in names:
             raise InvalidValue("declared twice", field="name", value=spec.name, where=where)
         names.add(spec.name)
@@ -154,8 +164,12 @@ def _declared(entry: Mapping[str, Any], where: str) -> Declared:
     )
 
 
-def profile_from(raw: Mapping[str, Any], where: str) -> ProfileSpec:
-    """A profile from a mapping of its fields, types checked."""
+def profile_from(
+    raw: Mapping[str, Any], where: str, check_query: QueryCheck | None = None
+) -> ProfileSpec:
+    """A profile from a mapping of its fields, types checked (and its query, given a check)."""
+    if isinstance(raw.get("name"), str):
+        where = f"{where} (name {json.dumps(raw['name'], ensure_ascii=False)})"
     extra = set(raw) - PROFILE_FIELDS
     if extra:
         field = sorted(extra)[0]
@@ -184,7 +198,15 @@ def profile_from(raw: Mapping[str, Any], where: str) -> ProfileSpec:
     values = dict(raw)
     if "alert_threshold" in values:
         values["alert_threshold"] = float(values["alert_threshold"])
-    return check_profile(ProfileSpec(**values), where)
+    spec = check_profile(ProfileSpec(**values), where)
+    if check_query is not None:
+        try:
+            check_query(spec.query)
+        except QueryError as exc:
+            raise QueryError(
+                f"{where}: query: {exc.reason}", query=exc.query, position=exc.position
+            ) from exc
+    return spec
 
 
 def write_profiles(declared: Iterable[Declared]) -> str:

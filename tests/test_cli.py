@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SEED_ORDER, seed
+from mail import listing
 
 from service.cli import main
 
@@ -88,3 +89,75 @@ def test_db_upgrade_and_help(tmp_path: Path) -> None:
     assert "database at migration 0003" in upgraded.stdout
     assert run(tmp_path, "db", "current").stdout.strip() == "0003"
     assert "ingest" in run(tmp_path, "--help").stdout
+
+
+def capture(tmp_path: Path, papers: int) -> Path:
+    """A listing capture of ``papers`` papers about kv caches."""
+    path = tmp_path / "capture.txt"
+    entries = [(f"Paper {n} on kv cache", f"Abstract {n}.", "May 30 3") for n in range(papers)]
+    path.write_text(listing("Jun 1", *entries))
+    return path
+
+
+def test_limits_below_1_are_refused(tmp_path: Path) -> None:
+    for command in (["preview", "kv"], ["papers"]):
+        for limit in ["-1", "0", "many"]:
+            result = run(tmp_path, *command, "--limit", limit)
+            assert result.returncode == 2, (command, limit)
+            assert "--limit: expected a whole number of 1 or more" in result.stderr
+
+
+def test_output_cut_short_by_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    assert run(tmp_path, "ingest", str(capture(tmp_path, 300))).returncode == 0
+    for command in (["papers"], ["preview", "kv"]):
+        with (tmp_path / "err").open("w+") as err:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "service", "--data-dir", str(tmp_path / "data"), *command],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                cwd=tmp_path,
+            )
+            assert child.stdout is not None
+            child.stdout.close()  # like `| head -1` that has had its line
+            assert child.wait(timeout=120) == 141
+            err.seek(0)
+            assert "Traceback" not in err.read()
+
+
+def test_ingest_reports_each_rejected_snapshot_once(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe garbage")
+    result = run(tmp_path, "ingest", str(bad))
+    assert result.returncode == 1
+    [line] = [line for line in result.stderr.splitlines() if "bad.txt" in line]
+    assert line.startswith(f"error: {bad}: line 1: expected ")
+    verbose = run(tmp_path, "-v", "ingest", str(bad))
+    assert "WARNING service.pipeline: rejected" in verbose.stderr
+
+
+def test_counts_and_nothing_new_read_right(tmp_path: Path) -> None:
+    assert run(tmp_path, "ingest", str(capture(tmp_path, 1))).returncode == 0
+    listed = run(tmp_path, "papers")
+    assert listed.stderr == "(1 paper)\n"
+    assert run(tmp_path, "preview", "kv").stderr == "(1 paper)\n"
+    (tmp_path / "data" / "inbox").mkdir()
+    polled = run(tmp_path, "poll", "--source", "inbox")
+    assert (polled.returncode, polled.stdout) == (0, "nothing new in inbox\n")
+
+
+def test_sources_show_when_files_were_last_ingested(tmp_path: Path) -> None:
+    before = json.loads(
+        next(
+            line
+            for line in run(tmp_path, "sources", "--json").stdout.splitlines()
+            if '"files"' in line
+        )
+    )
+    assert before["last_success_at"] is None
+    assert run(tmp_path, "ingest", str(capture(tmp_path, 1))).returncode == 0
+    health = run(tmp_path, "sources", "--json")
+    files = next(json.loads(line) for line in health.stdout.splitlines() if '"files"' in line)
+    assert files["last_success_at"] is not None
+    table = run(tmp_path, "sources").stdout
+    row = next(line for line in table.splitlines() if line.startswith("files"))
+    assert row.split()[3] != "-"

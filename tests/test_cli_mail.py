@@ -39,7 +39,7 @@ def test_digest_dry_run_then_queue_send_and_list(
     assert capsys.readouterr().out.strip() == "the outbox is empty"  # a dry run records nothing
 
     assert run(data, "digest", "--subscriber", "ann@example.org") == 0
-    assert "queued: 1 papers" in capsys.readouterr().out
+    assert "queued: 1 paper for" in capsys.readouterr().out
     assert run(data, "digest", "--subscriber", "ann@example.org", "--dry-run") == 0
     assert "Subject: No new papers" in capsys.readouterr().out  # the paper went already
     assert run(data, "send", "--json") == 0

@@ -75,6 +75,27 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.data_dir == Path("/srv/paperboy")
 
 
+def test_a_bad_value_names_the_environment_variable_it_came_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PAPERBOY_FETCH__TIMEOUT", "abc")
+    monkeypatch.setenv("PAPERBOY_MAIL", '{"alerts_per_hour": -1}')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(EXAMPLE)
+    problems = str(caught.value).split("; ")
+    assert sorted(p.split(": ")[0] for p in problems) == [
+        "environment variable PAPERBOY_FETCH__TIMEOUT",
+        "environment variable PAPERBOY_MAIL",
+    ]
+    monkeypatch.delenv("PAPERBOY_MAIL")
+    monkeypatch.setenv("PAPERBOY_FETCH__TIMEOUT", "7")
+    monkeypatch.setenv("PAPERBOY_MATCHING__UPVOTE_BOOST", "inf")
+    with pytest.raises(
+        ConfigError, match=r"PAPERBOY_MATCHING__UPVOTE_BOOST: matching\.upvote_boost"
+    ):
+        load_settings(EXAMPLE)
+
+
 def test_secrets_are_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAPERBOY_DATABASE_URL", "postgresql://u:hunter2@db/paperboy")
     settings = load_settings(EXAMPLE)

@@ -16,6 +16,7 @@ from service.cli import main
 from service.clock import FixedClock
 from service.config import Settings
 from service.errors import InvalidValue, QueryError
+from service.match.query import parse_query
 from service.model import Cadence, ProfileSpec
 from service.subscribers import read_profiles
 
@@ -91,6 +92,22 @@ def test_a_bad_profiles_file_changes_nothing(app: App) -> None:
     with pytest.raises(InvalidValue, match=r"profiles.toml: subscribers\[1\]: timezone"):
         app.pipeline.sync_profiles(wrong_zone, "profiles.toml")
     assert app.pipeline.export_profiles() == before
+
+
+def test_a_profiles_file_says_where_a_bad_value_is() -> None:
+    text = EXAMPLE.read_text()
+    kv = r'x: subscribers\[0\]\.profiles\[0\] \(name "KV cache"\): alert_threshold'
+    for value in ["inf", "nan", "-inf", "0"]:
+        with pytest.raises(InvalidValue, match=kv):
+            read_profiles(text.replace("alert_threshold = 8.0", f"alert_threshold = {value}"), "x")
+    broken = text.replace("quantiz*", "quantiz* AND (")
+    assert read_profiles(broken, "x")  # the queries are the matcher's to check
+    with pytest.raises(QueryError) as caught:
+        read_profiles(broken, "x", check_query=parse_query)
+    first, query, caret = str(caught.value).splitlines()
+    assert first.startswith('x: subscribers[1].profiles[0] (name "Quantisation"): query: ')
+    assert caret.index("^") - 2 == caught.value.position
+    assert caught.value.query == query.strip()
 
 
 def test_export_then_import_round_trips(app: App, tmp_path: Path) -> None:

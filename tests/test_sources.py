@@ -277,3 +277,29 @@ def test_hf_api_pages_are_followed_while_full(
         assert server.hits("/api/daily_papers") == 3
     assert summary.outcome is SnapshotOutcome.PARSED, summary.error
     assert summary.new == len({item["paper"]["id"] for item in items})
+
+
+def test_a_password_in_a_source_url_is_used_but_never_shown(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+
+    with LocalServer() as server:
+        good = server.serve("/rss", rss([("2604.00001v1", "new", "A Paper", "Abstract.")]))
+        bad = server.status("/down", 500)
+        secret = [
+            SourceSettings(
+                id=name, kind=SourceKind.FEED, location=url.replace("//", "//al:s3cr3t@")
+            )
+            for name, url in (("good", good), ("bad", bad))
+        ]
+        with caplog.at_level("DEBUG"), make_app(tmp_path, database_url, secret) as app:
+            summaries = app.pipeline.poll("good") + app.pipeline.poll("bad")
+            rows = app.store.list_sources()
+        sent = server.seen[0].headers["authorization"]
+    assert sent == "Basic " + base64.b64encode(b"al:s3cr3t").decode()
+    assert [s.outcome for s in summaries] == [SnapshotOutcome.PARSED, SnapshotOutcome.FAILED]
+    assert summaries[0].origin == good.replace("//", "//al:***@")
+    shown = [repr(summaries), repr(rows), caplog.text]
+    assert all("s3cr3t" not in text for text in shown)
+    assert "al:***@" in repr(rows) and "500" in repr(rows)

@@ -26,7 +26,7 @@ import httpx
 
 from service import __version__
 from service.config import FetchSettings
-from service.errors import FetchError, SourceGone
+from service.errors import FetchError, SourceGone, redact
 from service.model import NotModified, Snapshot, SourceState
 
 USER_AGENT = f"paperboy/{__version__} (+https://github.com/paperboy-digest/paperboy)"
@@ -117,20 +117,26 @@ class HttpFetcher:
         ``min_interval`` overrides ``fetch.host_interval`` for this request (a source's own
         ``host_interval`` option). Redirect hops are not spaced by the limiter.
         """
+        shown = redact(url)  # what summaries and records name: no password
         headers: dict[str, str] = {}
         if state.etag:
             headers["If-None-Match"] = state.etag
         if state.last_modified:
             headers["If-Modified-Since"] = state.last_modified
         try:
-            host = httpx.URL(url).host
+            target = httpx.URL(url)
+            auth: httpx.BasicAuth | None = None
+            if target.userinfo:
+                # Sent as a header, not in the URL, which httpx would log.
+                auth = httpx.BasicAuth(target.username, target.password)
+                target = target.copy_with(userinfo=b"")
             interval = self.settings.host_interval if min_interval is None else min_interval
-            self._limiter.wait(host, interval)
-            with self._client.stream("GET", url, headers=headers) as response:
+            self._limiter.wait(target.host, interval)
+            with self._client.stream("GET", target, headers=headers, auth=auth) as response:
                 if response.status_code == 304:
                     return NotModified(
                         source_id,
-                        url,
+                        shown,
                         etag=response.headers.get("ETag") or state.etag,
                         last_modified=response.headers.get("Last-Modified") or state.last_modified,
                     )
@@ -145,10 +151,10 @@ class HttpFetcher:
         etag = response.headers.get("ETag")
         last_modified = response.headers.get("Last-Modified")
         if state.body_hash is not None and body_hash(body) == state.body_hash:
-            return NotModified(source_id, url, etag=etag, last_modified=last_modified)
+            return NotModified(source_id, shown, etag=etag, last_modified=last_modified)
         return Snapshot(
             source_id=source_id,
-            origin=url,
+            origin=shown,
             body=body,
             fetched_at=now,
             captured_at=now,
@@ -203,8 +209,19 @@ def _status_error(response: httpx.Response, url: str, now: datetime) -> FetchErr
     if status in (429, 503):
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
         if retry_after is not None:
-            message += f" (retry after {retry_after:g}s)"
+            message += f" (retry after {_span(retry_after)})"
     return FetchError(message, source=url, status=status, retry_after=retry_after)
+
+
+def _span(seconds: float) -> str:
+    """A wait as people read it: ``45s``, ``2h 5m``, ``28d 13h``."""
+    whole = max(0, round(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, whole = divmod(whole, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return " ".join(parts[:2]) or "0s"
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

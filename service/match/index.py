@@ -357,6 +357,7 @@ _KEYED = (Word, Phrase, Prefix, Source)
 _GROUPS = (And, Or)
 # A key every paper holds: the gate of a profile that has no gate.
 _ALWAYS = "*"
+_ALWAYS_KEYS = frozenset((_ALWAYS,))
 # Wildcard stems up to this long are keys; a longer one is keyed by its first letters, then
 # checked word by word.
 _MAX_STEM = 8
@@ -963,6 +964,8 @@ def match_query(
 # The index.
 
 _UNANCHORED = math.inf
+# What filing under ``_ALWAYS`` costs without statistics: more than any key.
+_EVERY_PAPER = 1e9
 # Two adjacent words are much rarer than the rarer of the two: a rough, safe guess.
 _PAIR_RARITY = 0.25
 
@@ -1028,6 +1031,9 @@ class _Planner:
             if any(cost == _UNANCHORED for cost, _ in needs):
                 return _UNANCHORED, frozenset()
             return sum(c for c, _ in needs), frozenset().union(*(k for _, k in needs))
+        if isinstance(node, Upvotes):
+            # Any paper may meet it: the profile is looked at for every paper.
+            return (self.stats.total + 1.0 if self.stats else _EVERY_PAPER), _ALWAYS_KEYS
         return _UNANCHORED, frozenset()
 
     def file(self, root: Node) -> frozenset[str]:

@@ -426,19 +426,20 @@ class _Parser:
             return
         culprit = _unsearchable_part(root)
         raise self.error(
-            "nothing to look for here: NOT terms and upvotes conditions only narrow a search,"
-            " add a word",
+            "nothing to look for here: NOT terms only narrow a search; add a word or an"
+            " upvotes condition",
             self.where.get(id(culprit), 0),
         )
 
 
 def _searchable(node: Node) -> bool:
-    """Whether every match of ``node`` must contain a positive term (an index anchor)."""
+    """Whether every match of ``node`` must hold a positive term or meet an upvotes condition
+    (something the index can file it under)."""
     if isinstance(node, And):
         return any(_searchable(t) for t in node.terms)
     if isinstance(node, Or):
         return all(_searchable(t) for t in node.terms)
-    return not isinstance(node, Not | Upvotes)
+    return not isinstance(node, Not)
 
 
 def _unsearchable_part(node: Node) -> Node:

@@ -48,7 +48,34 @@ def detect(body: bytes, *, origin: str) -> SourceKind:
             return SourceKind.HF_DAILY
     elif _starts_with_listing_header(stripped):
         return SourceKind.LISTING
-    raise ParseError(source=origin, expected=EXPECTED, found=stripped[:60] or "an empty file")
+    raise _unknown(body[:HEAD], text, origin)
+
+
+def _unknown(head: bytes, text: str, origin: str) -> ParseError:
+    """The error for content of no kind we read: where it starts, and what it looks like."""
+    if not text.strip():
+        return ParseError(source=origin, line=1, expected=EXPECTED, found="an empty file")
+    utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, b"<\x00", b"\x00<"))
+    bad = None if utf16 else _not_utf8_at(head)
+    if bad is not None:
+        line = head.count(b"\n", 0, bad) + 1
+        found = "binary data" if b"\x00" in head else f"byte 0x{head[bad]:02x} (not UTF-8)"
+        return ParseError(source=origin, line=line, expected=EXPECTED, found=found)
+    line = 1 + text.count("\n", 0, len(text) - len(text.lstrip()))
+    first = text.lstrip().split("\n", 1)[0].strip()
+    return ParseError(source=origin, line=line, expected=EXPECTED, found=first)
+
+
+def _not_utf8_at(head: bytes) -> int | None:
+    """Where ``head`` stops being text: a zero byte or bytes that are not UTF-8 (a sequence
+    cut at the end of ``head`` does not count); None if it is text throughout."""
+    zero = head.find(b"\x00")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data":
+            return exc.start if zero < 0 else min(zero, exc.start)
+    return zero if zero >= 0 else None
 
 
 def _head_text(head: bytes) -> str:

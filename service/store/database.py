@@ -11,7 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from service.errors import StoreError
+from service.errors import ConfigError, StoreError, redact
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -20,7 +20,15 @@ def create_engine(url: str) -> sa.Engine:
     """An engine for ``url``; a SQLite file's folder is created, its pragmas set per connection."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = sa.create_engine(url)
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ValueError, ImportError) as exc:
+        # A malformed URL, an unknown dialect or driver: say so without the password.
+        raise ConfigError(
+            f"{redact(url)} is not a usable database URL ({redact(str(exc))}); expected e.g."
+            " sqlite:///data/paperboy.db or postgresql://user@host:5432/paperboy",
+            where="database_url",
+        ) from None
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if database and database != ":memory:":

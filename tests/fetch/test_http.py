@@ -141,13 +141,14 @@ def test_410_is_source_gone(server: LocalServer, clock: FakeTime) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "retry_after", "seconds"),
+    ("status", "retry_after", "seconds", "shown"),
     [
-        (429, "120", 120.0),
-        (503, "Mon, 02 Mar 2026 12:05:00 GMT", 300.0),
-        (503, "Mon, 02 Mar 2026 11:00:00 GMT", 0.0),
-        (429, "soon", None),
-        (429, None, None),
+        (429, "120", 120.0, "(retry after 2m)"),
+        (429, "2468460", 2468460.0, "(retry after 28d 13h)"),
+        (503, "Mon, 02 Mar 2026 12:05:00 GMT", 300.0, "(retry after 5m)"),
+        (503, "Mon, 02 Mar 2026 11:00:00 GMT", 0.0, "(retry after 0s)"),
+        (429, "soon", None, "Too Many Requests"),
+        (429, None, None, "Too Many Requests"),
     ],
 )
 def test_429_and_503_carry_retry_after(
@@ -156,12 +157,14 @@ def test_429_and_503_carry_retry_after(
     status: int,
     retry_after: str | None,
     seconds: float | None,
+    shown: str,
 ) -> None:
     headers = {} if retry_after is None else {"Retry-After": retry_after}
     url = server.status("/rss", status, headers=headers)
     with fetcher(clock) as client:
         error = fetch_error(client, url)
     assert (error.status, error.retry_after) == (status, seconds)
+    assert str(error).endswith(shown)
     assert not isinstance(error, SourceGone)
 
 

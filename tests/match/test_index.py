@@ -166,6 +166,10 @@ EXPECTATIONS: list[tuple[str, Callable[[Document], bool]]] = [
     ("org:bytedance", lambda d: bool(word("bytedance").search(org(d)))),
     ("inference upvotes>=5", lambda d: anywhere(INFERENCE, d) and d.upvotes >= 5),
     ("inference upvotes<1", lambda d: anywhere(INFERENCE, d) and d.upvotes < 1),
+    # An upvotes condition alone, or as an alternative, files the profile for every paper.
+    ("upvotes>=10", lambda d: d.upvotes >= 10),
+    ("upvotes>=3 -inference", lambda d: d.upvotes >= 3 and not anywhere(INFERENCE, d)),
+    ("inference OR upvotes>=10", lambda d: anywhere(INFERENCE, d) or d.upvotes >= 10),
     ("source:seed-003 inference", lambda d: "seed-003" in d.sources and anywhere(INFERENCE, d)),
     (
         "(privacy OR unlearning) -title:benchmark",

@@ -104,6 +104,33 @@ def test_anything_else_is_a_clear_error(body: bytes) -> None:
     assert caught.value.found
 
 
+@pytest.mark.parametrize(
+    ("body", "line", "found"),
+    [
+        (b"", 1, "an empty file"),
+        (b"  \n\n", 1, "an empty file"),
+        (bytes(range(256)) * 16, 1, "binary data"),
+        (b"some words\nmore\n\x00\x01 bytes\n", 3, "binary data"),
+        ("new\n\nCaf\xe9\n".encode("latin-1"), 3, "byte 0xe9 (not UTF-8)"),
+        (b"\n\n  Hello, world  \nmore\n", 3, "Hello, world"),
+        (b"\n<!doctype html>\n<html><body>a page</body></html>", 2, "<!doctype html>"),
+    ],
+    ids=["empty", "blank", "random-bytes", "zero-bytes", "latin-1", "text", "html"],
+)
+def test_an_unknown_file_is_named_with_its_line(body: bytes, line: int, found: str) -> None:
+    with pytest.raises(ParseError) as caught:
+        detect(body, origin="inbox/x.txt")
+    assert (caught.value.line, caught.value.found) == (line, found)
+    assert str(caught.value).startswith(f"inbox/x.txt: line {line}: expected ")
+
+
+def test_a_utf8_sequence_cut_by_the_sniffed_head_is_not_binary() -> None:
+    body = b"Hello! " + "é".encode() * 5000  # the head ends inside a two-byte sequence
+    with pytest.raises(ParseError) as caught:
+        detect(body, origin="x")
+    assert caught.value.found is not None and caught.value.found.startswith("Hello! é")
+
+
 def test_papers_page_marker_after_a_long_head() -> None:
     body = b"<!doctype html><html><head>" + b" " * 100_000 + b'<div data-target="DailyPapers">'
     assert detect(body, origin="x") == SourceKind.HF_DAILY
