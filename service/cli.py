@@ -25,18 +25,16 @@ from service.model import (
     DeliveryStatus,
     Paper,
     ProfileSpec,
-    SnapshotOutcome,
     SourceKind,
     Subscriber,
     Summary,
 )
-from service.pipeline import reasons_json
+from service.pipeline import BAD_OUTCOMES, reasons_json
 from service.store.database import create_engine, current, head, upgrade
 
 Handler = Callable[[argparse.Namespace], int]
 
 NO_THRESHOLD = "none"  # ``--alert-threshold none``: the profile sends no alerts
-BAD_OUTCOMES = (SnapshotOutcome.REJECTED, SnapshotOutcome.FAILED)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -382,7 +380,7 @@ def _db_current(args: argparse.Namespace) -> int:
 
 def _subscriber_add(args: argparse.Namespace) -> int:
     with _app(args) as app:
-        known = _changeable(app, args.email)
+        known = _stored(app, args.email)
         if args.instant:
             schedule = "instant"
         elif args.weekly:
@@ -397,14 +395,9 @@ def _subscriber_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _changeable(app: App, email: str) -> Subscriber | None:
-    """The stored subscriber (None when there is none yet), refused when the profiles file
-    declares it: the sync of that file at the next start would undo a change made here."""
-    known = app.pipeline.subscriptions.subscriber(subscribers.check_email(email))
-    profiles_file = app.settings.profiles_file
-    if known is not None and known.declared and profiles_file.is_file():
-        raise PaperboyError(f"{known.email} is declared in {profiles_file}; change it there")
-    return known
+def _stored(app: App, email: str) -> Subscriber | None:
+    """The stored subscriber (None when there is none yet), whose options a change keeps."""
+    return app.pipeline.subscriptions.subscriber(subscribers.check_email(email))
 
 
 def _subscriber_list(args: argparse.Namespace) -> int:
@@ -432,7 +425,6 @@ def _subscriber_list(args: argparse.Namespace) -> int:
 
 def _subscriber_remove(args: argparse.Namespace) -> int:
     with _app(args) as app:
-        _changeable(app, args.email)
         removed = app.pipeline.remove_subscriber(args.email)
     print(f"removed {args.email}" if removed else f"no subscriber {args.email}")
     return 0 if removed else 1
@@ -446,7 +438,7 @@ def _profile_add(args: argparse.Namespace) -> int:
     if given.get("alert_threshold") == NO_THRESHOLD:
         given["alert_threshold"] = None
     with _app(args) as app:
-        owner = _changeable(app, args.email)
+        owner = _stored(app, args.email)
         stored = [p.spec for p in app.pipeline.subscriptions.profiles(owner.id)] if owner else []
         known = next((spec for spec in stored if spec.name == args.name), None)
         spec = replace(known or ProfileSpec(name=args.name, query=args.query), **given)
@@ -472,7 +464,6 @@ def _profile_list(args: argparse.Namespace) -> int:
 
 def _profile_remove(args: argparse.Namespace) -> int:
     with _app(args) as app:
-        _changeable(app, args.email)
         removed = app.pipeline.remove_profile(args.email, args.name)
     print(f"removed {args.name!r}" if removed else f"no profile {args.name!r} for {args.email}")
     return 0 if removed else 1
@@ -500,11 +491,7 @@ def _profiles_import(args: argparse.Namespace) -> int:
     origin, text = _read_profiles_file(args.file)
     declared = subscribers.read_profiles(text, origin, check_query=parse_query)
     with _app(args) as app:
-        for item in declared:
-            known = app.pipeline.subscriptions.subscriber(item.email)
-            if known is not None and _as_declared(app, known) != _by_name(item):
-                _changeable(app, item.email)
-        people, kept = app.pipeline.sync_profiles(text, origin, prune=False)
+        people, kept = app.pipeline.import_profiles(declared)
     print(f"imported {_count(people, 'subscriber')} with {_count(kept, 'profile')}")
     return 0
 
@@ -526,20 +513,6 @@ def _read_profiles_file(name: str) -> tuple[str, str]:
         raise ConfigError(
             f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})", where=origin
         ) from None
-
-
-def _as_declared(app: App, owner: Subscriber) -> subscribers.Declared:
-    """A stored subscriber as a profiles file would declare it, profiles by name."""
-    stored = app.pipeline.subscriptions.profiles(owner.id)
-    return _by_name(
-        subscribers.Declared(
-            owner.email, owner.timezone, owner.schedule, tuple(p.spec for p in stored)
-        )
-    )
-
-
-def _by_name(declared: subscribers.Declared) -> subscribers.Declared:
-    return replace(declared, profiles=tuple(sorted(declared.profiles, key=lambda p: p.name)))
 
 
 def _preview(args: argparse.Namespace) -> int:

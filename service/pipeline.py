@@ -22,7 +22,14 @@ from urllib.parse import urlencode
 from service import diff, polling, subscribers
 from service.clock import Clock
 from service.config import Settings, SourceSettings, parse_duration
-from service.errors import FetchError, InvalidValue, ParseError, SourceGone, redact
+from service.errors import (
+    FetchError,
+    InvalidValue,
+    PaperboyError,
+    ParseError,
+    SourceGone,
+    redact,
+)
 from service.fetch.http import body_hash
 from service.fetch.local import entry, new_files, read_file
 from service.mailroom import Mailroom, Sender
@@ -164,7 +171,7 @@ class Pipeline:
                     continue
                 _sort_out(self._prepare(snapshot, kind, options), prepared, summaries)
             summaries.extend(self._commit_in_order(prepared))
-        taken = [s for s in summaries if s.outcome not in _NOT_TAKEN]
+        taken = [s for s in summaries if s.outcome not in BAD_OUTCOMES]
         if source_id == FILES_SOURCE and taken:
             # Nothing polls the files "source": its health says when files were last taken.
             state = self.store.source_state(FILES_SOURCE)
@@ -460,21 +467,26 @@ class Pipeline:
 
     def save_subscriber(self, email: str, timezone: str, schedule: str) -> Subscriber:
         """Create or update a subscriber; every field is checked first."""
+        email = subscribers.check_email(email)
+        self._refuse_declared(self.subscriptions.subscriber(email))
         return self.subscriptions.save_subscriber(
-            subscribers.check_email(email),
+            email,
             subscribers.check_timezone(timezone),
             str(subscribers.parse_schedule(schedule)),
             self.clock.now(),
         )
 
     def remove_subscriber(self, email: str) -> bool:
-        removed = self.subscriptions.remove_subscriber(subscribers.check_email(email))
+        email = subscribers.check_email(email)
+        self._refuse_declared(self.subscriptions.subscriber(email))
+        removed = self.subscriptions.remove_subscriber(email)
         self._refresh_index()
         return removed
 
     def save_profile(self, email: str, spec: ProfileSpec) -> Profile:
         """Create or update a profile; an invalid query is refused here, never at send time."""
         owner = self._subscriber(email)
+        self._refuse_declared(owner)
         parse_query(spec.query)
         profile, fresh = self.subscriptions.save_profile(
             owner.id, subscribers.check_profile(spec), self.clock.now()
@@ -486,6 +498,7 @@ class Pipeline:
 
     def remove_profile(self, email: str, name: str) -> bool:
         owner = self._subscriber(email)
+        self._refuse_declared(owner)
         removed = self.subscriptions.remove_profile(owner.id, name)
         self._refresh_index()
         return removed is not None
@@ -498,6 +511,21 @@ class Pipeline:
         """
         # Every query is checked, with where it is, before anything is written.
         declared = subscribers.read_profiles(text, origin, check_query=parse_query)
+        return self._apply_profiles(declared, prune=prune)
+
+    def import_profiles(self, declared: Sequence[subscribers.Declared]) -> tuple[int, int]:
+        """Add or update the subscribers and profiles of a profiles file read beforehand
+        (nothing is removed). A subscriber the profiles file declares may only come as it
+        stands. Returns (subscribers, profiles) saved."""
+        for item in declared:
+            known = self.subscriptions.subscriber(item.email)
+            if known is not None and _by_name(self._as_declared(known)) != _by_name(item):
+                self._refuse_declared(known)
+        return self._apply_profiles(declared, prune=False)
+
+    def _apply_profiles(
+        self, declared: Sequence[subscribers.Declared], *, prune: bool
+    ) -> tuple[int, int]:
         now = self.clock.now()
         saved_profiles = 0
         fresh: list[Profile] = []
@@ -527,15 +555,23 @@ class Pipeline:
 
     def export_profiles(self) -> str:
         """Every subscriber and profile, as a profiles file."""
-        return subscribers.write_profiles(
-            subscribers.Declared(
-                email=owner.email,
-                timezone=owner.timezone,
-                schedule=owner.schedule,
-                profiles=tuple(p.spec for p in self.subscriptions.profiles(owner.id)),
-            )
-            for owner in self.subscriptions.subscribers()
+        return subscribers.write_profiles(map(self._as_declared, self.subscriptions.subscribers()))
+
+    def _as_declared(self, owner: Subscriber) -> subscribers.Declared:
+        """A stored subscriber as a profiles file declares it."""
+        return subscribers.Declared(
+            email=owner.email,
+            timezone=owner.timezone,
+            schedule=owner.schedule,
+            profiles=tuple(p.spec for p in self.subscriptions.profiles(owner.id)),
         )
+
+    def _refuse_declared(self, owner: Subscriber | None) -> None:
+        """A subscriber the profiles file declares is changed in that file: its sync at the
+        next start would undo a change made any other way."""
+        profiles_file = self.settings.profiles_file
+        if owner is not None and owner.declared and profiles_file.is_file():
+            raise PaperboyError(f"{owner.email} is declared in {profiles_file}; change it there")
 
     def subscriber(self, email: str) -> Subscriber:
         """The subscriber with this email; InvalidValue when there is none."""
@@ -555,12 +591,7 @@ class Pipeline:
         """What a query matches among stored papers (first seen since ``since``), best first."""
         parsed = parse_query(query) if isinstance(query, str) else query
         stored = {p.id: p for p in self.store.papers(since=since)}
-        found = match_query(
-            parsed,
-            (document_from_paper(p) for p in stored.values()),
-            self._stats(),
-            upvote_boost=self.settings.matching.upvote_boost,
-        )
+        found = self._match_query(parsed, (document_from_paper(p) for p in stored.values()))
         return [(stored[m.document_id], m) for m in found[:limit]]
 
     def profile_query(self, name: str, email: str | None = None) -> Query:
@@ -605,16 +636,22 @@ class Pipeline:
             if ids:
                 query = parse_query(profile.spec.query)
                 documents = [papers[i] for i in ids if i in papers]
-                found += match_query(
-                    query,
-                    documents,
-                    self._stats(),
-                    profile_id=profile.id,
-                    upvote_boost=self.settings.matching.upvote_boost,
-                )
+                found += self._match_query(query, documents, profile_id=profile.id)
         return self.subscriptions.save_matches(
             ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
             self.clock.now(),
+        )
+
+    def _match_query(
+        self,
+        query: Query,
+        documents: Iterable[Document | PreparedDocument],
+        profile_id: int = 0,
+    ) -> list[Match]:
+        """One query's matches among ``documents``, scored as the index scores them."""
+        boost = self.settings.matching.upvote_boost
+        return match_query(
+            query, documents, self._stats(), profile_id=profile_id, upvote_boost=boost
         )
 
     def forget_stats(self) -> None:
@@ -726,7 +763,13 @@ def _json_list(snapshot: Snapshot) -> list[Any] | None:
     return data if isinstance(data, list) else None
 
 
-_NOT_TAKEN = frozenset({SnapshotOutcome.REJECTED, SnapshotOutcome.FAILED})
+# Outcomes of snapshots that were not taken: a command that shows them exits with status 1.
+BAD_OUTCOMES = frozenset({SnapshotOutcome.REJECTED, SnapshotOutcome.FAILED})
+
+
+def _by_name(declared: subscribers.Declared) -> subscribers.Declared:
+    """``declared`` with its profiles in name order, to compare with another."""
+    return replace(declared, profiles=tuple(sorted(declared.profiles, key=lambda p: p.name)))
 
 
 def _failed(source_id: str, origin: str, exc: FetchError) -> Summary:
