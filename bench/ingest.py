@@ -132,14 +132,14 @@ def main() -> int:
                 path = Path(tmp) / "first.txt"
                 path.write_bytes(first)
                 start = time.perf_counter()
-                (summary,) = app.pipeline.ingest_files([path], captured_at=AT)
+                (summary,) = app.pipeline.ingest.ingest_files([path], captured_at=AT)
                 firsts.append(time.perf_counter() - start)
                 again = again or repoll(first, summary.new)
                 path2 = Path(tmp) / "again.txt"
                 path2.write_bytes(again)
                 later = datetime(2026, 5, 9, tzinfo=UTC)
                 start = time.perf_counter()
-                (second,) = app.pipeline.ingest_files([path2], captured_at=later)
+                (second,) = app.pipeline.ingest.ingest_files([path2], captured_at=later)
                 agains.append(time.perf_counter() - start)
     new = summary.new
     print(

@@ -23,7 +23,7 @@ class App(AbstractContextManager["App"]):
     pipeline: Pipeline
 
     def close(self) -> None:
-        fetcher = self.pipeline.fetcher
+        fetcher = self.pipeline.ingest.fetcher
         if fetcher is not None and hasattr(fetcher, "close"):
             fetcher.close()
         self.store.engine.dispose()
@@ -73,7 +73,9 @@ def build(
         HttpFetcher(settings.fetch),
         sender=sender if sender is not None else build_sender(settings),
     )
-    pipeline.declare_sources()
+    pipeline.ingest.declare_sources()
     if settings.profiles_file.is_file():
-        pipeline.sync_profiles(settings.profiles_file.read_text(), str(settings.profiles_file))
+        pipeline.roster.sync_profiles(
+            settings.profiles_file.read_text(), str(settings.profiles_file)
+        )
     return App(settings, store, pipeline)

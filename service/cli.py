@@ -259,7 +259,7 @@ def _subscription_commands(commands: Any) -> None:
 
 def _ingest(args: argparse.Namespace) -> int:
     with _app(args) as app, _outcomes_reported_here(args.verbose):
-        summaries = app.pipeline.ingest_files(
+        summaries = app.pipeline.ingest.ingest_files(
             args.files,
             source_id=args.source,
             kind=SourceKind(args.kind) if args.kind else None,
@@ -270,7 +270,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def _poll(args: argparse.Namespace) -> int:
     with _app(args) as app, _outcomes_reported_here(args.verbose):
-        summaries = app.pipeline.poll(args.source, force=not args.due)
+        summaries = app.pipeline.ingest.poll(args.source, force=not args.due)
     if not summaries and not args.json:
         if args.source:
             print(f"nothing new in {args.source}")
@@ -288,7 +288,7 @@ def _outcomes_reported_here(verbose: bool) -> Iterator[None]:
     if verbose:
         yield
         return
-    logger = logging.getLogger("service.pipeline")
+    logger = logging.getLogger("service.pipeline.ingest")
 
     def not_a_warning(record: logging.LogRecord) -> bool:
         return record.levelno != logging.WARNING
@@ -390,7 +390,7 @@ def _subscriber_add(args: argparse.Namespace) -> int:
         else:
             schedule = str(known.schedule) if known else "daily 07:00"
         timezone = args.timezone or (known.timezone if known else "UTC")
-        saved = app.pipeline.save_subscriber(args.email, timezone, schedule)
+        saved = app.pipeline.roster.save_subscriber(args.email, timezone, schedule)
     print(f"{saved.email}: {saved.schedule} ({saved.timezone})")
     return 0
 
@@ -425,7 +425,7 @@ def _subscriber_list(args: argparse.Namespace) -> int:
 
 def _subscriber_remove(args: argparse.Namespace) -> int:
     with _app(args) as app:
-        removed = app.pipeline.remove_subscriber(args.email)
+        removed = app.pipeline.roster.remove_subscriber(args.email)
     print(f"removed {args.email}" if removed else f"no subscriber {args.email}")
     return 0 if removed else 1
 
@@ -442,7 +442,7 @@ def _profile_add(args: argparse.Namespace) -> int:
         stored = [p.spec for p in app.pipeline.subscriptions.profiles(owner.id)] if owner else []
         known = next((spec for spec in stored if spec.name == args.name), None)
         spec = replace(known or ProfileSpec(name=args.name, query=args.query), **given)
-        saved = app.pipeline.save_profile(args.email, spec)
+        saved = app.pipeline.roster.save_profile(args.email, spec)
     print(f"{args.email}: profile {saved.spec.name!r} saved")
     return 0
 
@@ -464,14 +464,14 @@ def _profile_list(args: argparse.Namespace) -> int:
 
 def _profile_remove(args: argparse.Namespace) -> int:
     with _app(args) as app:
-        removed = app.pipeline.remove_profile(args.email, args.name)
+        removed = app.pipeline.roster.remove_profile(args.email, args.name)
     print(f"removed {args.name!r}" if removed else f"no profile {args.name!r} for {args.email}")
     return 0 if removed else 1
 
 
 def _profiles_export(args: argparse.Namespace) -> int:
     with _app(args) as app:
-        text = app.pipeline.export_profiles()
+        text = app.pipeline.roster.export_profiles()
     if args.file == "-":
         sys.stdout.write(text)
         return 0
@@ -491,7 +491,7 @@ def _profiles_import(args: argparse.Namespace) -> int:
     origin, text = _read_profiles_file(args.file)
     declared = subscribers.read_profiles(text, origin, check_query=parse_query)
     with _app(args) as app:
-        people, kept = app.pipeline.import_profiles(declared)
+        people, kept = app.pipeline.roster.import_profiles(declared)
     print(f"imported {_count(people, 'subscriber')} with {_count(kept, 'profile')}")
     return 0
 
@@ -522,11 +522,11 @@ def _preview(args: argparse.Namespace) -> int:
     since = _since(args.since) if args.since else None
     with _app(args) as app:
         query = (
-            app.pipeline.profile_query(args.profile, args.subscriber)
+            app.pipeline.matching.profile_query(args.profile, args.subscriber)
             if args.profile
             else args.query
         )
-        found = app.pipeline.preview(query, since=since, limit=args.limit)
+        found = app.pipeline.matching.preview(query, since=since, limit=args.limit)
     colour = sys.stdout.isatty()
     for paper, match in found:
         if args.json:
@@ -570,7 +570,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _digest(args: argparse.Namespace) -> int:
     with _app(args) as app:
-        owner = app.pipeline.subscriber(args.subscriber)
+        owner = app.pipeline.roster.subscriber(args.subscriber)
         composed, rendered = app.mailroom.render_now(owner)
         if rendered is None or composed is None:
             print("nothing to render")

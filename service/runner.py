@@ -90,7 +90,7 @@ async def serve(
     now = datetime.now(UTC)
     store = {"executor": "store", "next_run_time": now}
     # Papers another process polled meanwhile are not in this one's document frequencies.
-    poll = store_job("poll", app.pipeline.poll, take_over=app.pipeline.forget_stats)
+    poll = store_job("poll", app.pipeline.ingest.poll, take_over=app.pipeline.matching.forget_stats)
     plan = store_job("plan", mailroom.plan)
     scheduler.add_job(poll, "interval", seconds=tick, id="poll", **store)
     scheduler.add_job(plan, "interval", seconds=tick, id="plan", **store)

@@ -67,7 +67,7 @@ def make_app(tmp_path: Path, database_url: str, clock: FixedClock, **mail: Any) 
 def ingest(app: App, tmp_path: Path, name: str, text: str) -> None:
     path = tmp_path / name
     path.write_text(text)
-    summaries = app.pipeline.ingest_files([path], captured_at=app.pipeline.clock.now())
+    summaries = app.pipeline.ingest.ingest_files([path], captured_at=app.pipeline.clock.now())
     assert all(s.outcome.value == "parsed" for s in summaries), summaries
 
 

@@ -132,7 +132,7 @@ def test_ingest_reports_each_rejected_snapshot_once(tmp_path: Path) -> None:
     [line] = [line for line in result.stderr.splitlines() if "bad.txt" in line]
     assert line.startswith(f"error: {bad}: line 1: expected ")
     verbose = run(tmp_path, "-v", "ingest", str(bad))
-    assert "WARNING service.pipeline: rejected" in verbose.stderr
+    assert "WARNING service.pipeline.ingest: rejected" in verbose.stderr
 
 
 def test_counts_and_nothing_new_read_right(tmp_path: Path) -> None:

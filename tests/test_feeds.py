@@ -22,9 +22,11 @@ EVIL = '<script>alert("x")</script> & "Quotes" in KV cache'
 def test_feeds_round_trip_through_feedparser(tmp_path: Path, database_url: str) -> None:
     clock = FixedClock(T0)
     with make_app(tmp_path, database_url, clock) as app:
-        app.pipeline.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
-        app.pipeline.save_profile("ann@example.org", ProfileSpec("KV cache", '"kv cache"'))
-        app.pipeline.save_profile("ann@example.org", ProfileSpec("Paging", "paging OR paged"))
+        app.pipeline.roster.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile("ann@example.org", ProfileSpec("KV cache", '"kv cache"'))
+        app.pipeline.roster.save_profile(
+            "ann@example.org", ProfileSpec("Paging", "paging OR paged")
+        )
         ingest(
             app, tmp_path, "a.txt", listing("Jun 1", (EVIL, "The KV-cache, shrunk.", "May 30 12"))
         )
@@ -32,7 +34,7 @@ def test_feeds_round_trip_through_feedparser(tmp_path: Path, database_url: str) 
         ingest(
             app, tmp_path, "b.xml", rss(("2606.00001", "Paging the kv cache", "A paged kv cache."))
         )
-        owner = app.pipeline.subscriber("ann@example.org")
+        owner = app.pipeline.roster.subscriber("ann@example.org")
         feeds = app.mailroom.feeds(owner)
         token = tokens.make(owner.id, owner.token, "feeds")
 

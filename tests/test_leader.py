@@ -86,8 +86,10 @@ def run_for(app: App, seconds: float) -> None:
 def test_run_plans_only_while_it_leads(tmp_path: Path, pg_url: str) -> None:
     clock = FixedClock(T0)
     with make_app(tmp_path, pg_url, clock) as app:
-        app.pipeline.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
-        app.pipeline.save_profile("ann@example.org", ProfileSpec("KV", "kv", send_when_empty=True))
+        app.pipeline.roster.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile(
+            "ann@example.org", ProfileSpec("KV", "kv", send_when_empty=True)
+        )
         clock.at = NEXT_MORNING
         other = create_engine(pg_url)
         try:
@@ -110,8 +112,8 @@ def test_racing_planners_close_each_window_once(tmp_path: Path, database_url: st
     ):
         for n in range(20):
             email = f"reader{n}@example.org"
-            first.pipeline.save_subscriber(email, "Europe/Berlin", "daily 07:30")
-            first.pipeline.save_profile(email, ProfileSpec("KV", "kv", send_when_empty=True))
+            first.pipeline.roster.save_subscriber(email, "Europe/Berlin", "daily 07:30")
+            first.pipeline.roster.save_profile(email, ProfileSpec("KV", "kv", send_when_empty=True))
         clock.at = NEXT_MORNING
         start = threading.Barrier(2)
         planned: list[int] = []
@@ -147,10 +149,12 @@ def test_a_process_that_takes_over_polling_counts_papers_afresh(
         first, second = tmp_path / "one.txt", tmp_path / "two.txt"
         first.write_text(listing("Jun 1", ("KV cache paging", "Paged kv cache.", "May 30 3")))
         second.write_text(listing("Jun 1", ("Sparse attention", "Sparse.", "May 30 3")))
-        follower.pipeline.ingest_files([first], captured_at=T0)
-        assert follower.pipeline._stats().total == 1
-        poller.pipeline.ingest_files([second], captured_at=T0)
-        assert follower.pipeline._stats().total == 1  # the other process's paper is not seen
+        follower.pipeline.ingest.ingest_files([first], captured_at=T0)
+        assert follower.pipeline.matching._stats().total == 1
+        poller.pipeline.ingest.ingest_files([second], captured_at=T0)
+        assert (
+            follower.pipeline.matching._stats().total == 1
+        )  # the other process's paper is not seen
         held, other = threading.Event(), create_engine(pg_url)
 
         def lead_for_a_while() -> None:  # another process polls for half a second
@@ -167,4 +171,4 @@ def test_a_process_that_takes_over_polling_counts_papers_afresh(
         finally:
             thread.join()
             other.dispose()
-        assert follower.pipeline._stats().total == 2
+        assert follower.pipeline.matching._stats().total == 2

@@ -54,9 +54,9 @@ def smtp_app(
 
 
 def subscribe(app: App, email: str = "ann@example.org", schedule: str = "daily 07:30") -> None:
-    app.pipeline.save_subscriber(email, "Europe/Berlin", schedule)
-    app.pipeline.save_profile(email, ProfileSpec("KV cache", '"kv cache"'))
-    app.pipeline.save_profile(email, ProfileSpec("Privacy", "privacy OR private"))
+    app.pipeline.roster.save_subscriber(email, "Europe/Berlin", schedule)
+    app.pipeline.roster.save_profile(email, ProfileSpec("KV cache", '"kv cache"'))
+    app.pipeline.roster.save_profile(email, ProfileSpec("Privacy", "privacy OR private"))
 
 
 def test_a_digest_arrives_over_smtp_with_headers_parts_links_and_escaping(
@@ -88,7 +88,7 @@ def test_a_digest_arrives_over_smtp_with_headers_parts_links_and_escaping(
         assert send(app).sent == 1
         [received] = sink.messages
         delivery = app.mailroom.outbox.deliveries()[0]
-        owner = app.pipeline.subscriber("ann@example.org")
+        owner = app.pipeline.roster.subscriber("ann@example.org")
 
     assert received.recipients == ("ann@example.org",)
     assert received.sender == "digest@papers.example.org"
@@ -268,9 +268,11 @@ def test_alerts_go_out_after_the_poll_and_are_not_repeated_in_the_digest(
     tmp_path: Path, database_url: str, clock: FixedClock
 ) -> None:
     with make_app(tmp_path, database_url, clock, alerts_per_hour=1) as app:
-        app.pipeline.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
-        app.pipeline.save_profile("ann@example.org", ProfileSpec("People", 'author:"Jane Doe"'))
-        app.pipeline.save_profile("ann@example.org", ProfileSpec("KV cache", '"kv cache"'))
+        app.pipeline.roster.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile(
+            "ann@example.org", ProfileSpec("People", 'author:"Jane Doe"')
+        )
+        app.pipeline.roster.save_profile("ann@example.org", ProfileSpec("KV cache", '"kv cache"'))
         ingest(
             app,
             tmp_path,
@@ -299,8 +301,8 @@ def test_a_profile_added_later_catches_up_on_its_open_window_only(
     tmp_path: Path, database_url: str, clock: FixedClock
 ) -> None:
     with make_app(tmp_path, database_url, clock) as app:
-        app.pipeline.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
-        app.pipeline.save_profile("ann@example.org", ProfileSpec("Privacy", "privacy"))
+        app.pipeline.roster.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile("ann@example.org", ProfileSpec("Privacy", "privacy"))
         ingest(app, tmp_path, "old.xml", rss(("2606.00001", "Old kv cache", "Before.")))
         clock.at = NEXT_MORNING  # the window closes: the old paper is in no window to come
         app.mailroom.plan()
@@ -317,13 +319,15 @@ def test_a_profile_added_later_catches_up_on_its_open_window_only(
         assert app.mailroom.outbox.deliveries() == []  # no profile wants them yet
         clock.advance(hours=1)
         # A new profile finds what came in since the last digest, without an alert.
-        app.pipeline.save_profile(
+        app.pipeline.roster.save_profile(
             "ann@example.org", ProfileSpec("KV", '"kv cache"', alert_threshold=0.01)
         )
         assert app.mailroom.outbox.deliveries() == []
         # A changed query drops what the old one matched and catches up with the new one.
-        app.pipeline.save_profile("ann@example.org", ProfileSpec("Sparse", "paged"))
-        sparse = app.pipeline.save_profile("ann@example.org", ProfileSpec("Sparse", "attention"))
+        app.pipeline.roster.save_profile("ann@example.org", ProfileSpec("Sparse", "paged"))
+        sparse = app.pipeline.roster.save_profile(
+            "ann@example.org", ProfileSpec("Sparse", "attention")
+        )
         found = app.pipeline.subscriptions.matches(sparse.id)
         assert [app.store.papers(ids=[paper_id])[0].title for paper_id, _, _ in found] == [
             "Sparse attention"
@@ -346,8 +350,8 @@ def test_an_update_worth_telling_is_told_once(
     tmp_path: Path, database_url: str, clock: FixedClock
 ) -> None:
     with make_app(tmp_path, database_url, clock) as app:
-        app.pipeline.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
-        app.pipeline.save_profile(
+        app.pipeline.roster.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile(
             "ann@example.org", ProfileSpec("Popular KV", '"kv cache"', min_upvotes=5)
         )
 
@@ -371,10 +375,12 @@ def test_an_empty_window_sends_a_note_only_when_asked_and_names_failing_sources(
     tmp_path: Path, database_url: str, clock: FixedClock
 ) -> None:
     with make_app(tmp_path, database_url, clock) as app:
-        app.pipeline.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
-        app.pipeline.save_profile("ann@example.org", ProfileSpec("KV", "kv"))
-        app.pipeline.save_subscriber("bob@example.org", "Europe/Berlin", "daily 07:30")
-        app.pipeline.save_profile("bob@example.org", ProfileSpec("KV", "kv", send_when_empty=True))
+        app.pipeline.roster.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile("ann@example.org", ProfileSpec("KV", "kv"))
+        app.pipeline.roster.save_subscriber("bob@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile(
+            "bob@example.org", ProfileSpec("KV", "kv", send_when_empty=True)
+        )
         clock.at = NEXT_MORNING
         assert sorted((p.email, p.delivery_id is not None) for p in app.mailroom.plan()) == [
             ("ann@example.org", False),

@@ -35,7 +35,7 @@ def app(tmp_path: Path, database_url: str) -> Iterator[App]:
 def ingest_seeds_in_order(app: App, seeds: list[Path]) -> list[list[int]]:
     counts = []
     for prefix, captured in SEED_ORDER:
-        (summary,) = app.pipeline.ingest_files([seed(seeds, prefix)], captured_at=captured)
+        (summary,) = app.pipeline.ingest.ingest_files([seed(seeds, prefix)], captured_at=captured)
         assert summary.outcome is SnapshotOutcome.PARSED, summary.error
         counts.append([summary.new, summary.listed, summary.updated, summary.dropped])
     return counts
@@ -82,7 +82,7 @@ def test_the_same_bytes_again_change_nothing(app: App, seeds: list[Path]) -> Non
     ingest_seeds_in_order(app, seeds)
     before = app.store.counts()
     for prefix, captured in SEED_ORDER:
-        (summary,) = app.pipeline.ingest_files([seed(seeds, prefix)], captured_at=captured)
+        (summary,) = app.pipeline.ingest.ingest_files([seed(seeds, prefix)], captured_at=captured)
         assert summary.outcome is SnapshotOutcome.UNCHANGED
     after = app.store.counts()
     assert after["snapshots"] == before["snapshots"] + 5
@@ -119,7 +119,7 @@ def test_bad_input_is_rejected_and_changes_nothing(
     papers_before = app.store.papers(limit=None)
     bad = tmp_path / name
     bad.write_bytes(BAD_INPUTS[name])
-    (summary,) = app.pipeline.ingest_files([bad])
+    (summary,) = app.pipeline.ingest.ingest_files([bad])
     assert summary.outcome is SnapshotOutcome.REJECTED
     assert summary.error is not None
     assert summary.error.startswith(f"{bad}: line ")
@@ -137,7 +137,7 @@ def test_a_file_over_the_size_limit_is_rejected(tmp_path: Path, database_url: st
     with big.open("wb") as out:
         out.truncate(100 * 1024 * 1024)  # 100 MiB, sparse on disk
     with make_app(tmp_path, database_url) as app:
-        (summary,) = app.pipeline.ingest_files([big])
+        (summary,) = app.pipeline.ingest.ingest_files([big])
         assert summary.outcome is SnapshotOutcome.REJECTED
         assert "100.0 MiB" in (summary.error or "")
         assert "fetch.max_bytes" in (summary.error or "")
@@ -172,7 +172,9 @@ def test_a_100_mb_listing_within_a_raised_limit_is_ingested(
 
     url = f"sqlite:///{tmp_path / 'big.db'}"
     with make_app(tmp_path, url, fetch=FetchSettings(max_bytes=200 * 1024 * 1024)) as app:
-        (summary,) = app.pipeline.ingest_files([big], captured_at=datetime(2026, 5, 8, tzinfo=UTC))
+        (summary,) = app.pipeline.ingest.ingest_files(
+            [big], captured_at=datetime(2026, 5, 8, tzinfo=UTC)
+        )
     assert summary.outcome is SnapshotOutcome.PARSED
     assert summary.papers == 46 * repeats
     assert summary.new == 46
@@ -192,7 +194,7 @@ def test_a_folder_with_one_bad_file_ingests_the_others(
     (inbox / "zz-broken.txt").write_bytes(b"\x00\x01 not a listing")
     (inbox / "half-written.txt.part").write_bytes(b"ignored until renamed")
     with make_app(tmp_path, database_url) as app:
-        summaries = app.pipeline.poll("inbox")
+        summaries = app.pipeline.ingest.poll("inbox")
         by_outcome = {s.origin.rsplit("/", 1)[-1]: s for s in summaries}
         assert by_outcome["zz-broken.txt"].outcome is SnapshotOutcome.REJECTED
         parsed = [s for s in summaries if s.outcome is SnapshotOutcome.PARSED]
@@ -200,7 +202,7 @@ def test_a_folder_with_one_bad_file_ingests_the_others(
         assert [s.new for s in parsed] == [72, 35, 45, 15, 36]
         assert app.store.counts()["papers"] == 203
         # Each file is taken once: the next poll finds nothing new.
-        assert app.pipeline.poll("inbox") == []
+        assert app.pipeline.ingest.poll("inbox") == []
         (row,) = [r for r in app.store.list_sources() if r.id == "inbox"]
         assert row.state.errors == 0
         assert row.state.last_success_at == T0
@@ -209,7 +211,7 @@ def test_a_folder_with_one_bad_file_ingests_the_others(
 
 def test_a_title_first_paper_gains_its_arxiv_id(app: App, tmp_path: Path) -> None:
     from service.model import Organisation, PaperIn, Parsed, Snapshot
-    from service.pipeline import _Prepared
+    from service.pipeline.ingest import _Prepared
     from service.store.repository import SnapshotRecord
 
     def feed(source: str, papers: tuple[PaperIn, ...], at: datetime) -> list[int]:
@@ -217,7 +219,7 @@ def test_a_title_first_paper_gains_its_arxiv_id(app: App, tmp_path: Path) -> Non
         snapshot = Snapshot(source, source, repr(papers).encode(), fetched_at=at, captured_at=at)
         digest = hashlib.sha256(repr(papers).encode()).hexdigest()
         record = SnapshotRecord(source, source, at, at, digest, 1)
-        summary = app.pipeline._commit(_Prepared(snapshot, record, Parsed(papers, at)))
+        summary = app.pipeline.ingest._commit(_Prepared(snapshot, record, Parsed(papers, at)))
         return [summary.new, summary.listed, summary.updated]
 
     title_only = PaperIn(
@@ -311,7 +313,7 @@ def _run_listing_steps(app: App, folder: Path) -> dict[str, list[object]]:
             path.write_bytes(body)
             os.utime(path, (captured.timestamp(), captured.timestamp()))
             paths.append(path)
-        for summary in app.pipeline.ingest_files(paths):
+        for summary in app.pipeline.ingest.ingest_files(paths):
             counts = (summary.new, summary.listed, summary.updated, summary.dropped)
             seen["summaries"].append((summary.outcome, summary.papers, counts, summary.captured_at))
             if summary.snapshot_id is not None:
@@ -356,7 +358,7 @@ def test_an_ingest_leaves_the_sqlite_page_cache_as_it_found_it(tmp_path: Path) -
     with make_app(tmp_path, f"sqlite:///{tmp_path / 'cache.db'}") as app:
         with app.store.engine.connect() as db:
             usual = db.exec_driver_sql("PRAGMA cache_size").scalar()
-        (summary,) = app.pipeline.ingest_files(
+        (summary,) = app.pipeline.ingest.ingest_files(
             [_write(tmp_path / "one.txt", _capture(_A, _B))], captured_at=T0
         )
         assert summary.outcome is SnapshotOutcome.PARSED
@@ -388,7 +390,9 @@ def test_a_listing_of_more_papers_than_one_insert_holds_is_stored_whole(
             for i in range(count)
         )
     )
-    (summary,) = app.pipeline.ingest_files([_write(tmp_path / "many.txt", body)], captured_at=T0)
+    (summary,) = app.pipeline.ingest.ingest_files(
+        [_write(tmp_path / "many.txt", body)], captured_at=T0
+    )
     assert (summary.outcome, summary.papers, summary.new) == (SnapshotOutcome.PARSED, count, count)
     expected = parse(Snapshot("x", "many.txt", body, fetched_at=T0, captured_at=T0)).papers
     stored = {p.title: p for p in app.store.papers()}
@@ -425,7 +429,7 @@ def test_the_upvote_boost_setting_lifts_popular_papers(
         with make_app(folder, database_url, matching=MatchSettings(upvote_boost=boost)) as app:
             if boost == 0.0:
                 ingest_seeds_in_order(app, seeds)
-            matches = app.pipeline.preview("cache", limit=500)
+            matches = app.pipeline.matching.preview("cache", limit=500)
             found[boost] = {p.key: (p.upvotes, m.score) for p, m in matches}
     assert found[0.0].keys() == found[0.5].keys()
     assert any(upvotes for upvotes, _ in found[0.0].values())

@@ -32,7 +32,7 @@ def app(tmp_path: Path, database_url: str) -> Iterator[App]:
 
 
 def test_subscriber_fields_are_checked(app: App) -> None:
-    saved = app.pipeline.save_subscriber(
+    saved = app.pipeline.roster.save_subscriber(
         "Jane.Doe@Example.ORG", "Europe/Berlin", "weekly Mon 07:30"
     )
     assert saved.email == "Jane.Doe@example.org"
@@ -45,26 +45,26 @@ def test_subscriber_fields_are_checked(app: App) -> None:
         ("a@b.org", "UTC", "fortnightly", "schedule"),
     ]:
         with pytest.raises(InvalidValue) as caught:
-            app.pipeline.save_subscriber(email, zone, schedule)
+            app.pipeline.roster.save_subscriber(email, zone, schedule)
         assert caught.value.field == field
     assert [s.email for s in app.pipeline.subscriptions.subscribers()] == ["Jane.Doe@example.org"]
 
 
 def test_an_invalid_query_is_refused_when_saved_with_a_caret(app: App) -> None:
-    app.pipeline.save_subscriber("a@b.org", "UTC", "daily 07:00")
+    app.pipeline.roster.save_subscriber("a@b.org", "UTC", "daily 07:00")
     with pytest.raises(QueryError) as caught:
-        app.pipeline.save_profile("a@b.org", ProfileSpec("broken", 'kv "cache'))
+        app.pipeline.roster.save_profile("a@b.org", ProfileSpec("broken", 'kv "cache'))
     lines = str(caught.value).splitlines()
     assert lines[-1].index("^") - 2 == caught.value.position == 3
     assert app.pipeline.subscriptions.profiles() == []
     with pytest.raises(InvalidValue, match="no such subscriber"):
-        app.pipeline.save_profile("nobody@b.org", ProfileSpec("x", "kv"))
+        app.pipeline.roster.save_profile("nobody@b.org", ProfileSpec("x", "kv"))
 
 
 def test_the_profiles_file_is_synced_created_updated_removed(app: App, tmp_path: Path) -> None:
-    app.pipeline.save_subscriber("by-hand@example.org", "UTC", "instant")
+    app.pipeline.roster.save_subscriber("by-hand@example.org", "UTC", "instant")
     text = EXAMPLE.read_text()
-    assert app.pipeline.sync_profiles(text, "profiles.toml") == (2, 3)
+    assert app.pipeline.roster.sync_profiles(text, "profiles.toml") == (2, 3)
     subs = app.pipeline.subscriptions
     assert {s.email for s in subs.subscribers()} == {
         "by-hand@example.org",
@@ -74,7 +74,7 @@ def test_the_profiles_file_is_synced_created_updated_removed(app: App, tmp_path:
     changed = text.replace('name = "ByteDance Seed"', 'name = "Seed"').replace(
         'email = "sam@example.org"', 'email = "sam@example.net"'
     )
-    app.pipeline.sync_profiles(changed, "profiles.toml")
+    app.pipeline.roster.sync_profiles(changed, "profiles.toml")
     emails = {s.email for s in subs.subscribers()}
     assert emails == {"by-hand@example.org", "jane@example.org", "sam@example.net"}
     jane = subs.subscriber("jane@example.org")
@@ -83,15 +83,15 @@ def test_the_profiles_file_is_synced_created_updated_removed(app: App, tmp_path:
 
 
 def test_a_bad_profiles_file_changes_nothing(app: App) -> None:
-    app.pipeline.sync_profiles(EXAMPLE.read_text(), "profiles.toml")
-    before = app.pipeline.export_profiles()
+    app.pipeline.roster.sync_profiles(EXAMPLE.read_text(), "profiles.toml")
+    before = app.pipeline.roster.export_profiles()
     broken = EXAMPLE.read_text().replace("quantiz*", "quantiz* AND (")
     with pytest.raises(QueryError):
-        app.pipeline.sync_profiles(broken, "profiles.toml")
+        app.pipeline.roster.sync_profiles(broken, "profiles.toml")
     wrong_zone = EXAMPLE.read_text().replace("America/New_York", "America/Gotham")
     with pytest.raises(InvalidValue, match=r"profiles.toml: subscribers\[1\]: timezone"):
-        app.pipeline.sync_profiles(wrong_zone, "profiles.toml")
-    assert app.pipeline.export_profiles() == before
+        app.pipeline.roster.sync_profiles(wrong_zone, "profiles.toml")
+    assert app.pipeline.roster.export_profiles() == before
 
 
 def test_a_profiles_file_says_where_a_bad_value_is() -> None:
@@ -111,8 +111,8 @@ def test_a_profiles_file_says_where_a_bad_value_is() -> None:
 
 
 def test_export_then_import_round_trips(app: App, tmp_path: Path) -> None:
-    app.pipeline.sync_profiles(EXAMPLE.read_text(), "profiles.toml")
-    exported = app.pipeline.export_profiles()
+    app.pipeline.roster.sync_profiles(EXAMPLE.read_text(), "profiles.toml")
+    exported = app.pipeline.roster.export_profiles()
 
     def by_email(text: str) -> dict[str, object]:
         return {
@@ -127,11 +127,11 @@ def test_export_then_import_round_trips(app: App, tmp_path: Path) -> None:
 def test_new_papers_are_matched_against_every_profile_on_ingest(
     app: App, seeds: list[Path]
 ) -> None:
-    app.pipeline.save_subscriber("a@b.org", "UTC", "daily 07:00")
-    kv = app.pipeline.save_profile("a@b.org", ProfileSpec("kv", '"kv cache"'))
-    rag = app.pipeline.save_profile("a@b.org", ProfileSpec("rag", "title:rag"))
+    app.pipeline.roster.save_subscriber("a@b.org", "UTC", "daily 07:00")
+    kv = app.pipeline.roster.save_profile("a@b.org", ProfileSpec("kv", '"kv cache"'))
+    rag = app.pipeline.roster.save_profile("a@b.org", ProfileSpec("rag", "title:rag"))
     for prefix, captured in SEED_ORDER:
-        app.pipeline.ingest_files([seed(seeds, prefix)], captured_at=captured)
+        app.pipeline.ingest.ingest_files([seed(seeds, prefix)], captured_at=captured)
     papers = {p.id: p for p in app.store.papers(limit=None)}
     kv_expected = {
         pid

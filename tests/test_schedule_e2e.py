@@ -95,9 +95,9 @@ def test_two_days_of_digests_arrive_exactly_once(
     with SmtpSink() as sink:
         app = make_app(tmp_path, database_url, clock, sender="smtp", smtp=sink.settings())
         for email, (zone, schedule, profiles) in PROFILES.items():
-            app.pipeline.save_subscriber(email, zone, schedule)
+            app.pipeline.roster.save_subscriber(email, zone, schedule)
             for name, query in profiles.items():
-                app.pipeline.save_profile(email, ProfileSpec(name, query, max_items=100))
+                app.pipeline.roster.save_profile(email, ProfileSpec(name, query, max_items=100))
         try:
             app = run_two_days(app, clock, tmp_path, database_url, sink, seeds)
         finally:
@@ -130,11 +130,11 @@ def run_two_days(
     while clock.now() <= end:
         for prefix, at in ARRIVALS.items():
             if at == clock.now():
-                [summary] = app.pipeline.ingest_files(
+                [summary] = app.pipeline.ingest.ingest_files(
                     [seed(seeds, prefix)], captured_at=captured[prefix]
                 )
                 assert summary.outcome.value == "parsed"
-        app.pipeline.poll()
+        app.pipeline.ingest.poll()
         app.mailroom.plan()
         if clock.now() == CRASH_AT:
             # The process dies after planning, before sending; a new one starts.

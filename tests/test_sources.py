@@ -42,7 +42,7 @@ def test_hf_api_days_in_date_order(app: App, fixtures_dir: Path) -> None:
     seen: set[str] = set()
     for day in days:
         ids = {item["paper"]["id"] for item in json.loads(day.read_text())}
-        (summary,) = app.pipeline.ingest_files([day], kind=SourceKind.HF_DAILY)
+        (summary,) = app.pipeline.ingest.ingest_files([day], kind=SourceKind.HF_DAILY)
         assert summary.outcome is SnapshotOutcome.PARSED, summary.error
         assert summary.new == len(ids - seen), day.name
         seen |= ids
@@ -53,10 +53,10 @@ def test_hf_api_days_in_date_order(app: App, fixtures_dir: Path) -> None:
 @pytest.mark.parametrize("name", ["2024-12-11.json", "2025-01-10.json"])
 def test_malformed_hf_api_files_change_nothing(app: App, fixtures_dir: Path, name: str) -> None:
     good = fixtures_dir / "hf_daily_papers" / "api_json" / "2025-03-03.json"
-    app.pipeline.ingest_files([good])
+    app.pipeline.ingest.ingest_files([good])
     before = app.store.counts()
     bad = fixtures_dir / "hf_daily_papers" / "api_json_malformed" / name
-    (summary,) = app.pipeline.ingest_files([bad])
+    (summary,) = app.pipeline.ingest.ingest_files([bad])
     assert summary.outcome is SnapshotOutcome.REJECTED
     assert "expected" in (summary.error or "")
     after = app.store.counts()
@@ -82,7 +82,7 @@ def test_every_kind_is_recognised_in_one_drop_in_folder(
         (inbox / name).write_bytes(source.read_bytes())
     source = SourceSettings(id="inbox", location="inbox")
     with make_app(tmp_path, database_url, [source]) as app:
-        summaries = app.pipeline.poll("inbox")
+        summaries = app.pipeline.ingest.poll("inbox")
     assert len(summaries) == 5
     assert all(s.outcome is SnapshotOutcome.PARSED for s in summaries), summaries
     assert all(s.papers > 0 for s in summaries)
@@ -134,7 +134,7 @@ def test_one_paper_across_listing_hf_api_hf_page_and_arxiv(
     for name, body in files.items():
         path = tmp_path / name
         path.write_bytes(body)
-        (summary,) = app.pipeline.ingest_files(
+        (summary,) = app.pipeline.ingest.ingest_files(
             [path], source_id=None, captured_at=T0 + timedelta(hours=len(results))
         )
         assert summary.outcome is SnapshotOutcome.PARSED, (name, summary.error)
@@ -164,8 +164,8 @@ def test_arxiv_replacements_update_known_papers_and_add_no_new_ones(
             ]
         )
     )
-    (monday,) = app.pipeline.ingest_files([first], captured_at=T0)
-    (tuesday,) = app.pipeline.ingest_files([second], captured_at=T0 + timedelta(days=1))
+    (monday,) = app.pipeline.ingest.ingest_files([first], captured_at=T0)
+    (tuesday,) = app.pipeline.ingest.ingest_files([second], captured_at=T0 + timedelta(days=1))
     assert (monday.new, tuesday.new, tuesday.updated) == (1, 1, 1)
     papers = {p.arxiv_id: p for p in app.store.papers()}
     assert set(papers) == {"2604.00001", "2604.00002"}
@@ -176,7 +176,7 @@ def test_arxiv_replacements_update_known_papers_and_add_no_new_ones(
 def test_an_empty_arxiv_feed_is_healthy(app: App, tmp_path: Path) -> None:
     weekend = tmp_path / "saturday.xml"
     weekend.write_bytes(rss([]))
-    (summary,) = app.pipeline.ingest_files([weekend], kind=SourceKind.FEED)
+    (summary,) = app.pipeline.ingest.ingest_files([weekend], kind=SourceKind.FEED)
     assert summary.outcome is SnapshotOutcome.PARSED
     assert summary.papers == 0
 
@@ -196,25 +196,25 @@ def test_http_source_conditional_get_backoff_and_gone(tmp_path: Path, database_u
         with make_app(tmp_path, database_url, [source]) as app:
             clock = app.pipeline.clock
             assert isinstance(clock, FixedClock)
-            (first,) = app.pipeline.poll()
+            (first,) = app.pipeline.ingest.poll()
             assert (first.outcome, first.new) == (SnapshotOutcome.PARSED, 1)
             assert server.seen[-1].headers["user-agent"].startswith("paperboy/")
-            assert app.pipeline.poll() == []  # not due for an hour
+            assert app.pipeline.ingest.poll() == []  # not due for an hour
             clock.advance(hours=1)
-            (second,) = app.pipeline.poll()
+            (second,) = app.pipeline.ingest.poll()
             assert second.outcome is SnapshotOutcome.NOT_MODIFIED
             assert server.seen[-1].headers["if-none-match"] == '"v1"'
 
             server.status("/rss", 429, headers={"Retry-After": "7200"})
             clock.advance(hours=1)
-            (limited,) = app.pipeline.poll()
+            (limited,) = app.pipeline.ingest.poll()
             assert limited.outcome is SnapshotOutcome.FAILED
             assert state(app, "arxiv").errors == 1
             assert state(app, "arxiv").next_check_at >= clock.now() + timedelta(seconds=7200)
 
             server.status("/rss", 500)
             clock.advance(hours=3)
-            app.pipeline.poll()
+            app.pipeline.ingest.poll()
             health = state(app, "arxiv")
             assert health.errors == 2
             assert "500" in (health.last_error or "")
@@ -223,11 +223,11 @@ def test_http_source_conditional_get_backoff_and_gone(tmp_path: Path, database_u
 
             server.status("/rss", 410)
             clock.advance(days=2)
-            app.pipeline.poll()
+            app.pipeline.ingest.poll()
             assert state(app, "arxiv").disabled is not None
             hits = server.hits("/rss")
             clock.advance(days=30)
-            assert app.pipeline.poll() == []
+            assert app.pipeline.ingest.poll() == []
             assert server.hits("/rss") == hits
 
 
@@ -236,8 +236,8 @@ def test_an_unchanged_body_without_etag_is_not_modified(tmp_path: Path, database
         url = server.serve("/plain", rss([("2604.00001v1", "new", "A Paper", "Abstract.")]))
         source = SourceSettings(id="plain", kind=SourceKind.FEED, location=url)
         with make_app(tmp_path, database_url, [source]) as app:
-            (first,) = app.pipeline.poll("plain")
-            (second,) = app.pipeline.poll("plain")
+            (first,) = app.pipeline.ingest.poll("plain")
+            (second,) = app.pipeline.ingest.poll("plain")
     assert first.outcome is SnapshotOutcome.PARSED
     assert second.outcome is SnapshotOutcome.NOT_MODIFIED
 
@@ -247,7 +247,7 @@ def test_sources_command_shows_failing_sources(tmp_path: Path, database_url: str
         url = server.status("/down", 503, headers={"Retry-After": "60"})
         source = SourceSettings(id="down", kind=SourceKind.FEED, location=url)
         with make_app(tmp_path, database_url, [source]) as app:
-            app.pipeline.poll("down")
+            app.pipeline.ingest.poll("down")
             (row,) = [r for r in app.store.list_sources() if r.id == "down"]
     assert row.state.errors == 1
     assert re.search(r"503", row.state.last_error or "")
@@ -273,7 +273,7 @@ def test_hf_api_pages_are_followed_while_full(
             options={"params": {"limit": 30}, "pages": 5},
         )
         with make_app(tmp_path, database_url, [source]) as app:
-            (summary,) = app.pipeline.poll("hf")
+            (summary,) = app.pipeline.ingest.poll("hf")
         assert server.hits("/api/daily_papers") == 3
     assert summary.outcome is SnapshotOutcome.PARSED, summary.error
     assert summary.new == len({item["paper"]["id"] for item in items})
@@ -294,7 +294,7 @@ def test_a_password_in_a_source_url_is_used_but_never_shown(
             for name, url in (("good", good), ("bad", bad))
         ]
         with caplog.at_level("DEBUG"), make_app(tmp_path, database_url, secret) as app:
-            summaries = app.pipeline.poll("good") + app.pipeline.poll("bad")
+            summaries = app.pipeline.ingest.poll("good") + app.pipeline.ingest.poll("bad")
             rows = app.store.list_sources()
         sent = server.seen[0].headers["authorization"]
     assert sent == "Basic " + base64.b64encode(b"al:s3cr3t").decode()

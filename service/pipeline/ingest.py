@@ -1,8 +1,9 @@
-"""The one orchestrator: every trigger (scheduler, CLI, web) calls these methods.
+"""Ingest: polling sources and taking files, snapshot by snapshot.
 
 Polling a source fetches its snapshots, parses each, and hands the parsed papers with what the
 store knows to the decider; the store applies the decider's plan in one transaction per
-snapshot. A source that fails is recorded as failing and the run goes on with the others.
+snapshot, and the new and changed papers go to matching. A source that fails is recorded as
+failing and the run goes on with the others.
 """
 
 from __future__ import annotations
@@ -19,55 +20,27 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from service import diff, polling, subscribers
+from service import diff, polling
 from service.clock import Clock
 from service.config import Settings, SourceSettings, parse_duration
-from service.errors import (
-    FetchError,
-    InvalidValue,
-    PaperboyError,
-    ParseError,
-    SourceGone,
-    redact,
-)
+from service.errors import FetchError, ParseError, SourceGone, redact
 from service.fetch.http import body_hash
 from service.fetch.local import entry, new_files, read_file
-from service.mailroom import Mailroom, Sender
-from service.match.index import (
-    Document,
-    DocumentStats,
-    PreparedDocument,
-    ProfileIndex,
-    document_from_paper,
-    document_terms,
-    match_query,
-    prepare,
-)
-from service.match.query import Query, parse_query
-from service.match.results import Match
 from service.model import (
     NotModified,
-    Paper,
     Parsed,
-    Profile,
-    ProfileSpec,
     Snapshot,
     SnapshotOutcome,
     SourceKind,
     SourceState,
-    Subscriber,
     Summary,
 )
 from service.parse import listing, parse, sniff
 from service.parse.listing import Capture, collector_paused
-from service.render.templates import environment
+from service.pipeline.matching import Matching
 from service.store.repository import Members, SnapshotRecord, Store
-from service.store.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
-
-# The events after which a paper is matched: it arrived, came back, or changed.
-MATCHED_EVENTS = ("new", "listed", "updated")
 
 # The source that ``paperboy ingest FILE`` uses when no --source is given.
 FILES_SOURCE = "files"
@@ -97,36 +70,25 @@ class _Prepared:
     members: Members | None = None  # a listing's: the source's papers when it was parsed
 
 
-class Pipeline:
+class Ingest:
+    """Sources in, papers stored: ``poll`` (the scheduler's job and ``paperboy poll``) and
+    ``ingest_files`` (``paperboy ingest``); each snapshot's papers are then matched."""
+
     def __init__(
         self,
         settings: Settings,
         store: Store,
         clock: Clock,
+        matching: Matching,
+        rng: random.Random,
         fetcher: Fetcher | None = None,
-        rng: random.Random | None = None,
-        subscriptions: Subscriptions | None = None,
-        sender: Sender | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.subscriptions = subscriptions or Subscriptions(store.engine)
-        self._index: ProfileIndex | None = None
-        self._indexed: dict[int, str] = {}  # profile id -> the query text indexed
-        self._df: dict[str, int] = {}
-        self._documents = 0
         self.clock = clock
+        self.matching = matching
+        self.rng = rng
         self.fetcher = fetcher
-        self.rng = rng or random.Random()
-        self.mailroom = Mailroom(
-            settings,
-            store,
-            self.subscriptions,
-            clock,
-            environment(settings.templates_dir),
-            sender,
-            self.rng,
-        )
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -435,7 +397,7 @@ class Pipeline:
                 log.info("%s: %s", record.origin, "\n  ".join(plan.notes))
             summary = tx.apply(record, plan, len(incoming), self.clock.now())
         with collector_paused():
-            self._match_snapshot(summary)
+            self.matching.match_snapshot(summary)
         return summary
 
     # -- health ---------------------------------------------------------------------------------
@@ -463,265 +425,6 @@ class Pipeline:
             self.rng,
         )
 
-    # -- subscribers and profiles ---------------------------------------------------------------
-
-    def save_subscriber(self, email: str, timezone: str, schedule: str) -> Subscriber:
-        """Create or update a subscriber; every field is checked first."""
-        email = subscribers.check_email(email)
-        self._refuse_declared(self.subscriptions.subscriber(email))
-        return self.subscriptions.save_subscriber(
-            email,
-            subscribers.check_timezone(timezone),
-            str(subscribers.parse_schedule(schedule)),
-            self.clock.now(),
-        )
-
-    def remove_subscriber(self, email: str) -> bool:
-        email = subscribers.check_email(email)
-        self._refuse_declared(self.subscriptions.subscriber(email))
-        removed = self.subscriptions.remove_subscriber(email)
-        self._refresh_index()
-        return removed
-
-    def save_profile(self, email: str, spec: ProfileSpec) -> Profile:
-        """Create or update a profile; an invalid query is refused here, never at send time."""
-        owner = self._subscriber(email)
-        self._refuse_declared(owner)
-        parse_query(spec.query)
-        profile, fresh = self.subscriptions.save_profile(
-            owner.id, subscribers.check_profile(spec), self.clock.now()
-        )
-        self._refresh_index()
-        if fresh:
-            self._backfill([profile])
-        return profile
-
-    def remove_profile(self, email: str, name: str) -> bool:
-        owner = self._subscriber(email)
-        self._refuse_declared(owner)
-        removed = self.subscriptions.remove_profile(owner.id, name)
-        self._refresh_index()
-        return removed is not None
-
-    def sync_profiles(self, text: str, origin: str, *, prune: bool = True) -> tuple[int, int]:
-        """Make the subscribers a profiles file declares exist exactly as declared.
-
-        With ``prune``, declared subscribers and profiles no longer in the file are removed;
-        subscribers added by hand are never touched. Returns (subscribers, profiles) saved.
-        """
-        # Every query is checked, with where it is, before anything is written.
-        declared = subscribers.read_profiles(text, origin, check_query=parse_query)
-        return self._apply_profiles(declared, prune=prune)
-
-    def import_profiles(self, declared: Sequence[subscribers.Declared]) -> tuple[int, int]:
-        """Add or update the subscribers and profiles of a profiles file read beforehand
-        (nothing is removed). A subscriber the profiles file declares may only come as it
-        stands. Returns (subscribers, profiles) saved."""
-        for item in declared:
-            known = self.subscriptions.subscriber(item.email)
-            if known is not None and _by_name(self._as_declared(known)) != _by_name(item):
-                self._refuse_declared(known)
-        return self._apply_profiles(declared, prune=False)
-
-    def _apply_profiles(
-        self, declared: Sequence[subscribers.Declared], *, prune: bool
-    ) -> tuple[int, int]:
-        now = self.clock.now()
-        saved_profiles = 0
-        fresh: list[Profile] = []
-        for item in declared:
-            owner = self.subscriptions.save_subscriber(
-                item.email, item.timezone, str(item.schedule), now, declared=prune
-            )
-            names = set()
-            for spec in item.profiles:
-                profile, changed = self.subscriptions.save_profile(owner.id, spec, now)
-                if changed:
-                    fresh.append(profile)
-                names.add(spec.name)
-                saved_profiles += 1
-            if prune:
-                for profile in self.subscriptions.profiles(owner.id):
-                    if profile.spec.name not in names:
-                        self.subscriptions.remove_profile(owner.id, profile.spec.name)
-        if prune:
-            emails = {item.email for item in declared}
-            for known in self.subscriptions.subscribers():
-                if known.declared and known.email not in emails:
-                    self.subscriptions.remove_subscriber(known.email)
-        self._refresh_index()
-        self._backfill(fresh)
-        return len(declared), saved_profiles
-
-    def export_profiles(self) -> str:
-        """Every subscriber and profile, as a profiles file."""
-        return subscribers.write_profiles(map(self._as_declared, self.subscriptions.subscribers()))
-
-    def _as_declared(self, owner: Subscriber) -> subscribers.Declared:
-        """A stored subscriber as a profiles file declares it."""
-        return subscribers.Declared(
-            email=owner.email,
-            timezone=owner.timezone,
-            schedule=owner.schedule,
-            profiles=tuple(p.spec for p in self.subscriptions.profiles(owner.id)),
-        )
-
-    def _refuse_declared(self, owner: Subscriber | None) -> None:
-        """A subscriber the profiles file declares is changed in that file: its sync at the
-        next start would undo a change made any other way."""
-        profiles_file = self.settings.profiles_file
-        if owner is not None and owner.declared and profiles_file.is_file():
-            raise PaperboyError(f"{owner.email} is declared in {profiles_file}; change it there")
-
-    def subscriber(self, email: str) -> Subscriber:
-        """The subscriber with this email; InvalidValue when there is none."""
-        return self._subscriber(email)
-
-    def _subscriber(self, email: str) -> Subscriber:
-        found = self.subscriptions.subscriber(subscribers.check_email(email))
-        if found is None:
-            raise InvalidValue("no such subscriber", field="email", value=email)
-        return found
-
-    # -- matching -------------------------------------------------------------------------------
-
-    def preview(
-        self, query: str | Query, *, since: datetime | None = None, limit: int = 20
-    ) -> list[tuple[Paper, Match]]:
-        """What a query matches among stored papers (first seen since ``since``), best first."""
-        parsed = parse_query(query) if isinstance(query, str) else query
-        stored = {p.id: p for p in self.store.papers(since=since)}
-        found = self._match_query(parsed, (document_from_paper(p) for p in stored.values()))
-        return [(stored[m.document_id], m) for m in found[:limit]]
-
-    def profile_query(self, name: str, email: str | None = None) -> Query:
-        """The parsed query of the profile called ``name`` (of ``email`` when several are)."""
-        found = self.subscriptions.find_profiles(name)
-        if email is not None:
-            found = [(o, p) for o, p in found if o.email == subscribers.check_email(email)]
-        if not found:
-            raise InvalidValue("no such profile", field="profile", value=name)
-        if len(found) > 1:
-            owners = ", ".join(o.email for o, _ in found)
-            raise InvalidValue(
-                f"several subscribers have it ({owners}); name one", field="profile", value=name
-            )
-        return parse_query(found[0][1].spec.query)
-
-    def _backfill(self, fresh: Sequence[Profile]) -> int:
-        """Match new or changed profiles against the papers that arrived in their subscriber's
-        open window, so that the next digest holds them as if the profile had been there.
-
-        Earlier papers are left to ``preview``; back-filled matches never raise an alert.
-        """
-        if not fresh:
-            return 0
-        found: list[Match] = []
-        windows = self.mailroom.outbox.windows({p.subscriber_id for p in fresh})
-        touched: dict[datetime, list[int]] = {}
-        papers: dict[int, PreparedDocument] = {}  # tokenised once for every profile
-        for profile in fresh:
-            state = windows.get(profile.subscriber_id)
-            if state is None:  # not an active subscriber: no digest to fill
-                continue
-            since = state.window_end
-            if since not in touched:
-                touched[since] = self.store.touched_since(since, MATCHED_EVENTS)
-            ids = touched[since]
-            missing = [i for i in ids if i not in papers]
-            if missing:
-                papers.update(
-                    (p.id, prepare(document_from_paper(p))) for p in self.store.papers(ids=missing)
-                )
-            if ids:
-                query = parse_query(profile.spec.query)
-                documents = [papers[i] for i in ids if i in papers]
-                found += self._match_query(query, documents, profile_id=profile.id)
-        return self.subscriptions.save_matches(
-            ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
-            self.clock.now(),
-        )
-
-    def _match_query(
-        self,
-        query: Query,
-        documents: Iterable[Document | PreparedDocument],
-        profile_id: int = 0,
-    ) -> list[Match]:
-        """One query's matches among ``documents``, scored as the index scores them."""
-        boost = self.settings.matching.upvote_boost
-        return match_query(
-            query, documents, self._stats(), profile_id=profile_id, upvote_boost=boost
-        )
-
-    def forget_stats(self) -> None:
-        """Count document frequencies afresh when next needed (another process stored papers)."""
-        self._documents, self._df = 0, {}
-
-    def _stats(self) -> DocumentStats:
-        """Document frequencies over every stored paper, kept up to date as papers arrive."""
-        if self._documents == 0:
-            for paper in self.store.all_papers():
-                self._count(document_from_paper(paper))
-        return DocumentStats(self._documents, self._df)
-
-    def _count(self, document: Document) -> None:
-        self._documents += 1
-        df = self._df
-        for key in document_terms(document):
-            df[key] = df.get(key, 0) + 1
-
-    def _refresh_index(self) -> None:
-        """Bring an index in use up to date; a process that matches nothing builds none."""
-        if self._index is not None:
-            self._sync_index()
-
-    def _sync_index(self) -> ProfileIndex:
-        """The index over every profile, changed profile by profile (never rebuilt whole)."""
-        if self._index is None:
-            boost = self.settings.matching.upvote_boost
-            self._index = ProfileIndex(stats=self._stats(), upvote_boost=boost)
-            self._indexed = {}
-        index = self._index
-        current = {p.id: p.spec.query for p in self.subscriptions.profiles()}
-        for profile_id in set(self._indexed) - set(current):
-            index.remove(profile_id)
-            del self._indexed[profile_id]
-        for profile_id, text in current.items():
-            if self._indexed.get(profile_id) == text:
-                continue
-            if profile_id in self._indexed:
-                index.replace(profile_id, parse_query(text))
-            else:
-                index.add(profile_id, parse_query(text))
-            self._indexed[profile_id] = text
-        return index
-
-    def _match_snapshot(self, summary: Summary) -> None:
-        """Match the snapshot's new and updated papers against every profile at once."""
-        if summary.snapshot_id is None or not (summary.new or summary.updated or summary.listed):
-            return
-        if self._index is None and not self.subscriptions.profiles():
-            self.forget_stats()  # nothing to match: count afresh when needed
-            return
-        events = self.store.events(summary.snapshot_id)
-        fresh = {paper_id for kind, paper_id, _ in events if kind == "new"}
-        touched = {paper_id for kind, paper_id, _ in events if kind in MATCHED_EVENTS}
-        documents = [document_from_paper(p) for p in self.store.papers(ids=sorted(touched))]
-        if self._documents:  # stats already counted: add the new papers (else counted lazily)
-            for document in documents:
-                if document.id in fresh:
-                    self._count(document)
-        index = self._sync_index()
-        if not len(index):
-            return
-        found = index.match(documents, stats=self._stats())
-        self.subscriptions.save_matches(
-            ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
-            self.clock.now(),
-        )
-        self.mailroom.alert(found)
-
 
 _HASH_BESIDE = 1 << 20  # bytes from which a snapshot is hashed on the side
 _HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paperboy-hash")
@@ -747,13 +450,6 @@ def _sort_out(result: _Prepared | Summary, prepared: list[_Prepared], done: list
         done.append(result)
 
 
-def reasons_json(match: Match) -> list[dict[str, Any]]:
-    return [
-        {"term": r.term, "field": r.field, "positions": [list(p) for p in r.positions]}
-        for r in match.reasons
-    ]
-
-
 def _json_list(snapshot: Snapshot) -> list[Any] | None:
     """The items of a JSON list body, or None when the body is not one (the parser says why)."""
     try:
@@ -765,11 +461,6 @@ def _json_list(snapshot: Snapshot) -> list[Any] | None:
 
 # Outcomes of snapshots that were not taken: a command that shows them exits with status 1.
 BAD_OUTCOMES = frozenset({SnapshotOutcome.REJECTED, SnapshotOutcome.FAILED})
-
-
-def _by_name(declared: subscribers.Declared) -> subscribers.Declared:
-    """``declared`` with its profiles in name order, to compare with another."""
-    return replace(declared, profiles=tuple(sorted(declared.profiles, key=lambda p: p.name)))
 
 
 def _failed(source_id: str, origin: str, exc: FetchError) -> Summary:

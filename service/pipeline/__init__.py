@@ -1,0 +1,65 @@
+"""The orchestrator: every trigger (scheduler, CLI, web) calls the same methods of its parts.
+
+- ``ingest`` (:class:`Ingest`): sources polled and files taken, snapshot by snapshot;
+- ``roster`` (:class:`Roster`): subscribers and their profiles, and profiles files;
+- ``matching`` (:class:`Matching`): the profile index, back-fill and previews;
+- ``mailroom`` (:class:`~service.mailroom.Mailroom`): digests planned, rendered and sent.
+"""
+
+from __future__ import annotations
+
+import random
+
+from service.clock import Clock
+from service.config import Settings
+from service.mailroom import Mailroom, Sender
+from service.pipeline.ingest import BAD_OUTCOMES, FILES_SOURCE, Fetcher, Ingest
+from service.pipeline.matching import MATCHED_EVENTS, Matching, reasons_json
+from service.pipeline.roster import Roster
+from service.render.templates import environment
+from service.store.repository import Store
+from service.store.subscriptions import Subscriptions
+
+__all__ = [
+    "BAD_OUTCOMES",
+    "FILES_SOURCE",
+    "MATCHED_EVENTS",
+    "Fetcher",
+    "Ingest",
+    "Matching",
+    "Pipeline",
+    "Roster",
+    "reasons_json",
+]
+
+
+class Pipeline:
+    """The parts, wired once over one store, clock and sender."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Clock,
+        fetcher: Fetcher | None = None,
+        rng: random.Random | None = None,
+        subscriptions: Subscriptions | None = None,
+        sender: Sender | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.subscriptions = subscriptions or Subscriptions(store.engine)
+        self.mailroom = Mailroom(
+            settings,
+            store,
+            self.subscriptions,
+            clock,
+            environment(settings.templates_dir),
+            sender,
+            self.rng,
+        )
+        self.matching = Matching(settings, store, self.subscriptions, clock, self.mailroom)
+        self.roster = Roster(settings, self.subscriptions, clock, self.matching)
+        self.ingest = Ingest(settings, store, clock, self.matching, self.rng, fetcher)

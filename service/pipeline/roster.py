@@ -1,0 +1,152 @@
+"""The roster: subscribers and their profiles, saved and removed one by one, or declared in a
+profiles file (synced at start, imported, exported)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from service import subscribers
+from service.clock import Clock
+from service.config import Settings
+from service.errors import InvalidValue, PaperboyError
+from service.match.query import parse_query
+from service.model import Profile, ProfileSpec, Subscriber
+from service.pipeline.matching import Matching
+from service.store.subscriptions import Subscriptions
+
+
+class Roster:
+    """Who gets what. A change to the profiles reaches matching at once (index, back-fill)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        subscriptions: Subscriptions,
+        clock: Clock,
+        matching: Matching,
+    ) -> None:
+        self.settings = settings
+        self.subscriptions = subscriptions
+        self.clock = clock
+        self.matching = matching
+
+    def save_subscriber(self, email: str, timezone: str, schedule: str) -> Subscriber:
+        """Create or update a subscriber; every field is checked first."""
+        email = subscribers.check_email(email)
+        self._refuse_declared(self.subscriptions.subscriber(email))
+        return self.subscriptions.save_subscriber(
+            email,
+            subscribers.check_timezone(timezone),
+            str(subscribers.parse_schedule(schedule)),
+            self.clock.now(),
+        )
+
+    def remove_subscriber(self, email: str) -> bool:
+        email = subscribers.check_email(email)
+        self._refuse_declared(self.subscriptions.subscriber(email))
+        removed = self.subscriptions.remove_subscriber(email)
+        self.matching.profiles_changed()
+        return removed
+
+    def save_profile(self, email: str, spec: ProfileSpec) -> Profile:
+        """Create or update a profile; an invalid query is refused here, never at send time."""
+        owner = self._subscriber(email)
+        self._refuse_declared(owner)
+        parse_query(spec.query)
+        profile, fresh = self.subscriptions.save_profile(
+            owner.id, subscribers.check_profile(spec), self.clock.now()
+        )
+        self.matching.profiles_changed([profile] if fresh else [])
+        return profile
+
+    def remove_profile(self, email: str, name: str) -> bool:
+        owner = self._subscriber(email)
+        self._refuse_declared(owner)
+        removed = self.subscriptions.remove_profile(owner.id, name)
+        self.matching.profiles_changed()
+        return removed is not None
+
+    def sync_profiles(self, text: str, origin: str, *, prune: bool = True) -> tuple[int, int]:
+        """Make the subscribers a profiles file declares exist exactly as declared.
+
+        With ``prune``, declared subscribers and profiles no longer in the file are removed;
+        subscribers added by hand are never touched. Returns (subscribers, profiles) saved.
+        """
+        # Every query is checked, with where it is, before anything is written.
+        declared = subscribers.read_profiles(text, origin, check_query=parse_query)
+        return self._apply_profiles(declared, prune=prune)
+
+    def import_profiles(self, declared: Sequence[subscribers.Declared]) -> tuple[int, int]:
+        """Add or update the subscribers and profiles of a profiles file read beforehand
+        (nothing is removed). A subscriber the profiles file declares may only come as it
+        stands. Returns (subscribers, profiles) saved."""
+        for item in declared:
+            known = self.subscriptions.subscriber(item.email)
+            if known is not None and _by_name(self._as_declared(known)) != _by_name(item):
+                self._refuse_declared(known)
+        return self._apply_profiles(declared, prune=False)
+
+    def _apply_profiles(
+        self, declared: Sequence[subscribers.Declared], *, prune: bool
+    ) -> tuple[int, int]:
+        now = self.clock.now()
+        saved_profiles = 0
+        fresh: list[Profile] = []
+        for item in declared:
+            owner = self.subscriptions.save_subscriber(
+                item.email, item.timezone, str(item.schedule), now, declared=prune
+            )
+            names = set()
+            for spec in item.profiles:
+                profile, changed = self.subscriptions.save_profile(owner.id, spec, now)
+                if changed:
+                    fresh.append(profile)
+                names.add(spec.name)
+                saved_profiles += 1
+            if prune:
+                for profile in self.subscriptions.profiles(owner.id):
+                    if profile.spec.name not in names:
+                        self.subscriptions.remove_profile(owner.id, profile.spec.name)
+        if prune:
+            emails = {item.email for item in declared}
+            for known in self.subscriptions.subscribers():
+                if known.declared and known.email not in emails:
+                    self.subscriptions.remove_subscriber(known.email)
+        self.matching.profiles_changed(fresh)
+        return len(declared), saved_profiles
+
+    def export_profiles(self) -> str:
+        """Every subscriber and profile, as a profiles file."""
+        return subscribers.write_profiles(map(self._as_declared, self.subscriptions.subscribers()))
+
+    def _as_declared(self, owner: Subscriber) -> subscribers.Declared:
+        """A stored subscriber as a profiles file declares it."""
+        return subscribers.Declared(
+            email=owner.email,
+            timezone=owner.timezone,
+            schedule=owner.schedule,
+            profiles=tuple(p.spec for p in self.subscriptions.profiles(owner.id)),
+        )
+
+    def _refuse_declared(self, owner: Subscriber | None) -> None:
+        """A subscriber the profiles file declares is changed in that file: its sync at the
+        next start would undo a change made any other way."""
+        profiles_file = self.settings.profiles_file
+        if owner is not None and owner.declared and profiles_file.is_file():
+            raise PaperboyError(f"{owner.email} is declared in {profiles_file}; change it there")
+
+    def subscriber(self, email: str) -> Subscriber:
+        """The subscriber with this email; InvalidValue when there is none."""
+        return self._subscriber(email)
+
+    def _subscriber(self, email: str) -> Subscriber:
+        found = self.subscriptions.subscriber(subscribers.check_email(email))
+        if found is None:
+            raise InvalidValue("no such subscriber", field="email", value=email)
+        return found
+
+
+def _by_name(declared: subscribers.Declared) -> subscribers.Declared:
+    """``declared`` with its profiles in name order, to compare with another."""
+    return replace(declared, profiles=tuple(sorted(declared.profiles, key=lambda p: p.name)))
