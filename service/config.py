@@ -145,6 +145,33 @@ class MatchSettings(BaseModel):
     upvote_boost: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
 
 
+class WebSettings(BaseModel):
+    """The web side: subscription pages, feeds over HTTP, health and metrics."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Unconfirmed (pending) subscriptions are removed after this long.
+    confirm_expiry: timedelta = timedelta(days=7)
+    # A confirmation or manage-link mail goes to one address at most once in this time.
+    resend_after: timedelta = timedelta(hours=1)
+    # Largest request body accepted, in bytes.
+    max_body: int = Field(default=64 * 1024, ge=1024)
+    # State-changing requests per client IP address per minute (429 with Retry-After above).
+    requests_per_minute: int = Field(default=30, ge=1)
+    # Subscribe attempts per IP address per hour.
+    subscribes_per_hour: int = Field(default=10, ge=1)
+    # Leading zero bits the subscribe form's proof-of-work must find (0: none asked).
+    pow_bits: int = Field(default=18, ge=0, le=28)
+    # Client addresses come from X-Forwarded-For only when the peer is one of these proxies.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    _durations = field_validator("confirm_expiry", "resend_after", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+
 class Settings(BaseSettings):
     """Every setting paperboy reads."""
 
@@ -164,6 +191,7 @@ class Settings(BaseSettings):
     mail: MailSettings = Field(default_factory=MailSettings)
     feeds: FeedSettings = Field(default_factory=FeedSettings)
     matching: MatchSettings = Field(default_factory=MatchSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     sources: list[SourceSettings] = Field(
         default_factory=lambda: [
             SourceSettings(id="inbox", location="inbox", interval=timedelta(minutes=1)),

@@ -288,6 +288,8 @@ class Cadence(StrEnum):
 class DeliveryKind(StrEnum):
     DIGEST = "digest"
     ALERT = "alert"
+    CONFIRMATION = "confirmation"  # double opt-in: the link that confirms a subscription
+    MANAGE_LINK = "manage-link"  # a new manage link, asked for on the web
 
 
 class DeliveryStatus(StrEnum):
@@ -296,11 +298,13 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"  # refused for good (a 5xx reply)
     DEAD = "dead"  # gave up after mail.max_attempts transient failures
+    CANCELLED = "cancelled"  # never sent: the subscriber left before it went out
 
 
 class SubscriberStatus(StrEnum):
-    PENDING = "pending"
+    PENDING = "pending"  # subscribed on the web, not yet confirmed: gets only the confirmation
     ACTIVE = "active"
+    PAUSED = "paused"  # gets nothing until resumed; the window restarts on resume
     UNSUBSCRIBED = "unsubscribed"
 
 
