@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from service import tokens
 from service.model import DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
-from service.store.outbox import NewDelivery
+from service.store.outbox import NewDelivery, cancel
 from service.store.subscriptions import _subscriber
 from service.store.tables import deliveries, subscribers
 
@@ -153,15 +153,14 @@ class Members:
             if not result.rowcount:
                 return False
             if change.cancel:
-                db.execute(
-                    deliveries.update()
-                    .where(
+                cancelled = db.execute(
+                    sa.select(deliveries.c.id).where(
                         deliveries.c.subscriber_id == subscriber_id,
                         deliveries.c.status == DeliveryStatus.PENDING.value,
                         deliveries.c.kind.in_([k.value for k in change.cancel]),
                     )
-                    .values(status=DeliveryStatus.CANCELLED.value, claimed_until=None)
-                )
+                ).scalars()
+                cancel(db, list(cancelled))
         return True
 
     def confirmed_at(self, subscriber_id: int) -> tuple[datetime | None, datetime | None]:
