@@ -4,6 +4,7 @@ pause, expiry of unconfirmed subscriptions, and bad input that stores nothing.""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from mail import BASE, ingest, listing, maildir_messages, make_app, parts, send
 
 from service import tokens
 from service.app import App, build
+from service.cli import main
 from service.clock import FixedClock
 from service.config import Settings
 from service.errors import InvalidValue, PaperboyError, QueryError
@@ -521,3 +523,25 @@ def test_expire_pending_removes_only_old_unconfirmed_subscriptions(
     assert members(app).expire_pending() == 1
     assert members(app).members.by_id(asked_again.subscriber_id) is None
     assert members(app).members.by_id(gone_active.id) is not None
+
+
+def test_subscriber_list_shows_each_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no config/profiles.toml but the test's own (none)
+    monkeypatch.delenv("PAPERBOY_CONFIG", raising=False)
+    settings = Settings(data_dir=tmp_path / "data", sources=[])
+    with build(settings, clock=FixedClock(T0)) as app:
+        members(app).subscribe("new@example.org", "UTC", "instant", None)
+        paused = confirmed(app, "paused@example.org")
+        members(app).pause(paused.id)
+    assert main(["--data-dir", str(tmp_path / "data"), "subscriber", "list", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["email"], r["status"]) for r in rows] == [
+        ("new@example.org", "pending"),
+        ("paused@example.org", "paused"),
+    ]
+    assert main(["--data-dir", str(tmp_path / "data"), "subscriber", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["new@example.org", "pending"]
+    assert lines[1].split()[:2] == ["paused@example.org", "paused"]
