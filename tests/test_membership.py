@@ -130,6 +130,7 @@ def test_subscribe_confirm_and_the_first_digest_holds_the_last_day(
     assert members(app).subscriber(token, "manage") is None
 
     assert members(app).confirm(owner.id).status is SubscriberStatus.ACTIVE
+    assert app.mailroom.plan() == []  # the first digest comes at 07:30, not at once
     clock.at = NEXT_MORNING
     [planned] = app.mailroom.plan()
     assert (planned.email, planned.papers) == (ANN, 2)  # today's two, not the old one
@@ -140,6 +141,19 @@ def test_subscribe_confirm_and_the_first_digest_holds_the_last_day(
     assert members(app).subscriber(link_in(digest, "manage"), "manage") == members(app).confirm(
         owner.id
     )
+
+
+def test_an_instant_subscriber_gets_the_last_day_right_after_confirming(
+    app: App, tmp_path: Path, clock: FixedClock
+) -> None:
+    clock.at = T0 - timedelta(hours=20)
+    ingest(app, tmp_path, "a.txt", kv_paper(1))
+    clock.at = T0
+    signup = members(app).subscribe(ANN, "UTC", "instant", ProfileSpec("KV", '"kv cache"'))
+    assert app.mailroom.plan() == []
+    members(app).confirm(signup.subscriber_id)
+    [planned] = app.mailroom.plan()
+    assert (planned.email, planned.papers) == (ANN, 1)
 
 
 def test_an_unconfirmed_subscriber_gets_nothing_but_confirmations(
@@ -169,7 +183,9 @@ def test_confirming_twice_or_after_a_crash_is_harmless(
     signup = members(app).subscribe(ANN, "Europe/Berlin", "daily 07:30", KV)
     # A crash between the status change and the back-fill: the change is in, the matches not.
     start = clock.now() - timedelta(days=1)
-    change = Transition(SubscriberStatus.ACTIVE, (SubscriberStatus.PENDING,), start, True)
+    change = Transition(
+        SubscriberStatus.ACTIVE, (SubscriberStatus.PENDING,), window_end=start, confirmed=True
+    )
     assert members(app).members.transition(signup.subscriber_id, change, clock.now())
     assert app.mailroom.outbox.candidates(signup.subscriber_id, start, clock.now()) == []
     # The person presses the button again: nothing changes but the back-fill completes.

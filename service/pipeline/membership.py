@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from service import subscribers, tokens
+from service import subscribers, tokens, windows
 from service.clock import Clock
 from service.config import Settings
 from service.errors import InvalidValue
@@ -161,11 +162,21 @@ class Membership:
 
     def confirm(self, subscriber_id: int) -> Subscriber:
         """Pending (or unsubscribed, asked again) -> active; active or paused: unchanged
-        (idempotent). The first digest covers the last day's matches: the open window starts a
-        day back and the profiles are matched against the papers since then."""
+        (idempotent). The first digest, at the schedule's next time, covers the last day's
+        matches: the open window starts a day back and the profiles are matched against the
+        papers since then."""
         now = self.clock.now()
-        start = now - FIRST_DIGEST_COVERS
-        change = Transition(ACTIVE, (PENDING, UNSUBSCRIBED), window_end=start, confirmed=True)
+        owner = self._get(subscriber_id)
+        # The window opens a day back and closes at the schedule's next time, not at once:
+        # the first boundary after its start may well be past already.
+        closes = windows.next_boundary(owner.schedule, ZoneInfo(owner.timezone), now)
+        change = Transition(
+            ACTIVE,
+            (PENDING, UNSUBSCRIBED),
+            window_end=now - FIRST_DIGEST_COVERS,
+            next_window_at=closes,
+            confirmed=True,
+        )
         if self.members.transition(subscriber_id, change, now):
             log.info("subscriber %d confirmed", subscriber_id)
             self._backfill(subscriber_id)

@@ -25,6 +25,7 @@ class Transition:
     to: SubscriberStatus
     since: Collection[SubscriberStatus]
     window_end: datetime | None = None  # the open digest window starts here (None: unchanged)
+    next_window_at: datetime | None = None  # and closes then (None: at the next boundary)
     confirmed: bool = False  # stamp confirmed_at
     cancel: Collection[DeliveryKind] = ()  # pending deliveries of these kinds are cancelled
 
@@ -138,7 +139,7 @@ class Members:
             "updated_at": now,
         }
         if change.window_end is not None:
-            values.update(window_end=change.window_end, next_window_at=None)
+            values.update(window_end=change.window_end, next_window_at=change.next_window_at)
         if change.confirmed:
             values["confirmed_at"] = now
         with self.engine.begin() as db:
