@@ -299,6 +299,16 @@ def test_tokens_that_are_wrong_revoked_expired_or_for_another_purpose_name_nobod
     with pytest.raises(ValueError, match="unknown token purpose"):
         members(app).subscriber(good, "admin")
 
+    # Once confirmed, a confirm link is spent after a grace of a few minutes (double clicks).
+    carol = members(app).subscribe("carol@example.org", "UTC", "instant", None)
+    send(app)
+    spent = link_in(maildir_messages(app)[-1], "confirm")
+    members(app).confirm(carol.subscriber_id)
+    clock.advance(minutes=10)
+    assert members(app).subscriber(spent, "confirm") is not None
+    clock.advance(seconds=1)
+    assert members(app).subscriber(spent, "confirm") is None
+
     # A confirm link works for web.confirm_expiry after it was issued, then no more.
     members(app).unsubscribe(ann.id)
     clock.advance(hours=2)

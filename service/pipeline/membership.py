@@ -45,6 +45,9 @@ UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 FIRST_DIGEST_COVERS = timedelta(days=1)
 """A confirmed subscriber's first digest holds the matching papers of this long before."""
 
+CONFIRM_GRACE = timedelta(minutes=10)
+"""How long a confirm link still names its subscriber after it (or another) confirmed."""
+
 
 @dataclass(frozen=True, slots=True)
 class Signup:
@@ -133,8 +136,9 @@ class Membership:
     def subscriber(self, token: str, purpose: str) -> Subscriber | None:
         """The subscriber a URL token names for ``purpose`` ("confirm", "manage",
         "unsubscribe", "feeds"), checked in constant time; None for a wrong or revoked one,
-        and for a confirm token older than ``web.confirm_expiry``. Whatever the status: the
-        caller decides what each status may do (an unsubscribed person may come back)."""
+        and for a confirm token older than ``web.confirm_expiry`` or spent (the subscription
+        was confirmed over ``CONFIRM_GRACE`` ago). Whatever the status otherwise: the caller
+        decides what each status may do (an unsubscribed person may come back)."""
         if purpose not in tokens.PURPOSES:
             raise ValueError(
                 f"unknown token purpose {purpose!r}; expected one of {tokens.PURPOSES}"
@@ -151,7 +155,15 @@ class Membership:
         if purpose == "confirm":
             issued = tokens.issued_at(token)
             assert issued is not None  # verify refuses a confirm token without its time
-            if self.clock.now() - issued > self.settings.web.confirm_expiry:
+            now = self.clock.now()
+            if now - issued > self.settings.web.confirm_expiry:
+                return None
+            # Once confirmed, the link is spent (it must not stand in for a revoked manage
+            # link), but for a moment: a double click or a reload finds it still good.
+            spent = owner.status not in (PENDING, UNSUBSCRIBED) and (
+                owner.confirmed_at is None or now - owner.confirmed_at > CONFIRM_GRACE
+            )
+            if spent:
                 return None
         return owner
 
