@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -571,3 +573,18 @@ def test_subscriber_list_shows_each_status(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["new@example.org", "pending"]
     assert lines[1].split()[:2] == ["paused@example.org", "paused"]
+
+
+def test_requests_for_one_address_at_once_queue_one_confirmation(app: App) -> None:
+    """Several processes or threads taking the same address at the same moment."""
+    start = threading.Barrier(4)
+
+    def ask() -> str:
+        start.wait()
+        return members(app).subscribe(ANN, "UTC", "instant", None).action
+
+    with ThreadPoolExecutor(4) as pool:
+        actions = list(pool.map(lambda _: ask(), range(4)))
+    assert actions.count("throttled") == 3, actions
+    assert [s.email for s in app.pipeline.subscriptions.subscribers()] == [ANN]
+    assert notices(app, DeliveryKind.CONFIRMATION) == ["pending"]
