@@ -364,6 +364,8 @@ class Subscriber:
     status: SubscriberStatus = SubscriberStatus.ACTIVE
     declared: bool = False  # managed by config/profiles.toml
     token: str = ""  # secret behind the subscriber's unsubscribe and feed URLs
+    manage_generation: int = 0  # a new manage link counts it up, revoking the one before
+    confirmed_at: datetime | None = None  # when they confirmed on the web (double opt-in)
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,6 +196,8 @@ def _subscriber(row: Any) -> Subscriber:
         status=SubscriberStatus(row.status),
         declared=bool(row.declared),
         token=row.token or "",
+        manage_generation=row.manage_generation,
+        confirmed_at=row.confirmed_at,
     )
 
 
