@@ -175,7 +175,7 @@ class Ingest:
         if summaries and len(rejected) == len(summaries):
             error = rejected[-1].error or "rejected"
             state = replace(state, errors=state.errors + 1, last_error=error)
-            state = replace(state, next_check_at=self._after_error(source, state.errors, None))
+            state = replace(state, next_check_at=self._after_error(state.errors, None))
         else:
             state = replace(
                 state,
@@ -407,16 +407,13 @@ class Ingest:
         state = replace(state, errors=errors, last_error=str(exc))
         if isinstance(exc, SourceGone):
             state = replace(state, disabled=f"gone (HTTP 410) since {self.clock.now():%Y-%m-%d}")
-        state = replace(state, next_check_at=self._after_error(source, errors, exc.retry_after))
+        state = replace(state, next_check_at=self._after_error(errors, exc.retry_after))
         log.warning("source %s failed (%d in a row): %s", source.id, errors, exc)
         self.store.save_state(state)
 
-    def _after_error(
-        self, source: SourceSettings, errors: int, retry_after: float | None
-    ) -> datetime:
+    def _after_error(self, errors: int, retry_after: float | None) -> datetime:
         fetch = self.settings.fetch
         return polling.next_check_after_error(
-            source,
             errors,
             self.clock.now(),
             retry_after,
