@@ -202,6 +202,7 @@ class Ingest:
         )
         state = replace(state, etag=result.etag, last_modified=result.last_modified)
         if isinstance(result, NotModified):
+            log.debug("%s: not modified", source.id)
             summary = Summary(
                 source_id=source.id,
                 origin=url,
@@ -350,6 +351,7 @@ class Ingest:
         summaries = []
         while ordered:
             summaries.append(self._commit(ordered.pop()))
+            _log_taken(summaries[-1])
         return summaries
 
     def _commit(self, item: _Prepared) -> Summary:
@@ -436,6 +438,23 @@ def _record(snapshot: Snapshot, hashing: Future[str] | None, stamp: str | None) 
         body_hash=hashing.result() if hashing is not None else body_hash(snapshot.body),
         size=len(snapshot.body),
         stamp=stamp,
+    )
+
+
+def _log_taken(summary: Summary) -> None:
+    """One line per snapshot taken: what it held and what changed."""
+    if summary.outcome is SnapshotOutcome.UNCHANGED:
+        log.info("%s: %s: unchanged", summary.source_id, summary.origin)
+        return
+    log.info(
+        "%s: %s: %d papers, %d new, %d listed, %d updated, %d dropped",
+        summary.source_id,
+        summary.origin,
+        summary.papers,
+        summary.new,
+        summary.listed,
+        summary.updated,
+        summary.dropped,
     )
 
 
