@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
 """How long a sender holds a claimed delivery; a claim older than this is taken again."""
 
+CLAIM_BATCH = 20
+"""Deliveries a sender claims at a time: a claim that outlives a crash unseen (a restarted
+container) holds back at most this many for ``LEASE`` (see ``service.store.outbox``)."""
+
 
 class Sender(Protocol):
     """What the mailroom needs of a sender (``maildir`` or ``smtp``)."""
@@ -290,7 +294,7 @@ class Mailroom:
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def send(self, *, limit: int = 100) -> SendResult:
+    async def send(self, *, limit: int = CLAIM_BATCH) -> SendResult:
         """Send what is due, a claimed batch at a time, until nothing is due or ``stop()``.
 
         Raises ``MailConfigError`` when the sender cannot work as configured (the mail server

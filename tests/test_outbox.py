@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+import pytest
 from deliver.smtpd import Answer, SmtpSink
 from mail import FROM, ingest, listing, make_app, send
 
@@ -56,7 +57,7 @@ def a_finished_process() -> Claimer:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     started = f"{psutil.Process(child.pid).create_time():.2f}"
     child.wait()
-    return Claimer(socket.gethostname(), child.pid, started)
+    return Claimer(socket.gethostname(), Claimer.current().namespace, child.pid, started)
 
 
 def test_a_claim_lost_to_a_crash_is_no_attempt(tmp_path: Path, database_url: str) -> None:
@@ -68,7 +69,7 @@ def test_a_claim_lost_to_a_crash_is_no_attempt(tmp_path: Path, database_url: str
         ) as app,
     ):
         queue_digests(app, tmp_path, clock, ("ann",))
-        elsewhere = Outbox(app.store.engine, Claimer("other-host", 4242, "1.00"))
+        elsewhere = Outbox(app.store.engine, Claimer("other-host", "", 4242, "1.00"))
         for _ in range(3):  # three senders on another host claim it and die
             assert len(elsewhere.claim(clock.now(), LEASE, 10)) == 1
             clock.advance(seconds=LEASE.total_seconds() + 1)
@@ -93,12 +94,13 @@ def test_claims_of_a_process_gone_from_this_host_are_taken_at_once(
     with SmtpSink() as sink, smtp_app(tmp_path, database_url, clock, sink) as app:
         queue_digests(app, tmp_path, clock, NAMES)
         engine = app.store.engine
-        alive = Outbox(engine, Claimer(host, me.pid, f"{me.create_time():.2f}"))
+        here = Claimer.current().namespace
+        alive = Outbox(engine, Claimer(host, here, me.pid, f"{me.create_time():.2f}"))
         assert len(alive.claim(clock.now(), LEASE, 1)) == 1  # a live sender holds ann's
         # bob's was claimed by a process that ended; cid's by a process whose pid is now
         # another process's (this one: a restarted container's pid 1 looks like this)
         assert len(Outbox(engine, a_finished_process()).claim(clock.now(), LEASE, 1)) == 1
-        reused = Claimer(host, me.pid, "12.34")
+        reused = Claimer(host, here, me.pid, "12.34")
         assert len(Outbox(engine, reused).claim(clock.now(), LEASE, 1)) == 1
         assert send(app).sent == 2  # within the lease: bob's and cid's, not the live one's
         assert sorted(m.recipients[0] for m in sink.messages) == [
@@ -109,18 +111,32 @@ def test_claims_of_a_process_gone_from_this_host_are_taken_at_once(
         assert held.recipient == "ann@example.org"
 
 
-def test_claims_made_on_another_host_wait_out_their_lease(
-    tmp_path: Path, database_url: str
+@pytest.mark.parametrize("elsewhere", ["host", "namespace"])
+def test_claims_made_where_this_process_cannot_look_wait_out_their_lease(
+    tmp_path: Path, database_url: str, elsewhere: str
 ) -> None:
+    """Another host, or another pid namespace (a container given the same host name): its
+    pids mean nothing here, so a claim is not taken from a process that may be alive."""
     clock = FixedClock(T0)
     with SmtpSink() as sink, smtp_app(tmp_path, database_url, clock, sink) as app:
         queue_digests(app, tmp_path, clock, ("ann",))
         gone = a_finished_process()
-        elsewhere = Claimer(f"not-{gone.host}", gone.pid, gone.started)
-        assert len(Outbox(app.store.engine, elsewhere).claim(clock.now(), LEASE, 10)) == 1
-        assert send(app).sent == 0  # its process cannot be checked from here
+        if elsewhere == "host":
+            other = Claimer(f"not-{gone.host}", gone.namespace, gone.pid, gone.started)
+        else:
+            other = Claimer(gone.host, "pid:[1]", gone.pid, gone.started)
+        assert len(Outbox(app.store.engine, other).claim(clock.now(), LEASE, 10)) == 1
+        assert send(app).sent == 0
         clock.advance(seconds=LEASE.total_seconds() + 1)
         assert send(app).sent == 1
+
+
+def test_a_claimer_reads_back_from_what_the_column_holds() -> None:
+    me = Claimer.current()
+    assert Claimer.parse(str(me)) == me
+    assert me.namespace.startswith("pid:[")  # Linux
+    assert not me.is_gone()
+    assert [Claimer.parse(text) for text in (None, "", "a/b/c", "h/ns/x/1.00")] == [None] * 4
 
 
 def test_a_sender_killed_mid_send_leaves_nothing_waiting_for_the_lease(

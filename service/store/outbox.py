@@ -7,12 +7,15 @@ for a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several processes shar
 claim that outlives its lease (the sender died) is taken again, which may repeat the one message
 that was in flight and no other.
 
-A claim names its claimer (host, pid, process start: ``store.claimer``). A sender that crashed
-leaves its claims orphaned, and the next sender on the same host takes them at once instead of
-after the lease: a restarted service (systemd, a container restart) sends on where it stopped.
-This was chosen over claiming fewer rows at a time, which still leaves the message in flight
-waiting out the lease and costs a transaction per message; claims of a sender on another host
-(which no process here can check) still wait out the lease.
+A claim names its claimer (host, pid namespace, pid, process start: ``store.claimer``). A
+sender that crashed leaves its claims orphaned, and the next sender that can see its processes
+(same host and pid namespace) takes them at once instead of after the lease: a service
+restarted by systemd, or a second ``paperboy run`` beside it, sends on where it stopped. This
+was chosen over claiming fewer rows at a time, which still leaves the message in flight waiting
+out the lease and costs a transaction per message. Claims that cannot be checked (another host,
+another container, a restarted container's) still wait out the lease, and a sender claims at
+most ``CLAIM_BATCH`` rows at a time (``service.mailroom``) so that such a crash holds back
+few messages.
 
 ``attempts`` counts attempts whose outcome is known (sent, refused, or failed for a passing
 reason): it grows when an outcome is recorded, not when a row is claimed, so a claim lost to a
@@ -246,7 +249,8 @@ class Outbox:
         return [(_delivery(row), bytes(row.message or b"")) for row in rows]
 
     def _orphaned(self, db: sa.Connection) -> list[str]:
-        """The ``claimed_by`` of live claims whose claimer, a process on this host, is gone."""
+        """The ``claimed_by`` of live claims whose claimer, a process this one can see (same
+        host and pid namespace), is gone."""
         holders = db.execute(
             sa.select(deliveries.c.claimed_by)
             .where(
@@ -259,7 +263,7 @@ class Outbox:
         gone = []
         for text in holders:
             holder = Claimer.parse(text)
-            if holder is not None and holder.host == self.claimer.host and holder.is_gone():
+            if holder is not None and self.claimer.sees(holder) and holder.is_gone():
                 gone.append(text)
         return gone
 
