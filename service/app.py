@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -60,7 +59,6 @@ def build(
     """Open the database (migrating it to this version's schema) and wire the pipeline."""
     from service.fetch.http import HttpFetcher
 
-    logging.getLogger("service").setLevel(settings.log_level.upper())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.database())
     if migrate:

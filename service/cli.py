@@ -40,11 +40,8 @@ NO_THRESHOLD = "none"  # ``--alert-threshold none``: the profile sends no alerts
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
     handler: Handler | None = getattr(args, "handler", None)
+    _configure_logging(args.verbose, service=handler in _SERVICES)
     if handler is None:
         parser.print_help()
         return 2
@@ -74,7 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"paperboy {__version__}")
     parser.add_argument("--config", metavar="PATH", help="settings file (default: see README)")
     parser.add_argument("--data-dir", metavar="DIR", help="data directory (default ./data)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log what happens (-vv: also what the libraries do)",
+    )
     commands = parser.add_subparsers(metavar="COMMAND")
 
     ingest = commands.add_parser("ingest", help="ingest snapshot files now")
@@ -685,7 +688,41 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _app(args: argparse.Namespace) -> App:
-    return build(_settings(args))
+    settings = _settings(args)
+    if getattr(args, "handler", None) in _SERVICES and not args.verbose:
+        logging.getLogger("service").setLevel(settings.log_level)
+    return build(settings)
+
+
+# Commands that run as a service: their log is their output (see _configure_logging).
+_SERVICES: frozenset[Handler] = frozenset({_run})
+
+# The libraries whose logs tell about their own workings: WARNING unless -vv.
+_LIBRARIES = (
+    "aiosmtplib",
+    "alembic",
+    "apscheduler",
+    "asyncio",
+    "httpcore",
+    "httpx",
+    "psycopg",
+    "sqlalchemy",
+    "uvicorn",
+)
+
+
+def _configure_logging(verbosity: int, *, service: bool) -> None:
+    """Log to stderr. paperboy's own messages: under a service command (``run``) at the
+    ``log_level`` setting (set in ``_app`` once settings are read), under the other commands,
+    which print what they did, warnings only; DEBUG with ``-v``. Libraries: WARNING, DEBUG with
+    ``-vv``."""
+    logging.basicConfig(
+        format=("%(asctime)s " if service else "") + "%(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger().setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    for name in _LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    logging.getLogger("service").setLevel(logging.DEBUG if verbosity else logging.WARNING)
 
 
 def _report(summaries: Sequence[Summary], as_json: bool) -> int:

@@ -11,10 +11,19 @@ from __future__ import annotations
 import os
 import re
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +31,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from service import cron
 from service.errors import ConfigError
 from service.model import SourceKind
 
@@ -45,8 +55,19 @@ def parse_duration(value: object) -> timedelta:
     raise ValueError(f"expected a duration such as 90, '90s', '15m', '1h' or '7d', got {value!r}")
 
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class SourceSettings(BaseModel):
-    """One declared source."""
+    """One declared source.
+
+    A location is an http(s) URL, a file or a folder. A relative path is inside data_dir, and
+    a missing folder there is created on the first poll (the drop-in inbox of a fresh data
+    directory); an absolute path must exist when the settings are loaded, since nothing
+    paperboy does would make it appear. Options are checked against what the source's kind and
+    location use (see ``source_options``).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,9 +84,104 @@ class SourceSettings(BaseModel):
         classmethod(lambda cls, v: parse_duration(v))
     )
 
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("expected a time longer than 0, such as '15m' or '1h'")
+        return value
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        scheme = _SCHEME.match(value)
+        if scheme is not None and scheme[1].lower() not in ("http", "https"):
+            raise ValueError(
+                f"unknown scheme {scheme[1]!r}: expected an http(s) URL, a file or a folder"
+            )
+        if scheme is None and Path(value).is_absolute() and not Path(value).exists():
+            raise ValueError(
+                f"no such file or folder {value!r} (an absolute location must exist; a relative"
+                " one is inside data_dir, where a missing folder is created)"
+            )
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            cron.validate(value)
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        location = info.data.get("location")
+        if location is None:  # the location was refused already
+            return value
+        known = source_options(info.data.get("kind"), _SCHEME.match(location) is not None)
+        for name, option in value.items():
+            if name not in known:
+                where = "an http(s)" if _SCHEME.match(location) else "a file or folder"
+                kind = info.data.get("kind")
+                what = f"a {kind.value!r} source" if kind else "a source of any kind"
+                raise ValueError(
+                    f"unknown option {name!r} for {what} at {where} location"
+                    f" (known: {', '.join(sorted(known)) or 'none'})"
+                )
+            known[name](name, option)
+        return value
+
     @property
     def is_http(self) -> bool:
         return self.location.startswith(("http://", "https://"))
+
+
+def source_options(kind: SourceKind | None, over_http: bool) -> dict[str, Any]:
+    """The options a source of ``kind`` (None: recognised per snapshot) understands, each with
+    the check of its value; config/paperboy.toml's [[sources]] comments describe them."""
+    known: dict[str, Any] = {}
+    if over_http:
+        known |= {"host_interval": _duration_option, "params": _table_option}
+        if kind in (None, SourceKind.HF_DAILY):
+            known["pages"] = _count_option
+    if kind in (None, SourceKind.FEED):
+        known["new_announce_types"] = _words_option
+    return known
+
+
+def _duration_option(name: str, value: object) -> None:
+    if parse_duration(value) <= timedelta(0):
+        raise ValueError(f"option {name!r}: expected a time longer than 0, such as '3s'")
+
+
+def _table_option(name: str, value: object) -> None:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise ValueError(f"option {name!r}: expected a table of text or numbers, got {value!r}")
+
+
+def _count_option(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"option {name!r}: expected a whole number of at least 1, got {value!r}")
+
+
+def _words_option(name: str, value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"option {name!r}: expected a list of words, got {value!r}")
+
+
+def _address(value: str) -> str:
+    """``value`` if it is a mail address (``name <local@domain>`` or ``local@domain``)."""
+    _, spec = parseaddr(value)
+    local, at, domain = spec.rpartition("@")
+    clean = all(c.isprintable() and not c.isspace() for c in spec) and value.isprintable()
+    if not (at and local and domain and clean) or "@" in domain or domain.startswith("."):
+        raise ValueError(
+            f"expected a mail address such as 'paperboy <digests@example.org>', got {value!r}"
+        )
+    return value
 
 
 class FetchSettings(BaseModel):
@@ -121,6 +237,11 @@ class MailSettings(BaseModel):
     _durations = field_validator(
         "retry_base", "retry_max", "source_failing_after", "keep_sent", mode="before"
     )(classmethod(lambda cls, v: parse_duration(v)))
+
+    @field_validator("from_address", "reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _addresses(cls, value: str | None) -> str | None:
+        return None if value is None else _address(value)
 
     @field_validator("base_url")
     @classmethod
@@ -206,6 +327,13 @@ class Settings(BaseSettings):
         ]
     )
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in _LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)}, got {value!r}")
+        return value.upper()
+
     @model_validator(mode="after")
     def _unique_sources(self) -> Settings:
         seen: set[str] = set()
@@ -287,8 +415,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     except ValidationError as exc:
         in_file = str(chosen) if chosen else "defaults"
         problems = "; ".join(
-            f"{_origin(err['loc'], in_file)}: {'.'.join(map(str, err['loc'])) or '(top)'}:"
-            f" {err['msg']}"
+            f"{_origin(err['loc'], in_file)}: {_path(err['loc'])}: {_message(err)}"
             for err in exc.errors(include_input=False, include_url=False)
         )
         raise ConfigError(problems) from None
@@ -296,6 +423,19 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         raise ConfigError(str(exc), where=str(chosen) if chosen else None) from None
     finally:
         _CONFIG_FILE["path"] = None
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """A setting's place as written in the file: ``sources[0].cron``, ``mail.smtp.port``."""
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    return text.lstrip(".") or "(top)"
+
+
+def _message(error: Any) -> str:
+    """Pydantic's message, without the "Value error, " it puts before our own."""
+    if error["type"] == "value_error" and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
+    return str(error["msg"])
 
 
 def _origin(loc: tuple[int | str, ...], in_file: str) -> str:

@@ -13,6 +13,8 @@ raised on purpose derives from ``PaperboyError`` and carries structured fields::
     ├── InvalidValue           a subscriber's or profile's field is invalid (email, zone, ...)
     ├── StoreError             the database is unusable or at the wrong revision
     └── DeliveryError          a message could not be handed over (transient or permanent)
+        └── MailConfigError    no message can go: the mail server refuses the connection, the
+                               TLS or the login that the settings ask for
 """
 
 from __future__ import annotations
@@ -161,3 +163,13 @@ class DeliveryError(PaperboyError):
         self.code = code
         self.reply = reply
         super().__init__(message)
+
+
+class MailConfigError(DeliveryError):
+    """The sender cannot work as configured: the connection is refused, the server lacks the
+    STARTTLS or AUTH asked for, its certificate is invalid, or the login is refused. No message
+    is at fault (they wait, and no attempt is counted) until the settings or the server change.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, reply: str | None = None):
+        super().__init__(message, transient=True, code=code, reply=reply)

@@ -13,7 +13,7 @@ import random
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -26,7 +26,7 @@ from service import polling, windows
 from service.clock import Clock
 from service.config import Settings
 from service.digest import Candidate, Digest, Hit
-from service.errors import DeliveryError
+from service.errors import DeliveryError, MailConfigError
 from service.match.results import Match
 from service.model import (
     DeliveryKind,
@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=10)
 """How long a sender holds a claimed delivery; a claim older than this is taken again."""
+
+CLAIM_BATCH = 20
+"""Deliveries a sender claims at a time: a claim that outlives a crash unseen (a restarted
+container) holds back at most this many for ``LEASE`` (see ``service.store.outbox``)."""
 
 
 class Sender(Protocol):
@@ -290,8 +294,13 @@ class Mailroom:
 
     # -- sending --------------------------------------------------------------------------------
 
-    async def send(self, *, limit: int = 100) -> SendResult:
-        """Send what is due, a claimed batch at a time, until nothing is due or ``stop()``."""
+    async def send(self, *, limit: int = CLAIM_BATCH) -> SendResult:
+        """Send what is due, a claimed batch at a time, until nothing is due or ``stop()``.
+
+        Raises ``MailConfigError`` when the sender cannot work as configured (the mail server
+        refuses the connection, TLS or the login): the claimed messages are given back, with
+        no attempt counted, and wait for the settings or the server to change.
+        """
         if self.sender is None:
             raise DeliveryError("no sender is configured", transient=True)
         totals = SendResult()
@@ -300,50 +309,70 @@ class Mailroom:
             claimed = self.outbox.claim(self.clock.now(), LEASE, limit)
             if not claimed:
                 break
+            batch = SendResult()
             for index, (delivery, message) in enumerate(claimed):
                 if self.stopping:
                     self.outbox.release([d.id for d, _ in claimed[index:]])
                     break
-                totals = await self._send_one(
-                    delivery.id,
-                    delivery.attempts,
-                    delivery.recipient,
-                    envelope_from,
-                    message,
-                    totals,
-                )
+                try:
+                    batch = await self._send_one(
+                        delivery.id,
+                        delivery.attempts + 1,
+                        delivery.recipient,
+                        envelope_from,
+                        message,
+                        batch,
+                    )
+                except MailConfigError as exc:
+                    self.outbox.release([d.id for d, _ in claimed[index:]], error=str(exc))
+                    _log_batch(batch)
+                    raise
+            _log_batch(batch)
+            totals = _add(totals, **asdict(batch))
         return totals
 
     async def _send_one(
         self,
         delivery_id: int,
-        attempts: int,
+        attempt: int,
         recipient: str,
         envelope_from: str,
         message: bytes,
         totals: SendResult,
     ) -> SendResult:
+        """Make attempt number ``attempt`` (counting from 1) at one delivery."""
         assert self.sender is not None
         try:
             await self.sender.send(envelope_from, [recipient], message)
+        except MailConfigError:
+            raise
         except DeliveryError as exc:
             now = self.clock.now()
             if not exc.transient:
                 log.warning("delivery %d to %s failed: %s", delivery_id, recipient, exc)
                 self.outbox.mark_failed(delivery_id, str(exc), DeliveryStatus.FAILED)
                 return _add(totals, failed=1)
-            if attempts >= self.settings.mail.max_attempts:
+            if attempt >= self.settings.mail.max_attempts:
                 log.warning(
                     "delivery %d to %s is dead after %d attempts: %s",
                     delivery_id,
                     recipient,
-                    attempts,
+                    attempt,
                     exc,
                 )
                 self.outbox.mark_failed(delivery_id, str(exc), DeliveryStatus.DEAD)
                 return _add(totals, dead=1)
             mail = self.settings.mail
-            wait = polling.backoff(attempts, mail.retry_base, mail.retry_max, self.rng)
+            wait = polling.backoff(attempt, mail.retry_base, mail.retry_max, self.rng)
+            log.warning(
+                "delivery %d to %s: attempt %d of %d failed, next in %s: %s",
+                delivery_id,
+                recipient,
+                attempt,
+                mail.max_attempts,
+                _rounded(wait),
+                exc,
+            )
             self.outbox.mark_retry(delivery_id, str(exc), now + wait)
             return _add(totals, retried=1)
         self.outbox.mark_sent(delivery_id, self.clock.now())
@@ -440,6 +469,21 @@ def _add(totals: SendResult, **more: int) -> SendResult:
         failed=totals.failed + more.get("failed", 0),
         dead=totals.dead + more.get("dead", 0),
     )
+
+
+def _log_batch(batch: SendResult) -> None:
+    if batch != SendResult():
+        log.info(
+            "sent %d, to retry %d, failed %d, dead %d",
+            batch.sent,
+            batch.retried,
+            batch.failed,
+            batch.dead,
+        )
+
+
+def _rounded(wait: timedelta) -> timedelta:
+    return timedelta(seconds=round(wait.total_seconds()))
 
 
 def _addr_spec(address: str) -> str:

@@ -23,6 +23,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service.app import App
+from service.errors import MailConfigError
+from service.mailroom import SendResult
 from service.store.leader import leading
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ async def serve(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     sending: set[asyncio.Task[Any]] = set()
+    unusable: list[str] = []  # why mail cannot go, as last logged (logged once, not per run)
 
     def store_job(
         name: str, job: Callable[[], object], *, take_over: Callable[[], None] | None = None
@@ -83,9 +86,17 @@ async def serve(
         assert task is not None
         sending.add(task)
         try:
-            await mailroom.send()
+            result = await mailroom.send()
+        except MailConfigError as exc:
+            if unusable != [str(exc)]:
+                log.error("mail cannot go until [mail] or the server is fixed: %s", exc)
+                unusable[:] = [str(exc)]
+            return
         finally:
             sending.discard(task)
+        if unusable and result != SendResult():  # the server took or answered a message
+            log.info("mail goes out again")
+            unusable.clear()
 
     now = datetime.now(UTC)
     store = {"executor": "store", "next_run_time": now}

@@ -163,3 +163,18 @@ def test_sources_show_when_files_were_last_ingested(tmp_path: Path) -> None:
     table = run(tmp_path, "sources").stdout
     row = next(line for line in table.splitlines() if line.startswith("files"))
     assert row.split()[3] != "-"
+
+
+def test_verbose_logs_paperboy_and_twice_verbose_the_libraries_too(tmp_path: Path) -> None:
+    inbox = tmp_path / "data" / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "a.txt").write_text(listing("Jun 1", ("A kv cache", "x", "May 30 1")))
+    quiet = run(tmp_path, "poll", "--source", "inbox")
+    assert quiet.returncode == 0 and quiet.stderr == ""  # the table says what happened
+    (inbox / "b.txt").write_text(listing("Jun 2", ("A kv cache", "x", "May 30 2")))
+    verbose = run(tmp_path, "-v", "poll", "--source", "inbox")
+    assert f"INFO service.pipeline.ingest: inbox: {inbox / 'b.txt'}: 1 papers" in verbose.stderr
+    assert not [line for line in verbose.stderr.splitlines() if " service." not in line]
+    (inbox / "c.txt").write_text(listing("Jun 3", ("A kv cache", "x", "May 30 3")))
+    noisy = run(tmp_path, "-vv", "poll", "--source", "inbox")
+    assert "INFO sqlalchemy.engine" in noisy.stderr

@@ -17,6 +17,7 @@ from service import tokens
 from service.app import App
 from service.clock import FixedClock
 from service.digest import Candidate, compose
+from service.errors import MailConfigError
 from service.mailroom import LEASE
 from service.match.results import Reason
 from service.model import (
@@ -415,3 +416,36 @@ def test_instant_subscribers_get_a_message_after_each_poll_that_finds_something(
         clock.advance(minutes=1)
         assert [p.papers for p in app.mailroom.plan()] == [1]
         assert send(app).sent == 2
+
+
+@pytest.mark.parametrize(
+    ("server", "settings", "says"),
+    [
+        ({"security": "none"}, {"security": "starttls"}, "STARTTLS extension not supported"),
+        ({"login": ("ann", "s3cret")}, {"password": "wrong"}, "refused the login: 535"),
+        ({"security": "starttls"}, {}, "certificate verify failed"),
+    ],
+)
+def test_a_mail_server_unusable_as_configured_stops_sending_and_counts_no_attempt(
+    tmp_path: Path,
+    database_url: str,
+    clock: FixedClock,
+    server: dict[str, object],
+    settings: dict[str, object],
+    says: str,
+) -> None:
+    with SmtpSink(**server) as sink:  # type: ignore[arg-type]
+        smtp = sink.settings(**settings)
+        with make_app(tmp_path, database_url, clock, sender="smtp", smtp=smtp) as app:
+            for name in ("ann", "bob"):
+                subscribe(app, f"{name}@example.org")
+            ingest(app, tmp_path, "a.txt", listing("Jun 1", ("A kv cache", "x", "May 30 1")))
+            clock.at = NEXT_MORNING
+            app.mailroom.plan()
+            with pytest.raises(MailConfigError, match=says):
+                send(app)
+            assert sink.connections == 1  # one try for the batch, not one per message
+            rows = app.mailroom.outbox.deliveries()
+            assert [(r.status, r.attempts) for r in rows] == [(DeliveryStatus.PENDING, 0)] * 2
+            assert all(says in (r.last_error or "") for r in rows)
+        assert sink.messages == []

@@ -8,14 +8,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from service.config import SourceSettings
+from service.cron import _weekday_names
+from service.cron import validate as validate_cron
 from service.model import SourceState
 from service.polling import (
     RETRY_AFTER_MAX,
-    _weekday_names,
     is_due,
     next_check_after_error,
     next_check_after_success,
-    validate_cron,
 )
 
 NOW = datetime(2026, 3, 6, 10, 0, tzinfo=UTC)  # a Friday
@@ -37,8 +37,9 @@ def source(**fields: Any) -> SourceSettings:
 
 
 def after_error(src: SourceSettings, errors: int, **kwargs: Any) -> datetime:
+    """When ``src`` is polled after ``errors`` failures in a row (its schedule plays no part)."""
     options: dict[str, Any] = {"backoff_base": BASE, "backoff_max": CAP, "rng": Midpoint()}
-    return next_check_after_error(src, errors, NOW, kwargs.pop("retry_after", None), **options)
+    return next_check_after_error(errors, NOW, kwargs.pop("retry_after", None), **options)
 
 
 def test_interval_without_jitter() -> None:
@@ -139,13 +140,10 @@ def test_backoff_is_capped_even_after_very_many_errors() -> None:
 
 
 def test_backoff_jitter_is_twenty_percent_and_never_passes_the_cap() -> None:
-    src = source(interval="1m")
     rng = random.Random(3)
 
     def delay(errors: int) -> timedelta:
-        at = next_check_after_error(
-            src, errors, NOW, None, backoff_base=BASE, backoff_max=CAP, rng=rng
-        )
+        at = next_check_after_error(errors, NOW, None, backoff_base=BASE, backoff_max=CAP, rng=rng)
         return at - NOW
 
     delays = [delay(3) for _ in range(300)]
@@ -170,10 +168,11 @@ def test_an_absurd_retry_after_is_bounded() -> None:
     assert after_error(source(), 1, retry_after=1e15) == NOW + RETRY_AFTER_MAX
 
 
-def test_errors_never_poll_sooner_than_the_schedule() -> None:
-    assert after_error(source(interval="6h"), 1) == NOW + timedelta(hours=6)
-    daily = source(cron="0 6 * * *")
-    assert after_error(daily, 1) == datetime(2026, 3, 7, 6, 0, tzinfo=UTC)
+def test_the_first_failure_waits_backoff_base_whatever_the_schedule() -> None:
+    assert after_error(source(interval="6h"), 1) == NOW + BASE
+    assert after_error(source(cron="0 6 * * *"), 1) == NOW + BASE
+    assert after_error(source(interval="1m"), 1) == NOW + BASE
+    assert after_error(source(interval="6h"), 4) == NOW + BASE * 8
 
 
 @pytest.mark.parametrize(

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import mailbox
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from mail import listing, parse
+import pytest
+from deliver.smtpd import SmtpSink
+from mail import ingest, listing, make_app, parse
+
+from service.clock import FixedClock
+from service.model import ProfileSpec
+from service.runner import serve
 
 CONFIG = """
 data_dir = "{data}"
@@ -76,9 +85,47 @@ def test_run_polls_the_inbox_mails_and_stops_cleanly_on_sigterm(tmp_path: Path) 
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 0, output.decode()
+    log = output.decode()
+    assert process.returncode == 0, log
+    # One line per snapshot and per send batch; nothing from the libraries.
+    assert f"INFO service.pipeline.ingest: inbox: {inbox / 'capture.txt'}: 1 papers, 1 new," in log
+    assert "INFO service.mailroom: sent 1, to retry 0, failed 0, dead 0" in log
+    assert not [line for line in log.splitlines() if " service." not in line], log
     box = mailbox.Maildir(maildir, create=False)
     [key] = box.keys()
     message = parse(box.get_bytes(key))
     assert message["To"] == "ann@example.org"
     assert message["Subject"] == "1 new paper: KV cache (1)"
+
+
+def test_run_logs_a_mail_server_unusable_as_configured_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FixedClock(datetime(2026, 6, 1, 12, tzinfo=UTC))
+    with SmtpSink(security="none") as sink:
+        smtp = sink.settings(security="starttls")
+        database = f"sqlite:///{tmp_path / 'paperboy.db'}"
+        with make_app(tmp_path, database, clock, sender="smtp", smtp=smtp) as app:
+            for name in ("ann", "bob", "cid"):
+                app.pipeline.roster.save_subscriber(f"{name}@example.org", "UTC", "daily 07:30")
+                app.pipeline.roster.save_profile(f"{name}@example.org", ProfileSpec("KV", "kv"))
+            ingest(app, tmp_path, "a.txt", listing("Jun 1", ("A kv cache", "x", "May 30 1")))
+            clock.at = datetime(2026, 6, 2, 8, tzinfo=UTC)
+            assert len(app.mailroom.plan()) == 3
+
+            async def serve_a_while() -> None:
+                stop = asyncio.Event()
+                running = asyncio.create_task(serve(app, tick=0.1, send_every=0.1, stop=stop))
+                while sink.connections < 3 and not running.done():  # three send runs at least
+                    await asyncio.sleep(0.05)
+                stop.set()
+                await running
+
+            asyncio.run(asyncio.wait_for(serve_a_while(), 60))
+            rows = app.mailroom.outbox.deliveries()
+            assert [(r.status.value, r.attempts) for r in rows] == [("pending", 0)] * 3
+    said = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("service")
+    ]
+    assert [(r.name, r.levelname) for r in said] == [("service.runner", "ERROR")]
+    assert "STARTTLS extension not supported" in said[0].getMessage()

@@ -3,10 +3,14 @@
 ``SmtpSender.send`` returns the server's reply to an accepted message, or raises
 ``DeliveryError``::
 
-    transient   a 4xx reply (MAIL, RCPT or DATA), a timeout, a refused, dropped or failed TLS
-                connection, a server that lacks the STARTTLS or AUTH the settings ask for
-    permanent   a 5xx reply (``code`` and ``reply`` set), including 535 for wrong credentials;
-                an address that cannot go on an SMTP command line
+    transient   a 4xx reply (greeting, login, MAIL, RCPT or DATA), a timeout, a dropped
+                connection
+    permanent   a 5xx reply to MAIL, RCPT or DATA (``code`` and ``reply`` set); an address
+                that cannot go on an SMTP command line
+    MailConfigError (transient: no message is at fault) the connection is refused or the host
+                unknown, TLS fails (an invalid certificate, TLS spoken to a plain port), the
+                server lacks the STARTTLS or AUTH asked for, the login is refused (5xx), the
+                greeting is a 5xx
 
 Any other exception is a bug and propagates. The connection opens on the first send; one the
 server closed while idle is reopened once, transparently. After a clean 4xx/5xx reply it is
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -29,7 +34,7 @@ import aiosmtplib
 from aiosmtplib.email import parse_address
 
 from service.config import SmtpSettings
-from service.errors import DeliveryError
+from service.errors import DeliveryError, MailConfigError
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +164,7 @@ class SmtpSender:
         try:
             await smtp.connect()  # closes the connection itself when it fails
         except _NETWORK_ERRORS as exc:
-            raise self._error(exc) from exc
+            raise self._connect_error(exc) from exc
         self._smtp = smtp
         return smtp
 
@@ -180,6 +185,51 @@ class SmtpSender:
         if self._smtp is not None:
             self._smtp.close()
             self._smtp = None
+
+    def _connect_error(self, exc: Exception) -> DeliveryError:
+        """What a failure to connect, start TLS or log in means: a setting (or the server) to
+        fix, or a passing failure (a timeout, a 4xx reply, a dropped connection)."""
+        server = self._server
+        cause = exc.__cause__ if isinstance(exc, aiosmtplib.SMTPConnectError) else exc
+        if isinstance(exc, TimeoutError | aiosmtplib.SMTPServerDisconnected):
+            return self._error(exc)
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            if exc.code < 500:
+                return self._error(exc)
+            if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+                return MailConfigError(
+                    f"{server} refused the login: {exc.code} {exc.message}"
+                    " (check mail.smtp.username and mail.smtp.password)",
+                    code=exc.code,
+                    reply=exc.message,
+                )
+            return MailConfigError(
+                f"{server} refused the session: {exc.code} {exc.message}",
+                code=exc.code,
+                reply=exc.message,
+            )
+        if isinstance(cause, ConnectionRefusedError):
+            return MailConfigError(
+                f"{server} refused the connection (check mail.smtp.host and mail.smtp.port)"
+            )
+        if isinstance(cause, socket.gaierror):
+            return MailConfigError(f"{server}: unknown host (check mail.smtp.host): {cause}")
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = cause.verify_message
+            return MailConfigError(
+                f"{server}: TLS certificate verify failed: {reason} (mail.smtp.validate_certs)"
+            )
+        if isinstance(cause, ssl.SSLError):
+            return MailConfigError(
+                f"{server}: TLS failed ({cause.reason}); is mail.smtp.security right for this"
+                " port (465: tls, 587: starttls)?"
+            )
+        if isinstance(exc, aiosmtplib.SMTPException) and not isinstance(exc, OSError):
+            # The server lacks an extension the settings need (STARTTLS, AUTH).
+            return MailConfigError(
+                f"{server}: {exc} (check mail.smtp.security and mail.smtp.username)"
+            )
+        return self._error(exc)
 
     def _error(self, exc: Exception) -> DeliveryError:
         server = self._server

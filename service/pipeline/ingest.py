@@ -175,7 +175,7 @@ class Ingest:
         if summaries and len(rejected) == len(summaries):
             error = rejected[-1].error or "rejected"
             state = replace(state, errors=state.errors + 1, last_error=error)
-            state = replace(state, next_check_at=self._after_error(source, state.errors, None))
+            state = replace(state, next_check_at=self._after_error(state.errors, None))
         else:
             state = replace(
                 state,
@@ -202,6 +202,7 @@ class Ingest:
         )
         state = replace(state, etag=result.etag, last_modified=result.last_modified)
         if isinstance(result, NotModified):
+            log.debug("%s: not modified", source.id)
             summary = Summary(
                 source_id=source.id,
                 origin=url,
@@ -350,6 +351,7 @@ class Ingest:
         summaries = []
         while ordered:
             summaries.append(self._commit(ordered.pop()))
+            _log_taken(summaries[-1])
         return summaries
 
     def _commit(self, item: _Prepared) -> Summary:
@@ -407,16 +409,13 @@ class Ingest:
         state = replace(state, errors=errors, last_error=str(exc))
         if isinstance(exc, SourceGone):
             state = replace(state, disabled=f"gone (HTTP 410) since {self.clock.now():%Y-%m-%d}")
-        state = replace(state, next_check_at=self._after_error(source, errors, exc.retry_after))
+        state = replace(state, next_check_at=self._after_error(errors, exc.retry_after))
         log.warning("source %s failed (%d in a row): %s", source.id, errors, exc)
         self.store.save_state(state)
 
-    def _after_error(
-        self, source: SourceSettings, errors: int, retry_after: float | None
-    ) -> datetime:
+    def _after_error(self, errors: int, retry_after: float | None) -> datetime:
         fetch = self.settings.fetch
         return polling.next_check_after_error(
-            source,
             errors,
             self.clock.now(),
             retry_after,
@@ -439,6 +438,23 @@ def _record(snapshot: Snapshot, hashing: Future[str] | None, stamp: str | None) 
         body_hash=hashing.result() if hashing is not None else body_hash(snapshot.body),
         size=len(snapshot.body),
         stamp=stamp,
+    )
+
+
+def _log_taken(summary: Summary) -> None:
+    """One line per snapshot taken: what it held and what changed."""
+    if summary.outcome is SnapshotOutcome.UNCHANGED:
+        log.info("%s: %s: unchanged", summary.source_id, summary.origin)
+        return
+    log.info(
+        "%s: %s: %d papers, %d new, %d listed, %d updated, %d dropped",
+        summary.source_id,
+        summary.origin,
+        summary.papers,
+        summary.new,
+        summary.listed,
+        summary.updated,
+        summary.dropped,
     )
 
 

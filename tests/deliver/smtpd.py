@@ -90,6 +90,7 @@ class SmtpSink:
         self._lock = threading.Lock()
         self._messages: list[Received] = []
         self._connections = 0
+        self._started = 0
         self._open: dict[_Server, int] = {}
         self._current: dict[_Server, Answer] = {}
         self._controller: _Controller | None = None
@@ -147,6 +148,12 @@ class SmtpSink:
         """How many connections clients have opened so far."""
         with self._lock:
             return self._connections
+
+    @property
+    def started(self) -> int:
+        """How many messages clients have begun (MAIL commands) so far."""
+        with self._lock:
+            return self._started
 
     @cached_property
     def ca(self) -> trustme.CA:
@@ -217,6 +224,7 @@ class SmtpSink:
 
     def _next_answer(self, server: _Server) -> None:
         with self._lock:
+            self._started += 1
             self._current[server] = self._answers.popleft() if self._answers else self._then
 
     async def _answer(self, server: _Server, at: str) -> str | None:

@@ -12,7 +12,7 @@ import pytest
 
 from service.config import SmtpSettings
 from service.deliver.smtp import Pacer, SmtpSender
-from service.errors import DeliveryError
+from service.errors import DeliveryError, MailConfigError
 
 from .smtpd import HOST, Answer, SmtpSink
 
@@ -141,13 +141,17 @@ def test_550_is_permanent_with_the_server_reply(at: Stage) -> None:
     assert "550 5.1.1 No such user here" in str(error)
 
 
-def test_a_closed_port_is_transient() -> None:
+def test_a_closed_port_is_a_configuration_error() -> None:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         port = probe.getsockname()[1]
     error = failure(SmtpSender(SmtpSettings(host=HOST, port=port, security="none", timeout=5)))
-    assert error.transient is True
+    assert isinstance(error, MailConfigError)
+    assert error.transient is True  # no message is at fault
     assert error.code is None
+    assert str(error) == (
+        f"{HOST}:{port} refused the connection (check mail.smtp.host and mail.smtp.port)"
+    )
 
 
 def test_dropped_mid_message_is_transient_and_the_next_send_reconnects() -> None:
@@ -179,7 +183,7 @@ def test_a_server_slower_than_the_timeout_is_transient() -> None:
 
         error, waited, reply = asyncio.run(go())
         assert sink.connections == 2
-    assert error.transient is True
+    assert error.transient is True and not isinstance(error, MailConfigError)
     assert "timed out" in str(error)
     assert waited < 2
     assert reply == "2.0.0 Ok: queued as 1"
@@ -198,7 +202,7 @@ def test_starttls_refuses_an_untrusted_certificate_unless_told_not_to_check() ->
         assert sink.messages == []
         send_all(SmtpSender(sink.settings(validate_certs=False)), 1)
         assert [m.tls for m in sink.messages] == [True]
-    assert error.transient is True
+    assert isinstance(error, MailConfigError)
     assert "certificate verify failed" in str(error)
 
 
@@ -212,7 +216,30 @@ def test_implicit_tls() -> None:
 def test_implicit_tls_refuses_an_untrusted_certificate() -> None:
     with SmtpSink(security="tls") as sink:
         error = failure(SmtpSender(sink.settings()))
-    assert error.transient is True
+    assert isinstance(error, MailConfigError)
+    assert "certificate verify failed" in str(error)
+
+
+def test_a_server_without_starttls_is_a_configuration_error() -> None:
+    with SmtpSink(security="none") as sink:
+        error = failure(SmtpSender(sink.settings(security="starttls")))
+        assert sink.messages == []
+    assert isinstance(error, MailConfigError)
+    assert "STARTTLS extension not supported" in str(error)
+
+
+def test_tls_spoken_to_a_plain_port_is_a_configuration_error() -> None:
+    with SmtpSink(security="none") as sink:
+        error = failure(SmtpSender(sink.settings(security="tls")))
+    assert isinstance(error, MailConfigError)
+    assert "is mail.smtp.security right for this port" in str(error)
+
+
+def test_a_login_the_server_cannot_take_is_a_configuration_error() -> None:
+    with SmtpSink(security="none") as sink:
+        error = failure(SmtpSender(sink.settings(username="reader", password="s3cret")))
+    assert isinstance(error, MailConfigError)
+    assert "AUTH extension is not supported" in str(error)
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
@@ -228,11 +255,13 @@ def test_logs_in_over_starttls() -> None:
         assert [(m.tls, m.login) for m in sink.messages] == [(True, "reader")]
 
 
-def test_a_wrong_password_is_permanent() -> None:
+def test_a_wrong_password_is_a_configuration_error() -> None:
     with SmtpSink(login=("reader", "s3cret")) as sink:
         error = failure(SmtpSender(sink.settings(password="wrong")))
         assert sink.messages == []
-    assert (error.transient, error.code) == (False, 535)
+    assert isinstance(error, MailConfigError)
+    assert error.code == 535
+    assert "refused the login: 535" in str(error)
     assert "wrong" not in str(error)
 
 
