@@ -588,6 +588,12 @@ def _digest(args: argparse.Namespace) -> int:
                 sys.stdout.write(rendered.message.decode("utf-8", "replace"))
             return 0
         planned = app.mailroom.close_now(owner)
+        if planned.delivery_id is None:
+            print(
+                f"nothing is due for {owner.email}: no new matches since "
+                f"{_short(planned.window.start)} UTC; nothing queued"
+            )
+            return 0
         print(
             f"queued: {_count(planned.papers, 'paper')} for {owner.email} "
             "(paperboy send delivers it)"

@@ -67,7 +67,8 @@ class Digest:
     subscriber: Subscriber
     window: Window
     sections: tuple[Section, ...]
-    notes: tuple[str, ...] = ()  # about the sources: failing ones, or that all are healthy
+    notes: tuple[str, ...] = ()  # about the sources: the ones failing for a while
+    healthy: bool = False  # every source's last check succeeded: an empty digest may say so
 
     @property
     def items(self) -> tuple[Item, ...]:
@@ -94,6 +95,7 @@ def compose(
     candidates: Iterable[Candidate],
     *,
     notes: Sequence[str] = (),
+    healthy: bool = False,
     send_when_empty: bool = False,
 ) -> Digest | None:
     """The digest of ``candidates``, or None when there is nothing to send."""
@@ -119,7 +121,7 @@ def compose(
     sections.sort(key=lambda s: (-s.total, -s.items[0].score, s.profile))
     if not sections and not send_when_empty:
         return None
-    return Digest(kind, subscriber, window, tuple(sections), tuple(notes))
+    return Digest(kind, subscriber, window, tuple(sections), tuple(notes), healthy)
 
 
 def wants_alert(candidate: Candidate) -> bool:
@@ -149,6 +151,12 @@ def source_notes(
             error = f": {_one_line(state.last_error)}" if state.last_error else ""
             notes.append(f"Source {state.source_id} has been failing for {span}{error}.")
     return tuple(notes)
+
+
+def sources_healthy(states: Iterable[tuple[SourceState, datetime]]) -> bool:
+    """Whether every source is enabled and its last check succeeded (what "All sources are
+    healthy" claims); a source failing for less than ``source_notes``' span is not healthy."""
+    return all(not state.disabled and not state.errors for state, _ in states)
 
 
 def _one_line(text: str, limit: int = 200) -> str:

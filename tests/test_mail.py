@@ -401,6 +401,30 @@ def test_an_empty_window_sends_a_note_only_when_asked_and_names_failing_sources(
     assert "Source files has been failing for 3 days: HTTP 503." in parts(failing)[0]
 
 
+def test_an_empty_digest_claims_healthy_sources_only_when_none_is_failing(
+    tmp_path: Path, database_url: str, clock: FixedClock
+) -> None:
+    with make_app(tmp_path, database_url, clock) as app:
+        app.pipeline.roster.save_subscriber("bob@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile(
+            "bob@example.org", ProfileSpec("KV", "kv", send_when_empty=True)
+        )
+        # Failing since an hour ago: too soon to be named, yet not healthy.
+        clock.at = NEXT_MORNING
+        app.store.save_state(
+            SourceState(
+                "files", last_success_at=clock.at - timedelta(hours=1), errors=1, last_error="x"
+            )
+        )
+        app.mailroom.plan()
+        send(app)
+        (message,) = maildir_messages(app)
+    text, html = parts(message)[:2]
+    assert message["Subject"] == "No new papers"
+    assert "Nothing new matched your profiles in this period." in text
+    assert "healthy" not in text and "healthy" not in html
+
+
 def test_instant_subscribers_get_a_message_after_each_poll_that_finds_something(
     tmp_path: Path, database_url: str, clock: FixedClock
 ) -> None:
