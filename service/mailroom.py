@@ -190,9 +190,8 @@ class Mailroom:
                 next_window_at=upcoming,
             )
             if delivery_id is not None:
-                log.info(
-                    "digest for %s: %d papers", owner.email, len(queued.paper_ids if queued else ())
-                )
+                shown = len(queued.paper_ids) if queued else 0
+                log.info("digest for %s: %d paper%s", owner.email, shown, "" if shown == 1 else "s")
         return Planned(
             owner.email,
             DeliveryKind.DIGEST,

@@ -161,3 +161,65 @@ def test_sources_show_when_files_were_last_ingested(tmp_path: Path) -> None:
     table = run(tmp_path, "sources").stdout
     row = next(line for line in table.splitlines() if line.startswith("files"))
     assert row.split()[3] != "-"
+
+
+def test_papers_search_speaks_the_query_language_and_listings_read_as_prose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capture = tmp_path / "a.txt"
+    capture.write_text(
+        listing(
+            "Jun 1",
+            ("Storage for caches", "Disks.", "May 30 1"),
+            ("RAG at scale", "Retrieval (RAG) helps.", None),
+            ("Caching KV", "Cache of keys.", "May 29, 2024 12"),
+        )
+    )
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main([*data, "ingest", str(capture)]) == 0
+    capsys.readouterr()
+
+    assert main([*data, "papers", "--search", "rag"]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines()[0] == "RAG at scale"  # whole words: not "Storage"
+    assert out.err == "(1 paper)\n"
+    assert main([*data, "papers", "--search", "cache -kv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "Storage for caches"
+    assert main([*data, "papers", "--search", "(rag"]) == 1
+    assert "unclosed parenthesis" in capsys.readouterr().err
+
+    assert main([*data, "papers"]) == 0
+    shown = capsys.readouterr().out
+    assert "title:" not in shown and "?" not in shown and "1 authors" not in shown
+    assert "-05-30 · 1 upvote\n" in shown
+    assert "    0 upvotes\n" in shown  # the paper without meta lines: nothing made up
+    assert "3 authors · 2024-05-29 · 12 upvotes" in shown
+
+
+def test_global_options_work_after_the_command_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    assert main(["papers", "-v", "--data-dir", str(data)]) == 0
+    assert (data / "paperboy.db").exists()
+    assert main(["subscriber", "add", "a@example.org", "--data-dir", str(data)]) == 0
+    assert main(["--data-dir", str(data), "subscriber", "list", "-v"]) == 0
+    assert "a@example.org" in capsys.readouterr().out
+    # Given before the command, an option holds: the command's copy does not reset it.
+    other = tmp_path / "other"
+    assert main(["--data-dir", str(other), "-v", "db", "upgrade"]) == 0
+    assert (other / "paperboy.db").exists()
+
+
+def test_help_explains_the_query_language_and_the_weekly_format(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for command in (["profile", "add"], ["preview"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        shown = capsys.readouterr().out
+        assert 'abstract:"speculative decoding"' in shown and "upvotes>=10" in shown
+        assert "rag OR retrieval" in shown
+    with pytest.raises(SystemExit):
+        main(["subscriber", "add", "--help"])
+    assert "--weekly mon 07:30" in capsys.readouterr().out
