@@ -20,6 +20,7 @@ from service.app import App, build
 from service.clock import as_utc
 from service.config import load_settings, parse_duration
 from service.errors import ConfigError, PaperboyError
+from service.latex import to_text
 from service.match.query import parse_query
 from service.model import (
     DeliveryStatus,
@@ -30,7 +31,7 @@ from service.model import (
     Summary,
 )
 from service.pipeline import BAD_OUTCOMES, reasons_json
-from service.render.papers import byline
+from service.render.papers import byline, marked
 from service.store.database import create_engine, current, head, upgrade
 
 Handler = Callable[[argparse.Namespace], int]
@@ -380,7 +381,7 @@ def _papers(args: argparse.Namespace) -> int:
             print(json.dumps(_paper_json(paper), ensure_ascii=False))
         return 0
     for paper in found:
-        print(f"{paper.title}\n    {_about(paper)}")
+        print(f"{to_text(paper.title)}\n    {_about(paper)}")
     print(f"({_count(len(found), 'paper')})", file=sys.stderr)
     return 0
 
@@ -620,15 +621,11 @@ def _preview(args: argparse.Namespace) -> int:
 
 def _highlight(text: str, spans: Sequence[tuple[int, int]], colour: bool) -> str:
     """Mark the matched spans: bold yellow on a terminal, [brackets] elsewhere."""
-    out, last = [], 0
     start_mark, end_mark = ("\x1b[1;33m", "\x1b[0m") if colour else ("[", "]")
-    for start, end in sorted(set(spans)):
-        if start < last:
-            continue
-        out += [text[last:start], start_mark, text[start:end], end_mark]
-        last = end
-    out.append(text[last:])
-    return "".join(out)
+    return "".join(
+        f"{start_mark}{part.text}{end_mark}" if part.hit else part.text
+        for part in marked(text, spans)
+    )
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from service.latex import to_text
 from service.match.results import Reason
 from service.model import DeliveryKind, Paper, Profile, SourceState, Subscriber
 from service.windows import Window
@@ -169,7 +170,7 @@ def subject(digest: Digest) -> str:
     """``7 new papers: KV cache (4), privacy (3)``; one line, whatever the names hold."""
     total = digest.total
     if digest.kind is DeliveryKind.ALERT and len(digest.items) == 1:
-        return _one_line(f"Alert: {digest.items[0].paper.title}", 160)
+        return _one_line(f"Alert: {to_text(digest.items[0].paper.title)}", 160)
     if not total:
         return "No new papers" + (" (a source is failing)" if digest.notes else "")
     noun = "paper" if total == 1 else "papers"
