@@ -178,8 +178,8 @@ def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument(
         "-v",
         "--verbose",
-        action="store_true",
-        default=False if default is None else default,
+        action="count",
+        default=0 if default is None else default,
         help="log what happens",
     )
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import SEED_ORDER, seed
 from mail import listing
 
-from service.cli import main
+from service.cli import _parser, main
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -209,6 +209,10 @@ def test_global_options_work_after_the_command_too(
     other = tmp_path / "other"
     assert main(["--data-dir", str(other), "-v", "db", "upgrade"]) == 0
     assert (other / "paperboy.db").exists()
+    args = _parser().parse_args(["-vv", "papers", "--config", "x.toml"])
+    assert (args.verbose, args.config, args.data_dir) == (2, "x.toml", None)
+    assert _parser().parse_args(["papers", "-vv"]).verbose == 2
+    assert _parser().parse_args(["papers"]).verbose == 0
 
 
 def test_help_explains_the_query_language_and_the_weekly_format(
