@@ -20,6 +20,7 @@ from service.app import App, build
 from service.clock import as_utc
 from service.config import load_settings, parse_duration
 from service.errors import ConfigError, PaperboyError
+from service.latex import to_text
 from service.match.query import parse_query
 from service.model import (
     DeliveryStatus,
@@ -30,11 +31,31 @@ from service.model import (
     Summary,
 )
 from service.pipeline import BAD_OUTCOMES, reasons_json
+from service.render.papers import byline, marked
 from service.store.database import create_engine, current, head, upgrade
 
 Handler = Callable[[argparse.Namespace], int]
 
 NO_THRESHOLD = "none"  # ``--alert-threshold none``: the profile sends no alerts
+
+QUERY_HELP = """The query language (matching ignores case, accents and plurals, and matches
+whole words):
+
+  kv cache                  both words, anywhere (AND is implicit)
+  "kv cache"                the phrase (also KV-cache, (KV) cache)
+  rag OR retrieval          either word
+  llm NOT survey, llm -survey
+                            llm but not survey
+  (kv OR attention) cache   parentheses group
+  title:quantiz*            a title word starting with quantiz
+  abstract:"speculative decoding"
+                            the phrase in the abstract
+  author:"Jane Doe"         an author; org:ByteDance-Seed an organisation
+  source:hf-daily           papers seen in that source
+  upvotes>=10               at least 10 upvotes (also >, <, <=, =)
+
+AND, OR and NOT are operators only in capitals. A query that starts with - goes after --:
+paperboy preview -- '-survey llm'."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,15 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Daily digests and alerts for new research papers.",
     )
     parser.add_argument("--version", action="version", version=f"paperboy {__version__}")
-    parser.add_argument("--config", metavar="PATH", help="settings file (default: see README)")
-    parser.add_argument("--data-dir", metavar="DIR", help="data directory (default ./data)")
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="log what happens (-vv: also what the libraries do)",
-    )
+    _global_options(parser, default=None)
     commands = parser.add_subparsers(metavar="COMMAND")
 
     ingest = commands.add_parser("ingest", help="ingest snapshot files now")
@@ -107,7 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     papers.add_argument(
         "--since", metavar="WHEN", help="first seen since: a duration (30d, 12h) or a date"
     )
-    papers.add_argument("--search", metavar="TEXT", help="title or abstract contains TEXT")
+    papers.add_argument(
+        "--search",
+        metavar="QUERY",
+        help="only papers that QUERY matches (the profiles' query language: see profile add -h)",
+    )
     papers.add_argument("--source", metavar="ID", help="only papers seen in this source")
     papers.add_argument(
         "--limit", type=_positive, default=50, metavar="N", help="at most N papers (default 50)"
@@ -143,7 +160,35 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between outbox runs (default 60; new mail also wakes the sender)",
     )
     run.set_defaults(handler=_run)
+    _global_options_after_commands(parser)
     return parser
+
+
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``--config``, ``--data-dir`` and ``-v``, which every command takes."""
+    parser.add_argument(
+        "--config", metavar="PATH", default=default, help="settings file (default: see README)"
+    )
+    parser.add_argument(
+        "--data-dir", metavar="DIR", default=default, help="data directory (default ./data)"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if default is None else default,
+        help="log what happens (-vv: also what the libraries do)",
+    )
+
+
+def _global_options_after_commands(parser: argparse.ArgumentParser) -> None:
+    """Let the global options come after the command too (``paperboy papers -v``). A command's
+    copy leaves the value alone when not given, so one given before the command holds."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):
+                _global_options(command, default=argparse.SUPPRESS)
+                _global_options_after_commands(command)
 
 
 def _mail_commands(commands: Any) -> None:
@@ -191,7 +236,13 @@ def _subscription_commands(commands: Any) -> None:
         metavar="HH:MM",
         help="a digest every day at HH:MM (default daily 07:00; a change keeps the schedule)",
     )
-    when.add_argument("--weekly", nargs=2, metavar=("DAY", "HH:MM"), help="a digest every week")
+    when.add_argument(
+        "--weekly",
+        nargs=2,
+        metavar=("DAY", "HH:MM"),
+        help="a digest every week on DAY (mon, tue, ... sun, or the full name) at HH:MM, "
+        "e.g. --weekly mon 07:30",
+    )
     when.add_argument("--instant", action="store_true", help="a message after each poll")
     add.set_defaults(handler=_subscriber_add)
     listing = actions.add_parser("list", help="list subscribers")
@@ -204,11 +255,15 @@ def _subscription_commands(commands: Any) -> None:
     profile = commands.add_parser("profile", help="add, list or remove interest profiles")
     actions = profile.add_subparsers(metavar="ACTION", required=True)
     add = actions.add_parser(
-        "add", help="add a profile, or change one (options not given keep their values)"
+        "add",
+        help="add a profile, or change one (options not given keep their values)",
+        description="Add an interest profile, or change one (options not given keep their "
+        "values).\n\n" + QUERY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add.add_argument("email")
     add.add_argument("name")
-    add.add_argument("query", help="see the README for the query language")
+    add.add_argument("query", help="what to look for (the query language is below)")
     add.add_argument("--min-upvotes", type=int, metavar="N", help="default 0")
     add.add_argument("--max-items", type=int, metavar="N", help="default 20")
     add.add_argument(
@@ -245,8 +300,14 @@ def _subscription_commands(commands: Any) -> None:
     load.add_argument("file")
     load.set_defaults(handler=_profiles_import)
 
-    preview = commands.add_parser("preview", help="what a query matches among stored papers")
-    preview.add_argument("query", nargs="?", help="a query (see README)")
+    preview = commands.add_parser(
+        "preview",
+        help="what a query matches among stored papers",
+        description="What a query matches among stored papers, best first, with its reasons.\n\n"
+        + QUERY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    preview.add_argument("query", nargs="?", help="a query (the query language is below)")
     preview.add_argument("--profile", metavar="NAME", help="use this profile's query instead")
     preview.add_argument("--subscriber", metavar="EMAIL", help="whose profile, when several")
     preview.add_argument("--since", metavar="WHEN", help="first seen since: 30d, 12h or a date")
@@ -306,23 +367,28 @@ def _outcomes_reported_here(verbose: bool) -> Iterator[None]:
 def _papers(args: argparse.Namespace) -> int:
     since = _since(args.since) if args.since else None
     with _app(args) as app:
-        found = app.store.papers(
-            since=since, search=args.search, source_id=args.source, limit=args.limit
-        )
+        if args.search:
+            found = app.pipeline.matching.search(
+                args.search, since=since, source_id=args.source, limit=args.limit
+            )
+        else:
+            found = app.store.papers(since=since, source_id=args.source, limit=args.limit)
     if args.json:
         for paper in found:
             print(json.dumps(_paper_json(paper), ensure_ascii=False))
         return 0
     for paper in found:
-        who = (
-            paper.organisation.name
-            if paper.organisation
-            else f"{len(paper.authors) or paper.author_count or '?'} authors"
-        )
-        day = paper.published.isoformat() if paper.published else "no date"
-        print(f"{paper.title}\n    {paper.key} · {who} · {day} · {paper.upvotes} upvotes")
+        print(f"{to_text(paper.title)}\n    {_about(paper)}")
     print(f"({_count(len(found), 'paper')})", file=sys.stderr)
     return 0
+
+
+def _about(paper: Paper) -> str:
+    """What a reader wants under a title: arXiv id, who, when, upvotes (what is known)."""
+    day = paper.published.isoformat() if paper.published else ""
+    arxiv = f"arXiv:{paper.arxiv_id}" if paper.arxiv_id else ""
+    parts = (arxiv, byline(paper), day, _count(paper.upvotes, "upvote"))
+    return " · ".join(part for part in parts if part)
 
 
 def _sources(args: argparse.Namespace) -> int:
@@ -544,7 +610,7 @@ def _preview(args: argparse.Namespace) -> int:
         terms = ", ".join(dict.fromkeys(f"{r.term} ({r.field})" for r in match.reasons))
         title_spans = [p for r in match.reasons if r.field == "title" for p in r.positions]
         print(f"{match.score:6.2f}  {_highlight(paper.title, title_spans, colour)}")
-        print(f"        {paper.key} · matched {terms}")
+        print(f"        {_about(paper)} · matched {terms}")
     if not args.json:
         print(f"({_count(len(found), 'paper')})", file=sys.stderr)
     return 0
@@ -552,15 +618,11 @@ def _preview(args: argparse.Namespace) -> int:
 
 def _highlight(text: str, spans: Sequence[tuple[int, int]], colour: bool) -> str:
     """Mark the matched spans: bold yellow on a terminal, [brackets] elsewhere."""
-    out, last = [], 0
     start_mark, end_mark = ("\x1b[1;33m", "\x1b[0m") if colour else ("[", "]")
-    for start, end in sorted(set(spans)):
-        if start < last:
-            continue
-        out += [text[last:start], start_mark, text[start:end], end_mark]
-        last = end
-    out.append(text[last:])
-    return "".join(out)
+    return "".join(
+        f"{start_mark}{part.text}{end_mark}" if part.hit else part.text
+        for part in marked(text, spans)
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -591,6 +653,12 @@ def _digest(args: argparse.Namespace) -> int:
                 sys.stdout.write(rendered.message.decode("utf-8", "replace"))
             return 0
         planned = app.mailroom.close_now(owner)
+        if planned.delivery_id is None:
+            print(
+                f"nothing is due for {owner.email}: no new matches since "
+                f"{_short(planned.window.start)} UTC; nothing queued"
+            )
+            return 0
         print(
             f"queued: {_count(planned.papers, 'paper')} for {owner.email} "
             "(paperboy send delivers it)"

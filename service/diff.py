@@ -177,10 +177,15 @@ def decide(
     *,
     known_keys: Mapping[str, Known],
     stale: bool = False,
+    whole: bool = True,
     new_announce: frozenset[str] = frozenset({"new", "cross"}),
     unparsed: Callable[[int], tuple[int | None, str]] | None = None,
 ) -> Plan:
     """Compare one snapshot's papers with the store: new, listed, updated, dropped.
+
+    Only a ``whole`` snapshot (all that its source lists now) drops what it leaves out; a
+    ``stale`` one (captured before the source's latest) and a partial one (files given by hand,
+    which are not one listing) never do.
 
     An arXiv entry announced as something other than ``new_announce`` (a replacement) updates
     a known paper but never makes a new one. An unchanged entry (a paper id, see ``Item``)
@@ -239,7 +244,7 @@ def decide(
             if key not in known_keys and key not in new_keys:
                 new_keys.add(key)
                 aliases.append((key, paper_id))
-    dropped = () if stale else tuple(sorted(set(present) - seen))
+    dropped = tuple(sorted(set(present) - seen)) if whole and not stale else ()
     return Plan(
         new=tuple(new),
         listed=tuple(listed),

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from service.latex import to_text
 from service.match.results import Reason
 from service.model import DeliveryKind, Paper, Profile, SourceState, Subscriber
 from service.windows import Window
@@ -67,7 +68,8 @@ class Digest:
     subscriber: Subscriber
     window: Window
     sections: tuple[Section, ...]
-    notes: tuple[str, ...] = ()  # about the sources: failing ones, or that all are healthy
+    notes: tuple[str, ...] = ()  # about the sources: the ones failing for a while
+    healthy: bool = False  # every source's last check succeeded: an empty digest may say so
 
     @property
     def items(self) -> tuple[Item, ...]:
@@ -94,6 +96,7 @@ def compose(
     candidates: Iterable[Candidate],
     *,
     notes: Sequence[str] = (),
+    healthy: bool = False,
     send_when_empty: bool = False,
 ) -> Digest | None:
     """The digest of ``candidates``, or None when there is nothing to send."""
@@ -119,7 +122,7 @@ def compose(
     sections.sort(key=lambda s: (-s.total, -s.items[0].score, s.profile))
     if not sections and not send_when_empty:
         return None
-    return Digest(kind, subscriber, window, tuple(sections), tuple(notes))
+    return Digest(kind, subscriber, window, tuple(sections), tuple(notes), healthy)
 
 
 def wants_alert(candidate: Candidate) -> bool:
@@ -151,6 +154,12 @@ def source_notes(
     return tuple(notes)
 
 
+def sources_healthy(states: Iterable[tuple[SourceState, datetime]]) -> bool:
+    """Whether every source is enabled and its last check succeeded (what "All sources are
+    healthy" claims); a source failing for less than ``source_notes``' span is not healthy."""
+    return all(not state.disabled and not state.errors for state, _ in states)
+
+
 def _one_line(text: str, limit: int = 200) -> str:
     """Text fit for one line (and a header): whitespace, CR and LF collapsed, length capped."""
     flat = re.sub(r"\s+", " ", text).strip()
@@ -161,7 +170,7 @@ def subject(digest: Digest) -> str:
     """``7 new papers: KV cache (4), privacy (3)``; one line, whatever the names hold."""
     total = digest.total
     if digest.kind is DeliveryKind.ALERT and len(digest.items) == 1:
-        return _one_line(f"Alert: {digest.items[0].paper.title}", 160)
+        return _one_line(f"Alert: {to_text(digest.items[0].paper.title)}", 160)
     if not total:
         return "No new papers" + (" (a source is failing)" if digest.notes else "")
     noun = "paper" if total == 1 else "papers"

@@ -75,6 +75,14 @@ class Planned:
 
 
 @dataclass(frozen=True, slots=True)
+class Health:
+    """What a digest says about the sources."""
+
+    notes: tuple[str, ...]  # a line per source failing for a while
+    healthy: bool  # every source's last check succeeded
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     sent: int = 0
     retried: int = 0
@@ -125,7 +133,7 @@ class Mailroom:
         now = self.clock.now()
         states = self.outbox.windows()
         done = []
-        notes: tuple[str, ...] | None = None  # the sources' health, read once for every digest
+        health: Health | None = None  # the sources' health, read once for every digest
         for owner in self.subscriptions.subscribers():
             state = states.get(owner.id)
             if state is None or owner.status is not SubscriberStatus.ACTIVE:
@@ -140,22 +148,22 @@ class Mailroom:
                     if upcoming is not None:
                         self.outbox.set_next_window(owner.id, upcoming)
                 continue
-            if notes is None:
-                notes = self._source_notes(now)
-            done.append(self._close(owner, window, now, notes, record=True))
+            if health is None:
+                health = self._health(now)
+            done.append(self._close(owner, window, now, health, record=True))
         return done
 
-    def _source_notes(self, now: datetime) -> tuple[str, ...]:
-        return digests.source_notes(
-            self.outbox.source_health(), now, self.settings.mail.source_failing_after
-        )
+    def _health(self, now: datetime) -> Health:
+        states = self.outbox.source_health()
+        notes = digests.source_notes(states, now, self.settings.mail.source_failing_after)
+        return Health(notes, digests.sources_healthy(states))
 
     def _close(
         self,
         owner: Subscriber,
         window: Window,
         now: datetime,
-        notes: tuple[str, ...],
+        health: Health,
         *,
         record: bool,
     ) -> Planned:
@@ -168,7 +176,8 @@ class Mailroom:
             DeliveryKind.DIGEST,
             window,
             candidates,
-            notes=notes,
+            notes=health.notes,
+            healthy=health.healthy,
             send_when_empty=any(p.spec.send_when_empty for p in profiles),
         )
         queued = self._queue(composed, now) if composed is not None else None
@@ -185,9 +194,8 @@ class Mailroom:
                 next_window_at=upcoming,
             )
             if delivery_id is not None:
-                log.info(
-                    "digest for %s: %d papers", owner.email, len(queued.paper_ids if queued else ())
-                )
+                shown = len(queued.paper_ids) if queued else 0
+                log.info("digest for %s: %d paper%s", owner.email, shown, "" if shown == 1 else "s")
         return Planned(
             owner.email,
             DeliveryKind.DIGEST,
@@ -224,11 +232,15 @@ class Mailroom:
         candidates = self._candidates(
             owner, profiles, self.outbox.candidates(owner.id, window.start, window.end)
         )
-        notes = digests.source_notes(
-            self.outbox.source_health(), now, self.settings.mail.source_failing_after
-        )
+        health = self._health(now)
         composed = digests.compose(
-            owner, DeliveryKind.DIGEST, window, candidates, notes=notes, send_when_empty=True
+            owner,
+            DeliveryKind.DIGEST,
+            window,
+            candidates,
+            notes=health.notes,
+            healthy=health.healthy,
+            send_when_empty=True,
         )
         if composed is None:
             return None, None
@@ -239,7 +251,7 @@ class Mailroom:
         now = self.clock.now()
         state = self.outbox.windows([owner.id]).get(owner.id)
         start = state.window_end if state else now
-        planned = self._close(owner, Window(start, now), now, self._source_notes(now), record=True)
+        planned = self._close(owner, Window(start, now), now, self._health(now), record=True)
         if state is not None and state.next_window_at is not None:
             self.outbox.set_next_window(owner.id, state.next_window_at)
         return planned

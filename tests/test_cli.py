@@ -12,7 +12,7 @@ import pytest
 from conftest import SEED_ORDER, seed
 from mail import listing
 
-from service.cli import main
+from service.cli import _parser, main
 from service.store.database import head
 
 
@@ -87,9 +87,8 @@ def test_bad_arguments_say_what_was_expected(tmp_path: Path) -> None:
 def test_db_upgrade_and_help(tmp_path: Path) -> None:
     upgraded = run(tmp_path, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    newest = head()  # whichever migration is the newest
-    assert f"database at migration {newest}" in upgraded.stdout
-    assert run(tmp_path, "db", "current").stdout.strip() == newest
+    assert f"database at migration {head()}" in upgraded.stdout
+    assert run(tmp_path, "db", "current").stdout.strip() == head()
     assert "ingest" in run(tmp_path, "--help").stdout
 
 
@@ -178,3 +177,69 @@ def test_verbose_logs_paperboy_and_twice_verbose_the_libraries_too(tmp_path: Pat
     (inbox / "c.txt").write_text(listing("Jun 3", ("A kv cache", "x", "May 30 3")))
     noisy = run(tmp_path, "-vv", "poll", "--source", "inbox")
     assert "INFO sqlalchemy.engine" in noisy.stderr
+
+
+def test_papers_search_speaks_the_query_language_and_listings_read_as_prose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capture = tmp_path / "a.txt"
+    capture.write_text(
+        listing(
+            "Jun 1",
+            ("Storage for caches", "Disks.", "May 30 1"),
+            ("RAG at scale", "Retrieval (RAG) helps.", None),
+            ("Caching KV", "Cache of keys.", "May 29, 2024 12"),
+        )
+    )
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main([*data, "ingest", str(capture)]) == 0
+    capsys.readouterr()
+
+    assert main([*data, "papers", "--search", "rag"]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines()[0] == "RAG at scale"  # whole words: not "Storage"
+    assert out.err == "(1 paper)\n"
+    assert main([*data, "papers", "--search", "cache -kv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "Storage for caches"
+    assert main([*data, "papers", "--search", "(rag"]) == 1
+    assert "unclosed parenthesis" in capsys.readouterr().err
+
+    assert main([*data, "papers"]) == 0
+    shown = capsys.readouterr().out
+    assert "title:" not in shown and "?" not in shown and "1 authors" not in shown
+    assert "-05-30 · 1 upvote\n" in shown
+    assert "    0 upvotes\n" in shown  # the paper without meta lines: nothing made up
+    assert "3 authors · 2024-05-29 · 12 upvotes" in shown
+
+
+def test_global_options_work_after_the_command_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    assert main(["papers", "-v", "--data-dir", str(data)]) == 0
+    assert (data / "paperboy.db").exists()
+    assert main(["subscriber", "add", "a@example.org", "--data-dir", str(data)]) == 0
+    assert main(["--data-dir", str(data), "subscriber", "list", "-v"]) == 0
+    assert "a@example.org" in capsys.readouterr().out
+    # Given before the command, an option holds: the command's copy does not reset it.
+    other = tmp_path / "other"
+    assert main(["--data-dir", str(other), "-v", "db", "upgrade"]) == 0
+    assert (other / "paperboy.db").exists()
+    args = _parser().parse_args(["-vv", "papers", "--config", "x.toml"])
+    assert (args.verbose, args.config, args.data_dir) == (2, "x.toml", None)
+    assert _parser().parse_args(["papers", "-vv"]).verbose == 2
+    assert _parser().parse_args(["papers"]).verbose == 0
+
+
+def test_help_explains_the_query_language_and_the_weekly_format(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for command in (["profile", "add"], ["preview"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        shown = capsys.readouterr().out
+        assert 'abstract:"speculative decoding"' in shown and "upvotes>=10" in shown
+        assert "rag OR retrieval" in shown
+    with pytest.raises(SystemExit):
+        main(["subscriber", "add", "--help"])
+    assert "--weekly mon 07:30" in capsys.readouterr().out

@@ -47,6 +47,10 @@ def test_digest_dry_run_then_queue_send_and_list(
     assert "queued: 1 paper for" in capsys.readouterr().out
     assert run(data, "digest", "--subscriber", "ann@example.org", "--dry-run") == 0
     assert "Subject: No new papers" in capsys.readouterr().out  # the paper went already
+    assert run(data, "digest", "--subscriber", "ann@example.org") == 0
+    said = capsys.readouterr().out
+    assert said.startswith("nothing is due for ann@example.org: no new matches since ")
+    assert "queued" not in said.replace("nothing queued", "")
     assert run(data, "send", "--json") == 0
     assert json.loads(capsys.readouterr().out) == {"sent": 1, "retried": 0, "failed": 0, "dead": 0}
     assert run(data, "outbox", "--status", "sent", "--json") == 0

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import feedparser
-from mail import BASE, ingest, listing, make_app, rss
+from mail import BASE, ingest, listing, make_app, parse, parts, rss
 
 from service import tokens
 from service.cli import main
@@ -93,3 +93,26 @@ def test_feeds_export_writes_every_subscriber_atomically(tmp_path: Path) -> None
     # Exporting again replaces the files in place and leaves no temporary files behind.
     assert main(["--data-dir", str(data), "feeds", "export", str(out)]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["all.atom", "all.rss", "kv.atom", "kv.rss"]
+
+
+def test_a_listing_paper_links_to_its_pages_once_its_arxiv_id_is_known(
+    tmp_path: Path, database_url: str
+) -> None:
+    clock = FixedClock(T0)
+    with make_app(tmp_path, database_url, clock) as app:
+        app.pipeline.roster.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile("ann@example.org", ProfileSpec("KV cache", '"kv cache"'))
+        ingest(app, tmp_path, "a.txt", listing("Jun 1", ("A kv cache", "Small.", "May 30 1")))
+        owner = app.pipeline.roster.subscriber("ann@example.org")
+        before = feedparser.parse(app.mailroom.feeds(owner)["all.atom"]).entries[0]
+        clock.advance(hours=1)
+        ingest(app, tmp_path, "b.xml", rss(("2606.00002", "A kv cache", "Small.")))
+        after = feedparser.parse(app.mailroom.feeds(owner)["all.atom"]).entries[0]
+        _, rendered = app.mailroom.render_now(owner)
+    assert before.link == "https://huggingface.co/papers?q=A+kv+cache"  # no id: a search
+    assert after.link == "https://arxiv.org/abs/2606.00002"
+    assert rendered is not None
+    text, html = parts(parse(rendered.message))
+    assert "https://arxiv.org/abs/2606.00002" in text
+    assert 'href="https://huggingface.co/papers/2606.00002"' in html
+    assert "papers?q=" not in text + html

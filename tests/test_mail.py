@@ -298,6 +298,28 @@ def test_alerts_go_out_after_the_poll_and_are_not_repeated_in_the_digest(
     assert re.search(r"Matched KV cache: .*; People: .*Jane Doe.* \(author\)", text)
 
 
+def test_a_new_subscribers_first_digest_holds_the_last_days_papers(
+    tmp_path: Path, database_url: str, clock: FixedClock
+) -> None:
+    with make_app(tmp_path, database_url, clock) as app:
+        # Ingested two days and three hours before subscribing: only the second is in the day.
+        clock.advance(days=-2)
+        ingest(app, tmp_path, "old.xml", rss(("2606.00001", "Old kv cache", "Before.")))
+        clock.advance(days=2, hours=-3)
+        ingest(app, tmp_path, "a.txt", listing("Jun 1", ("A kv cache", "x", "May 30 4")))
+        clock.advance(hours=3)
+        app.pipeline.roster.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile("ann@example.org", ProfileSpec("KV", '"kv cache"'))
+        assert app.mailroom.plan() == []  # not due before the next 07:30, though a day back
+        clock.at = NEXT_MORNING
+        (planned,) = app.mailroom.plan()
+        assert planned.papers == 1
+        assert send(app).sent == 1
+        (message,) = maildir_messages(app)
+    assert message["Subject"] == "1 new paper: KV (1)"
+    assert "A kv cache" in parts(message)[0] and "Old kv cache" not in parts(message)[0]
+
+
 def test_a_profile_added_later_catches_up_on_its_open_window_only(
     tmp_path: Path, database_url: str, clock: FixedClock
 ) -> None:
@@ -400,6 +422,30 @@ def test_an_empty_window_sends_a_note_only_when_asked_and_names_failing_sources(
     assert "All sources are healthy." in parts(healthy)[0]
     assert failing["Subject"] == "No new papers (a source is failing)"
     assert "Source files has been failing for 3 days: HTTP 503." in parts(failing)[0]
+
+
+def test_an_empty_digest_claims_healthy_sources_only_when_none_is_failing(
+    tmp_path: Path, database_url: str, clock: FixedClock
+) -> None:
+    with make_app(tmp_path, database_url, clock) as app:
+        app.pipeline.roster.save_subscriber("bob@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile(
+            "bob@example.org", ProfileSpec("KV", "kv", send_when_empty=True)
+        )
+        # Failing since an hour ago: too soon to be named, yet not healthy.
+        clock.at = NEXT_MORNING
+        app.store.save_state(
+            SourceState(
+                "files", last_success_at=clock.at - timedelta(hours=1), errors=1, last_error="x"
+            )
+        )
+        app.mailroom.plan()
+        send(app)
+        (message,) = maildir_messages(app)
+    text, html = parts(message)[:2]
+    assert message["Subject"] == "No new papers"
+    assert "Nothing new matched your profiles in this period." in text
+    assert "healthy" not in text and "healthy" not in html
 
 
 def test_instant_subscribers_get_a_message_after_each_poll_that_finds_something(

@@ -32,10 +32,15 @@ def app(tmp_path: Path, database_url: str) -> Iterator[App]:
         yield built
 
 
-def ingest_seeds_in_order(app: App, seeds: list[Path]) -> list[list[int]]:
+def ingest_seeds_in_order(
+    app: App, seeds: list[Path], source_id: str | None = "inbox"
+) -> list[list[int]]:
+    """The seeds as captures of one listing (the declared ``inbox``), oldest first."""
     counts = []
     for prefix, captured in SEED_ORDER:
-        (summary,) = app.pipeline.ingest.ingest_files([seed(seeds, prefix)], captured_at=captured)
+        (summary,) = app.pipeline.ingest.ingest_files(
+            [seed(seeds, prefix)], source_id=source_id, captured_at=captured
+        )
         assert summary.outcome is SnapshotOutcome.PARSED, summary.error
         counts.append([summary.new, summary.listed, summary.updated, summary.dropped])
     return counts
@@ -55,6 +60,19 @@ def test_seeds_in_capture_order(app: App, seeds: list[Path]) -> None:
     assert {c["field"] for c in update[2]} == {"author_count", "published", "upvotes"}
     assert draft.author_count == 6
     assert draft.published is not None
+
+
+@pytest.mark.shared
+def test_files_given_by_hand_are_not_one_listing_and_drop_nothing(
+    app: App, seeds: list[Path]
+) -> None:
+    counts = ingest_seeds_in_order(app, seeds, source_id=None)
+    assert [c[3] for c in counts] == [0, 0, 0, 0, 0]
+    assert [c[0] for c in counts] == [72, 35, 45, 15, 36]  # the same papers come in
+    assert app.store.counts()["papers"] == 203
+    # The same captures as snapshots of one declared listing do drop what each leaves out.
+    with make_app(app.settings.data_dir.parent / "listing", "sqlite://") as other:
+        assert sum(c[3] for c in ingest_seeds_in_order(other, seeds)) > 0
 
 
 @pytest.mark.shared
@@ -82,7 +100,9 @@ def test_the_same_bytes_again_change_nothing(app: App, seeds: list[Path]) -> Non
     ingest_seeds_in_order(app, seeds)
     before = app.store.counts()
     for prefix, captured in SEED_ORDER:
-        (summary,) = app.pipeline.ingest.ingest_files([seed(seeds, prefix)], captured_at=captured)
+        (summary,) = app.pipeline.ingest.ingest_files(
+            [seed(seeds, prefix)], source_id="inbox", captured_at=captured
+        )
         assert summary.outcome is SnapshotOutcome.UNCHANGED
     after = app.store.counts()
     assert after["snapshots"] == before["snapshots"] + 5
@@ -313,7 +333,7 @@ def _run_listing_steps(app: App, folder: Path) -> dict[str, list[object]]:
             path.write_bytes(body)
             os.utime(path, (captured.timestamp(), captured.timestamp()))
             paths.append(path)
-        for summary in app.pipeline.ingest.ingest_files(paths):
+        for summary in app.pipeline.ingest.ingest_files(paths, source_id="inbox"):
             counts = (summary.new, summary.listed, summary.updated, summary.dropped)
             seen["summaries"].append((summary.outcome, summary.papers, counts, summary.captured_at))
             if summary.snapshot_id is not None:

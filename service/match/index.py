@@ -54,7 +54,7 @@ from service.match.query import (
     Word,
 )
 from service.match.results import Match, Reason, new_match, new_reason
-from service.match.text import bounds_of, forms_of, pieces, word_forms
+from service.match.text import balanced, bounds_of, forms_of, pieces, word_forms
 from service.model import Paper
 
 __all__ = [
@@ -271,7 +271,15 @@ class _FieldText:
         if not at:
             return ()
         starts, ends = self._bounds()
-        return tuple([(starts[i], ends[i + n - 1]) for i in at])
+        return tuple([self._balanced(starts[i], ends[i + n - 1]) for i in at])
+
+    def _balanced(self, start: int, end: int) -> tuple[int, int]:
+        """A phrase's span with the brackets it opens or closes inside it (``text.balanced``)."""
+        for text, offset in self.segments:
+            if offset <= start <= offset + len(text):
+                a, b = balanced(text, start - offset, end - offset)
+                return a + offset, b + offset
+        return start, end
 
     def prefix_at(self, stem: str) -> tuple[list[int], tuple[str, ...]] | None:
         """Where the words whose norm or key starts with ``stem`` are, and their keys; None
@@ -803,7 +811,22 @@ def _positive_terms(root: Node) -> list[Node]:
     return list({(t, _label(t)): t for t in found}.values())
 
 
-_NO_HIT: tuple[float, tuple[Reason, ...]] = (0.0, ())
+# What one term brings to a paper: its score, its reasons, and each reason's share of the score.
+_Hit = tuple[float, tuple[Reason, ...], tuple[float, ...]]
+_NO_HIT: _Hit = (0.0, (), ())
+
+
+def _merge(score: float, reasons: Sequence[Reason], hit: _Hit) -> tuple[float, list[Reason]]:
+    """``score`` and ``reasons`` with a further term's ``hit`` added, less the reasons already
+    there: ``"kv cache" OR kv-cache`` hits the same words once, in the score as in the reasons."""
+    seen = {(r.field, r.positions) for r in reasons}
+    merged = list(reasons)
+    for share, reason in zip(hit[2], hit[1], strict=True):
+        if (reason.field, reason.positions) not in seen:
+            seen.add((reason.field, reason.positions))
+            merged.append(reason)
+            score += share
+    return score, merged
 
 
 class _Scorer:
@@ -831,7 +854,7 @@ class _Scorer:
         profile_id: int,
         hits: Iterable[_Term],
         d: PreparedDocument,
-        known: dict[_Term, tuple[float, tuple[Reason, ...]]],
+        known: dict[_Term, _Hit],
     ) -> Match:
         """The match of ``d`` for a query whose positive terms whose probe ``d`` holds are
         ``hits`` (in query order); ``known`` remembers what each term brings to ``d``."""
@@ -842,9 +865,10 @@ class _Scorer:
             if found is None:
                 found = known[term] = self.explain(term, d)
             if found is not _NO_HIT:
-                score += found[0]
-                # Often the only term that hits: its tuple will do.
-                reasons = [*reasons, *found[1]] if reasons else found[1]
+                if reasons:
+                    score, reasons = _merge(score, reasons, found)
+                else:  # often the only term that hits: its tuple will do
+                    score, reasons = score + found[0], found[1]
         boost = self.boost(d)
         if boost:
             score += boost
@@ -857,12 +881,12 @@ class _Scorer:
             return self.upvote_boost * math.log1p(upvotes)
         return 0.0
 
-    def explain(self, term: _Term, d: PreparedDocument) -> tuple[float, tuple[Reason, ...]]:
+    def explain(self, term: _Term, d: PreparedDocument) -> _Hit:
         """The score and the reasons that one positive term contributes to ``d``: per field
         hit, ``weight × idf × (1 + ln(occurrences))``, added up in field order."""
         node = term.node
         weights, label = self.weights, term.label
-        score = 0.0
+        shares: list[float] = []
         reasons: list[Reason] = []
         if isinstance(node, Word):
             key, idf = node.key, 0.0
@@ -872,7 +896,7 @@ class _Scorer:
                     where = f.word_spans(key)
                     if not reasons:
                         idf = self.idf(term.idf_keys[0])
-                    score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(where)))
+                    shares.append(weights.get(name, 1.0) * idf * (1.0 + math.log(len(where))))
                     reasons.append(new_reason(label, name, where))
         elif isinstance(node, Prefix):
             tag, stem = term.idf_keys[0], node.stem
@@ -885,7 +909,7 @@ class _Scorer:
                         idf = self.idf(tag + matched[0])
                     else:
                         idf = max([self.idf(tag + k) for k in matched])
-                    score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(at)))
+                    shares.append(weights.get(name, 1.0) * idf * (1.0 + math.log(len(at))))
                     reasons.append(new_reason(label, name, f.offsets(at)))
         elif isinstance(node, Phrase):
             keys, idf = node.keys, 0.0
@@ -896,19 +920,19 @@ class _Scorer:
                     if where:
                         if not reasons:
                             idf = sum(map(self.idf, term.idf_keys))
-                        score += weights.get(name, 1.0) * idf * (1.0 + math.log(len(where)))
+                        shares.append(weights.get(name, 1.0) * idf * (1.0 + math.log(len(where))))
                         reasons.append(new_reason(label, name, where))
         elif isinstance(node, Source):
             if node.id in d.sources:
                 where = tuple(_source_spans(d.document, node.id))
                 idf = self.idf(term.idf_keys[0])
-                score += weights.get("source", 1.0) * idf * (1.0 + math.log(len(where)))
+                shares.append(weights.get("source", 1.0) * idf * (1.0 + math.log(len(where))))
                 reasons.append(new_reason(label, "source", where))
         elif isinstance(node, Upvotes) and _compare(d.document.upvotes, node):
             where = ((0, len(str(d.document.upvotes))),)
-            score += weights.get("upvotes", 1.0) * 0.0  # it has no idf
+            shares.append(0.0)  # it has no idf
             reasons.append(new_reason(label, "upvotes", where))
-        return (score, tuple(reasons)) if reasons else _NO_HIT
+        return (sum(shares), tuple(reasons), tuple(shares)) if reasons else _NO_HIT
 
 
 def _source_spans(document: Document, source_id: str) -> list[tuple[int, int]]:
@@ -1464,7 +1488,7 @@ class ProfileIndex:
         made: list[Match | None] = [None] * len(matched)
         explain = scorer.explain
         for d, slots in zip(papers, where, strict=True):
-            known: dict[_Term, tuple[float, tuple[Reason, ...]]] = {}
+            known: dict[_Term, _Hit] = {}
             paper_id, boost = d.document.id, scorer.boost(d)
             for slot in slots:
                 # As _Scorer.match does, inline: this runs once per match.
@@ -1476,8 +1500,10 @@ class ProfileIndex:
                     if hit is None:
                         hit = known[term] = explain(term, d)
                     if hit is not _NO_HIT:
-                        score += hit[0]
-                        reasons = [*reasons, *hit[1]] if reasons else hit[1]
+                        if reasons:
+                            score, reasons = _merge(score, reasons, hit)
+                        else:
+                            score, reasons = score + hit[0], hit[1]
                 if boost:
                     score += boost
                 made[slot] = new_match(profile_id, paper_id, score, tuple(reasons))

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 __all__ = [
     "Token",
+    "balanced",
     "bounds",
     "bounds_of",
     "fold_plural",
@@ -249,6 +250,36 @@ def scan(text: str) -> list[Token]:
         norm, key = word_forms(m[0])
         found.append(Token(key, norm, m.start(), m.end()))
     return found
+
+
+_PAIRS = {"(": ")", "[": "]", "{": "}", "\u201c": "\u201d", "\u2018": "\u2019"}
+_CLOSERS = {close: open_ for open_, close in _PAIRS.items()}
+
+
+def balanced(text: str, start: int, end: int) -> tuple[int, int]:
+    """``(start, end)`` widened by the bracket or quote just outside it whose partner is inside
+    it: a phrase hit on ``(KV) cache`` covers ``(KV) cache``, not ``KV) cache``."""
+    opened: list[str] = []
+    unopened: list[str] = []
+    for char in text[start:end]:
+        if char in _PAIRS:
+            opened.append(char)
+        elif char in _CLOSERS:
+            if opened and opened[-1] == _CLOSERS[char]:
+                opened.pop()
+            else:
+                unopened.append(char)
+    for close in reversed(unopened):
+        if start > 0 and text[start - 1] == _CLOSERS[close]:
+            start -= 1
+        else:
+            break
+    for open_ in reversed(opened):
+        if end < len(text) and text[end] == _PAIRS[open_]:
+            end += 1
+        else:
+            break
+    return start, end
 
 
 def tokens(text: str) -> list[tuple[str, int, int]]:

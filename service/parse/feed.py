@@ -120,7 +120,9 @@ def parse(snapshot: Snapshot, options: Mapping[str, Any] | None = None) -> Parse
     other = Counter(p.announce for p in papers if p.announce and p.announce not in new_types)
     if other:
         kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(other.items()))
-        notes.append(f"{other.total()} entries are not new announcements ({kinds})")
+        total = other.total()
+        are = "entry is" if total == 1 else "entries are"
+        notes.append(f"{total} {are} not new announcements ({kinds})")
     captured_at = snapshot.captured_at or snapshot.mtime or snapshot.fetched_at
     return Parsed(papers=tuple(papers), captured_at=as_utc(captured_at), notes=tuple(notes))
 

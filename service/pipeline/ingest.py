@@ -42,7 +42,9 @@ from service.store.repository import Members, SnapshotRecord, Store
 
 log = logging.getLogger(__name__)
 
-# The source that ``paperboy ingest FILE`` uses when no --source is given.
+# The source that ``paperboy ingest FILE`` uses when no --source is given. Files given by hand
+# are not snapshots of one listing: a paper one file leaves out has not left anything, so
+# their snapshots are never whole (see ``diff.decide``) and drop nothing.
 FILES_SOURCE = "files"
 
 
@@ -392,6 +394,7 @@ class Ingest:
                 present,
                 known_keys=known,
                 stale=latest is not None and captured < latest,
+                whole=record.source_id != FILES_SOURCE,
                 new_announce=item.new_announce,
                 unparsed=unparsed,
             )

@@ -60,6 +60,21 @@ class Matching:
         found = self._match_query(parsed, (document_from_paper(p) for p in stored.values()))
         return [(stored[m.document_id], m) for m in found[:limit]]
 
+    def search(
+        self,
+        query: str | Query,
+        *,
+        since: datetime | None = None,
+        source_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[Paper]:
+        """The stored papers that a query matches (first seen since ``since``, seen in
+        ``source_id``), newest first: ``paperboy papers --search``, by the profiles' rules."""
+        parsed = parse_query(query) if isinstance(query, str) else query
+        stored = self.store.papers(since=since, source_id=source_id)
+        hits = {m.document_id for m in match_query(parsed, map(document_from_paper, stored))}
+        return [p for p in stored if p.id in hits][:limit]
+
     def profile_query(self, name: str, email: str | None = None) -> Query:
         """The parsed query of the profile called ``name`` (of ``email`` when several are)."""
         found = self.subscriptions.find_profiles(name)

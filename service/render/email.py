@@ -94,6 +94,7 @@ class EmailRenderer:
                 for section in digest.sections
             ],
             "notes": digest.notes,
+            "healthy": digest.healthy,
             "links": links,
             "subject": digest.subject,
             "zone": digest.subscriber.timezone,

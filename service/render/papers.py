@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import quote_plus
 
 from service.digest import Hit
+from service.latex import to_text, widen
 from service.match.results import Reason
 from service.model import Paper
 
@@ -77,8 +78,8 @@ def view(paper: Paper, hits: Sequence[Hit]) -> PaperView:
         f"https://huggingface.co/papers/{paper.arxiv_id}" if paper.arxiv_id else None
     )
     return PaperView(
-        title=paper.title,
-        title_segments=segments(paper.title, title_hits),
+        title=to_text(paper.title),
+        title_segments=marked(paper.title, title_hits),
         url=url,
         pdf=pdf,
         code=paper.links.get("code"),
@@ -141,11 +142,20 @@ def segments(text: str, spans: Iterable[tuple[int, int]]) -> tuple[Segment, ...]
     return tuple(out)
 
 
+def marked(text: str, spans: Iterable[tuple[int, int]]) -> tuple[Segment, ...]:
+    """``text`` cut into runs with the ``spans`` marked (as ``segments``), each run shown as
+    a reader reads it: LaTeX math as text. The spans index the stored text; a hit on math
+    marks the whole of it, so each run converts as the whole text would."""
+    return tuple(
+        Segment(to_text(part.text), part.hit) for part in segments(text, widen(text, spans))
+    )
+
+
 def snippet(abstract: str, spans: Sequence[tuple[int, int]]) -> tuple[Segment, ...]:
     """About ``SNIPPET`` characters of the abstract, from just before its first hit, cut at
-    word boundaries, with "…" where text is left out."""
+    word boundaries, with "…" where text is left out; LaTeX math is shown as text."""
     if len(abstract) <= SNIPPET:
-        return segments(abstract, spans)
+        return marked(abstract, spans)
     first = min((s for s, _ in spans), default=0)
     start = max(0, first - SNIPPET // 4)
     if start:
@@ -156,7 +166,7 @@ def snippet(abstract: str, spans: Sequence[tuple[int, int]]) -> tuple[Segment, .
         space = abstract.rfind(" ", start, end)
         end = space if space > start else end
     inside = [(s - start, e - start) for s, e in spans if s >= start and e <= end]
-    parts = list(segments(abstract[start:end], inside))
+    parts = list(marked(abstract[start:end], inside))
     if start:
         parts.insert(0, Segment("…"))
     if end < len(abstract):

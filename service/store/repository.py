@@ -288,10 +288,15 @@ class Store:
             return [(row.kind, row.paper_id, row.changes) for row in db.execute(query)]
 
     def touched_since(self, since: datetime, kinds: Iterable[str]) -> list[int]:
-        """The papers with events of ``kinds`` since ``since``, by id."""
+        """The papers with events of ``kinds`` from snapshots taken since ``since``, by id.
+
+        When paperboy learnt of it counts, not the capture time: a capture of last month's
+        listing ingested now brings its papers now (as its matches are made now).
+        """
+        taken = sa.select(snapshots.c.id).where(snapshots.c.fetched_at >= since)
         query = (
             sa.select(events.c.paper_id)
-            .where(events.c.at >= since, events.c.kind.in_(list(kinds)))
+            .where(events.c.snapshot_id.in_(taken), events.c.kind.in_(list(kinds)))
             .distinct()
             .order_by(events.c.paper_id)
         )

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from service import tokens
+from service import tokens, windows
 from service.model import Profile, ProfileSpec, Schedule, Subscriber, SubscriberStatus
 from service.store.tables import matches, profiles, subscribers
+
+FIRST_WINDOW = timedelta(days=1)
+"""How far back a new subscriber's first window opens: their first digest holds the last day's
+matches (the papers that came in before they subscribed, back-filled when profiles are added)."""
 
 
 class Subscriptions:
@@ -34,7 +39,8 @@ class Subscriptions:
     def save_subscriber(
         self, email: str, timezone: str, schedule: str, now: datetime, *, declared: bool = False
     ) -> Subscriber:
-        """Create or update a subscriber by email."""
+        """Create or update a subscriber by email. A new one's window opens ``FIRST_WINDOW``
+        before ``now`` and first closes at the schedule's next boundary after ``now``."""
         values: dict[str, Any] = {"timezone": timezone, "schedule": schedule, "updated_at": now}
         with self.engine.begin() as db:
             found = db.execute(
@@ -50,7 +56,10 @@ class Subscriptions:
                         declared=declared,
                         created_at=now,
                         token=tokens.new_secret(),
-                        window_end=now,  # the first digest covers what comes after this
+                        window_end=now - FIRST_WINDOW,
+                        next_window_at=windows.next_boundary(
+                            Schedule.parse(schedule), ZoneInfo(timezone), now
+                        ),
                         **values,
                     )
                 )

@@ -131,7 +131,8 @@ events = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("paper_id", sa.Integer, sa.ForeignKey("papers.id"), nullable=False, index=True),
     sa.Column("source_id", sa.String(64), sa.ForeignKey("sources.id"), nullable=False),
-    sa.Column("snapshot_id", sa.Integer, sa.ForeignKey("snapshots.id"), nullable=False),
+    # Indexed: a snapshot's events are read after each ingest and by back-fill.
+    sa.Column("snapshot_id", sa.Integer, sa.ForeignKey("snapshots.id"), nullable=False, index=True),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("at", UTCDateTime, nullable=False, index=True),
     sa.Column("changes", sa.JSON),

@@ -42,7 +42,7 @@ from service.match.query import (
     parse_query,
 )
 from service.match.results import Match, Reason, new_match, new_reason
-from service.match.text import scan
+from service.match.text import balanced, scan
 from service.model import Organisation, Paper
 
 SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
@@ -439,6 +439,9 @@ def test_reasons_point_at_the_words_that_matched(
             for start, end in reason.positions:
                 checked += 1
                 assert_spells(reason.term, reason.field, field_text[start:end])
+                # A bracket the span opens or closes is closed or opened just outside it
+                # only when that partner could not be taken in.
+                assert balanced(field_text, start, end) == (start, end), (reason, field_text)
     assert checked > 500
 
 
@@ -456,7 +459,10 @@ def assert_spells(term: str, field: str, found: str) -> None:
         ), (term, found)
     else:
         assert [t.key for t in got] == [t.key for t in written], (term, found)
-    assert found[:1].isalnum() and found[-1:].isalnum(), (term, found)
+    # A span starts and ends at a word, or at a bracket whose partner it holds: "(KV) cache".
+    inner = found[1:] if found[:1] in "([{" and found[1:] else found
+    inner = inner[:-1] if inner[-1:] in ")]}" and inner[:-1] else inner
+    assert inner[:1].isalnum() and inner[-1:].isalnum(), (term, found)
 
 
 def test_reasons_on_a_paper_by_hand() -> None:
@@ -474,6 +480,27 @@ def test_reasons_on_a_paper_by_hand() -> None:
         ("ByteDance-Seed", "org"): ["bytedance-seed", "bytedance seed"],
         ("语言模型", "abstract"): ["语言模型"],
     }
+
+
+def test_a_phrase_hit_marks_balanced_brackets_around_its_words() -> None:
+    paper = Document(id=1, title="Fast (KV) cache eviction", abstract="key-value (KV) cache")
+    (m,) = match_query(parse_query('"kv cache" "value kv"'), [paper])
+    shown = [paper.text(r.field)[a:b] for r in m.reasons for a, b in r.positions]
+    assert shown == ["(KV) cache", "(KV) cache", "value (KV)"]
+
+
+def test_alternatives_that_hit_the_same_words_count_once() -> None:
+    paper = Document(id=1, title="A kv-cache", abstract="The KV cache and a kv cache.")
+    stats = DocumentStats(10, {})
+    (both,) = match_query(parse_query('"kv cache" OR kv-cache'), [paper], stats)
+    (one,) = match_query(parse_query('"kv cache"'), [paper], stats)
+    assert both.score == one.score
+    assert [(r.term, r.field, r.positions) for r in both.reasons] == [
+        (r.term, r.field, r.positions) for r in one.reasons
+    ]
+    # Alternatives that hit different words still add up.
+    (other,) = match_query(parse_query('"kv cache" OR title:a'), [paper], stats)
+    assert other.score > one.score
 
 
 def test_title_hits_outscore_abstract_hits_and_rare_words_outscore_common_ones() -> None:

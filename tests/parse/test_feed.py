@@ -351,7 +351,7 @@ def test_arxiv_abstract_keeps_less_than_signs() -> None:
     assert paper.abstract == "When $p<n$ and $k<m$, it works."
     assert (paper.arxiv_id, paper.version, paper.announce) == ("2604.00001", 3, "replace")
     assert paper.authors == ("A. One", "B. Two", "C. Three")
-    assert parsed.notes == ("1 entries are not new announcements (replace: 1)",)
+    assert parsed.notes == ("1 entry is not new announcements (replace: 1)",)
 
 
 @pytest.mark.parametrize(
