@@ -172,7 +172,7 @@ def test_verbose_logs_paperboy_and_twice_verbose_the_libraries_too(tmp_path: Pat
     assert quiet.returncode == 0 and quiet.stderr == ""  # the table says what happened
     (inbox / "b.txt").write_text(listing("Jun 2", ("A kv cache", "x", "May 30 2")))
     verbose = run(tmp_path, "-v", "poll", "--source", "inbox")
-    assert f"INFO service.pipeline.ingest: inbox: {inbox / 'b.txt'}: 1 papers" in verbose.stderr
+    assert f"INFO service.pipeline.ingest: inbox: {inbox / 'b.txt'}: 1 paper," in verbose.stderr
     assert not [line for line in verbose.stderr.splitlines() if " service." not in line]
     (inbox / "c.txt").write_text(listing("Jun 3", ("A kv cache", "x", "May 30 3")))
     noisy = run(tmp_path, "-vv", "poll", "--source", "inbox")

@@ -450,10 +450,11 @@ def _log_taken(summary: Summary) -> None:
         log.info("%s: %s: unchanged", summary.source_id, summary.origin)
         return
     log.info(
-        "%s: %s: %d papers, %d new, %d listed, %d updated, %d dropped",
+        "%s: %s: %d %s, %d new, %d listed, %d updated, %d dropped",
         summary.source_id,
         summary.origin,
         summary.papers,
+        "paper" if summary.papers == 1 else "papers",
         summary.new,
         summary.listed,
         summary.updated,
