@@ -34,6 +34,7 @@ import tomli_w
 from email_validator import EmailNotValidError, validate_email
 
 from service.errors import InvalidValue, QueryError
+from service.identity import mailbox_key
 from service.model import ProfileSpec, Schedule
 
 PROFILE_FIELDS = frozenset(
@@ -56,7 +57,9 @@ class Declared:
 
 
 def check_email(text: str, where: str | None = None) -> str:
-    """The address, normalised (domain lower-cased); ``InvalidValue`` when it is not one."""
+    """The address, normalised (domain lower-cased); ``InvalidValue`` when it is not one.
+    Addresses that differ only in case are one mailbox: compare them by
+    ``identity.mailbox_key``."""
     try:
         return validate_email(text.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -130,9 +133,10 @@ def read_profiles(text: str, origin: str, check_query: QueryCheck | None = None)
     for index, entry in enumerate(data.get("subscribers", [])):
         where = f"{origin}: subscribers[{index}]"
         result.append(_declared(entry, where, check_query))
-        if result[-1].email in seen:
+        mailbox = mailbox_key(result[-1].email)
+        if mailbox in seen:
             raise InvalidValue("declared twice", field="email", value=result[-1].email, where=where)
-        seen.add(result[-1].email)
+        seen.add(mailbox)
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import operator
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -529,7 +530,7 @@ def _new_ids(db: sa.Connection, count: int) -> list[int]:
 PAPER_COLUMNS = (
     "id", "arxiv_id", "title", "abstract", "version", "doi", "authors", "author_count",
     "org_handle", "org_name", "published", "upvotes", "links", "categories", "keywords",
-    "summary", "first_seen_at", "updated_at",
+    "summary", "first_seen_at", "updated_at", "entry_id",
 )  # fmt: skip
 MEMBERSHIP_COLUMNS = (
     "paper_id",
@@ -669,6 +670,7 @@ def _paper_rows(
                 paper.summary,
                 stamp,
                 stamp,
+                uuid.uuid4().urn,
             )
         )
     return rows
@@ -730,6 +732,7 @@ def _paper(row: Any, key: str, where: tuple[str, ...]) -> Paper:
         first_seen_at=row.first_seen_at,
         updated_at=row.updated_at,
         sources=where,
+        entry_id=row.entry_id,
     )
 
 
