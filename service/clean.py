@@ -29,13 +29,25 @@ _DROP = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uff
 _AROUND = "".join(map(chr, range(0x21)))
 _INSIDE = str.maketrans(dict.fromkeys("\t\n\r"))
 _SCHEMES = frozenset({"http", "https"})
+_PRINTABLE = bytes(range(0x20, 0x7F))
+_PRINTABLE_LINES = _PRINTABLE + b"\t\n"
 
 
 def text(value: str, *, lines: bool = False) -> str:
     """``value`` without control characters; tab and newline kept when ``lines``."""
-    if value.isprintable():  # the usual case, checked in C; it is False for tab and newline
+    if _clean(value, lines):
         return value
     return _DROP.sub("", value.translate(_SPACE if lines else _LINE))
+
+
+def _clean(value: str, lines: bool = False) -> bool:
+    """Whether ``value`` holds no character ``text`` would change: quickly, in C (ASCII text,
+    the usual case, as bytes: a few times faster than ``str.isprintable``)."""
+    if value.isascii():
+        return not value.encode().translate(None, _PRINTABLE_LINES if lines else _PRINTABLE)
+    if value.isprintable():
+        return True
+    return lines and value.replace("\n", " ").replace("\t", " ").isprintable()
 
 
 def link(value: str) -> str | None:
@@ -64,16 +76,16 @@ def paper(given: PaperIn) -> PaperIn:
     """``given`` with every text field cleaned and only http(s) links (itself when clean)."""
     org = given.organisation
     if (
-        given.title.isprintable()
-        and _lines(given.abstract)
-        and (not given.authors or all(map(str.isprintable, given.authors)))
-        and (org is None or (org.handle.isprintable() and org.name.isprintable()))
-        and _lines(given.summary)
-        and (not given.keywords or all(map(str.isprintable, given.keywords)))
-        and (not given.categories or all(map(str.isprintable, given.categories)))
-        and _plain(given.arxiv_id)
-        and _plain(given.doi)
-        and _plain(given.announce)
+        _clean(given.title)
+        and _clean(given.abstract, lines=True)
+        and (not given.authors or all(map(_clean, given.authors)))
+        and (org is None or (_clean(org.handle) and _clean(org.name)))
+        and _clean(given.summary, lines=True)
+        and (not given.keywords or all(map(_clean, given.keywords)))
+        and (not given.categories or all(map(_clean, given.categories)))
+        and (given.arxiv_id is None or _clean(given.arxiv_id))
+        and (given.doi is None or _clean(given.doi))
+        and (given.announce is None or _clean(given.announce))
         and (not given.links or all(link(url) == url for url in given.links.values()))
     ):
         return given
@@ -91,15 +103,6 @@ def paper(given: PaperIn) -> PaperIn:
         announce=_optional(given.announce),
         links=links(given.links),
     )
-
-
-def _lines(value: str) -> bool:
-    """Whether ``value`` is clean as text of several lines (quickly, in C)."""
-    return value.isprintable() or value.replace("\n", " ").replace("\t", " ").isprintable()
-
-
-def _plain(value: str | None) -> bool:
-    return value is None or value.isprintable()
 
 
 def _optional(value: str | None) -> str | None:

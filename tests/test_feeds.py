@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -116,3 +117,4 @@ def test_an_entry_keeps_its_id_when_its_paper_gains_an_arxiv_id(
         after = feedparser.parse(app.mailroom.feeds(owner)["all.atom"]).entries
     assert [e.id for e in after] == [e.id for e in before]
     assert " " not in before[0].id and before[0].id == paper.entry_id
+    assert uuid.UUID(paper.entry_id).version == 4
