@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 
 from service.errors import ConfigError
 from service.store.database import create_engine, upgrade
-from service.store.tables import metadata
+from service.store.tables import metadata, papers
 
 
 def test_migrations_match_the_tables(database_url: str) -> None:
@@ -52,14 +52,22 @@ def test_the_identities_migration_mints_entry_ids_and_merges_one_mailbox(
     try:
         upgrade(engine, "0003")
         with engine.begin() as db:
-            for number, title in enumerate(("One paper", "Another paper"), 1):
+            hostile = '{"abs": "https://x.org/1", "code": " JavaScript:alert(1)"}'
+            for number, title, links in ((1, "One paper", "{}"), (2, "Ano\x1bther\x07", hostile)):
                 db.execute(
                     sa.text(
                         "INSERT INTO papers (id, title, abstract, authors, links, categories,"
-                        " keywords, summary, first_seen_at, updated_at) VALUES (:id, :title, '',"
-                        " '[]', '{}', '[]', '[]', '', :at, :at)"
+                        " keywords, summary, first_seen_at, updated_at) VALUES (:id, :title,"
+                        " :abstract, :authors, :links, '[]', '[]', '', :at, :at)"
                     ),
-                    {"id": number, "title": title, "at": at},
+                    {
+                        "id": number,
+                        "title": title,
+                        "abstract": "Line\none\x07.",
+                        "authors": '["Jane\\u001b Doe"]',
+                        "links": links,
+                        "at": at,
+                    },
                 )
             for number, email in enumerate(
                 ("ann@example.org", "Ann@Example.org", "bob@example.org"), 1
@@ -108,6 +116,11 @@ def test_the_identities_migration_mints_entry_ids_and_merges_one_mailbox(
         upgrade(engine)
         with engine.connect() as db:
             entry_ids = db.execute(sa.text("SELECT entry_id FROM papers")).scalars().all()
+            cleaned = db.execute(
+                sa.select(
+                    papers.c.title, papers.c.abstract, papers.c.authors, papers.c.links
+                ).order_by(papers.c.id)
+            ).all()
             people = db.execute(
                 sa.text("SELECT id, email, email_key FROM subscribers ORDER BY id")
             ).all()
@@ -123,6 +136,10 @@ def test_the_identities_migration_mints_entry_ids_and_merges_one_mailbox(
     finally:
         engine.dispose()
     assert len(set(entry_ids)) == 2
+    assert [tuple(row) for row in cleaned] == [
+        ("One paper", "Line\none.", ["Jane Doe"], {}),
+        ("Another", "Line\none.", ["Jane Doe"], {"abs": "https://x.org/1"}),
+    ]
     assert all(re.fullmatch(r"urn:uuid:[0-9a-f-]{36}", e) for e in entry_ids)
     assert [tuple(p) for p in people] == [
         (1, "ann@example.org", "ann@example.org"),

@@ -10,13 +10,19 @@ new ones; feeds use it as the entry's id, so it never changes when a paper gains
 domain case-insensitively); subscribers that shared one are merged into the oldest: profiles
 move over (renamed when the name is taken), as do the papers they were sent and the deliveries
 that do not clash.
+
+Papers stored before text was cleaned on the way in are cleaned here as ``service.clean`` does
+it now: control characters out of their text, links other than http(s) dropped.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from alembic import op
@@ -40,6 +46,7 @@ def upgrade() -> None:
     papers = sa.table("papers", sa.column("id", sa.Integer), sa.column("entry_id", sa.String))
     ids = bind.execute(sa.select(papers.c.id)).scalars().all()
     _update(bind, papers, "entry_id", ((i, uuid.uuid4().urn) for i in ids))
+    _clean_papers(bind)
     with op.batch_alter_table("papers", schema=None) as batch_op:
         batch_op.alter_column("entry_id", existing_type=sa.String(length=64), nullable=False)
         batch_op.create_unique_constraint(batch_op.f("uq_papers_entry_id"), ["entry_id"])
@@ -50,6 +57,60 @@ def upgrade() -> None:
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
         batch_op.alter_column("email_key", existing_type=sa.String(length=320), nullable=False)
         batch_op.create_unique_constraint(batch_op.f("uq_subscribers_email_key"), ["email_key"])
+
+
+# As service.clean is at this revision.
+_SPACE = str.maketrans(dict.fromkeys("\r\x0b\x0c\x1c\x1d\x1e\x1f\x85", " "))
+_LINE = str.maketrans(dict.fromkeys("\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85", " "))
+_DROP = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+_TEXT = ("title", "abstract", "summary", "doi", "org_handle", "org_name")
+_LISTS = ("authors", "categories", "keywords")
+
+
+def _text(value: str, lines: bool) -> str:
+    return _DROP.sub("", value.translate(_SPACE if lines else _LINE))
+
+
+def _link(value: str) -> str | None:
+    url = value.strip("".join(map(chr, range(0x21)))).translate(dict.fromkeys(map(ord, "\t\n\r")))
+    if not url.isprintable() or url.partition(":")[0].lower() not in ("http", "https"):
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return url.replace(" ", "%20") if host else None
+
+
+def _clean_papers(bind: sa.Connection) -> None:
+    papers = sa.table(
+        "papers",
+        sa.column("id", sa.Integer),
+        *(sa.column(name, sa.Text) for name in _TEXT),
+        *(sa.column(name, sa.JSON) for name in (*_LISTS, "links")),
+    )
+    for row in bind.execute(sa.select(papers)).mappings().all():
+        values: dict[str, Any] = {}
+        for name in _TEXT:
+            text = row[name]
+            cleaned = _text(text, lines=name in ("abstract", "summary")) if text else text
+            if cleaned != text:
+                values[name] = cleaned
+        for name in _LISTS:
+            items = _json(row[name])
+            cleaned_items = [c for item in items if (c := _text(item, lines=False))]
+            if cleaned_items != items:
+                values[name] = cleaned_items
+        links = _json(row["links"])
+        kept = {role: url for role, raw in links.items() if (url := _link(raw)) is not None}
+        if kept != links:
+            values["links"] = kept
+        if values:
+            bind.execute(papers.update().where(papers.c.id == row["id"]).values(**values))
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _update(
