@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,10 @@ def check_profile(spec: ProfileSpec, where: str | None = None) -> ProfileSpec:
     if not spec.name.strip() or len(spec.name) > 100:
         raise InvalidValue(
             "expected 1 to 100 characters", field="name", value=spec.name, where=where
+        )
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in spec.name):  # names feeds, subjects
+        raise InvalidValue(
+            "expected no control characters", field="name", value=spec.name, where=where
         )
     if spec.min_upvotes < 0:
         raise InvalidValue(
