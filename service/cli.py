@@ -20,6 +20,7 @@ from service.app import App, build
 from service.clock import as_utc
 from service.config import load_settings, parse_duration
 from service.errors import ConfigError, PaperboyError
+from service.identity import mailbox_key
 from service.latex import to_text
 from service.match.query import parse_query
 from service.model import (
@@ -520,7 +521,8 @@ def _profile_list(args: argparse.Namespace) -> int:
     with _app(args) as app:
         subs = app.pipeline.subscriptions
         owners = {s.id: s for s in subs.subscribers()}
-        chosen = [s for s in owners.values() if args.email in (None, s.email)]
+        key = mailbox_key(subscribers.check_email(args.email)) if args.email else None
+        chosen = [s for s in owners.values() if key in (None, mailbox_key(s.email))]
         rows = [(o, p) for o in chosen for p in subs.profiles(o.id)]
     for owner, profile in rows:
         spec = profile.spec

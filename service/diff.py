@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
+from service import clean
 from service.identity import arxiv_key, normalise_title, title_key
 from service.model import (
     Change,
@@ -43,11 +44,13 @@ def identify(
 ) -> list[Incoming]:
     """Give each parsed paper its keys (arXiv first) and a fingerprint of its content: the
     ``fingerprints`` given (by a parser that knows all a paper's content depends on, such as
-    the bytes of its block), else ``fingerprint(paper)``."""
+    the bytes of its block), else ``fingerprint(paper)``. Every paper that may enter the store
+    passes here, so here its text and links are cleaned (see ``service.clean``)."""
+    cleaned = map(clean.paper, papers)
     pairs: Iterable[tuple[PaperIn, str]] = (
-        ((paper, fingerprint(paper)) for paper in papers)
+        ((paper, fingerprint(paper)) for paper in cleaned)
         if fingerprints is None
-        else zip(papers, fingerprints, strict=True)
+        else zip(cleaned, fingerprints, strict=True)
     )
     return [Incoming(paper, _keys(paper), print_) for paper, print_ in pairs]
 

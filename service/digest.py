@@ -81,6 +81,16 @@ class Digest:
         return tuple(item.paper.id for item in self.items)
 
     @property
+    def key(self) -> str:
+        """What tells this message apart from every other of its subscriber and kind: the
+        outbox holds one delivery per key, and the Message-ID is made from it. A digest is one
+        per window; alerts of one moment (two polls in a second) differ by their first paper,
+        which no other alert sends again."""
+        if self.kind is DeliveryKind.ALERT and self.items:
+            return f"{self.window.key}#{min(self.paper_ids)}"
+        return self.window.key
+
+    @property
     def total(self) -> int:
         return sum(section.total for section in self.sections)
 

@@ -1,8 +1,11 @@
-"""Paper identity: the keys under which a paper is found again across sources and snapshots.
+"""Identity: the keys under which a paper, or a subscriber's mailbox, is found again.
 
 A paper has one or more keys: ``arxiv:<id>`` (version-less) when a source names its arXiv id,
 and ``title:<normalised title>`` always. A paper first seen by title gains its arXiv key when a
 source later gives both, so the two never become two papers.
+
+A mailbox's key is its address as mail providers compare it: ``You@Example.org`` and
+``you@example.org`` are one subscriber.
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ def title_key(title: str) -> str | None:
 
 def arxiv_key(arxiv_id: str) -> str:
     return f"arxiv:{arxiv_id.lower()}"
+
+
+def mailbox_key(email: str) -> str:
+    """The address with its local part and domain lower-cased (providers treat both
+    case-insensitively in practice, though RFC 5321 lets the local part differ)."""
+    local, _, domain = email.strip().rpartition("@")
+    return f"{local.lower()}@{domain.lower()}"
 
 
 def split_arxiv_id(text: str) -> tuple[str, int | None] | None:

@@ -187,7 +187,7 @@ class Mailroom:
             delivery_id = self.outbox.close_window(
                 owner.id,
                 DeliveryKind.DIGEST,
-                window.key,
+                composed.key if composed is not None else window.key,
                 now,
                 queued,
                 window_end=window.end,
@@ -297,8 +297,9 @@ class Mailroom:
             if composed is None:
                 continue
             queued = self._queue(composed, now)
-            key = f"{windows.Window(now, now).key}#{min(queued.paper_ids)}"
-            delivery_id = self.outbox.close_window(owner_id, DeliveryKind.ALERT, key, now, queued)
+            delivery_id = self.outbox.close_window(
+                owner_id, DeliveryKind.ALERT, composed.key, now, queued
+            )
             planned.append(
                 Planned(owner.email, DeliveryKind.ALERT, window, len(queued.paper_ids), delivery_id)
             )
@@ -465,7 +466,7 @@ def _new_delivery(composed: Digest, rendered: Rendered) -> NewDelivery:
     return NewDelivery(
         subscriber_id=composed.subscriber.id,
         kind=composed.kind,
-        window=composed.window.key,
+        window=composed.key,
         recipient=composed.subscriber.email,
         subject=rendered.subject,
         message_id=rendered.message_id,

@@ -145,6 +145,7 @@ class Paper:
     first_seen_at: datetime | None = None
     updated_at: datetime | None = None
     sources: tuple[str, ...] = ()
+    entry_id: str = ""  # minted once when stored ("urn:uuid:..."): feeds' entry id
 
 
 @dataclass(frozen=True, slots=True)

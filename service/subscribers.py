@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ import tomli_w
 from email_validator import EmailNotValidError, validate_email
 
 from service.errors import InvalidValue, QueryError
+from service.identity import mailbox_key
 from service.model import ProfileSpec, Schedule
 
 PROFILE_FIELDS = frozenset(
@@ -56,7 +58,9 @@ class Declared:
 
 
 def check_email(text: str, where: str | None = None) -> str:
-    """The address, normalised (domain lower-cased); ``InvalidValue`` when it is not one."""
+    """The address, normalised (domain lower-cased); ``InvalidValue`` when it is not one.
+    Addresses that differ only in case are one mailbox: compare them by
+    ``identity.mailbox_key``."""
     try:
         return validate_email(text.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -90,6 +94,10 @@ def check_profile(spec: ProfileSpec, where: str | None = None) -> ProfileSpec:
     if not spec.name.strip() or len(spec.name) > 100:
         raise InvalidValue(
             "expected 1 to 100 characters", field="name", value=spec.name, where=where
+        )
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in spec.name):  # names feeds, subjects
+        raise InvalidValue(
+            "expected no control characters", field="name", value=spec.name, where=where
         )
     if spec.min_upvotes < 0:
         raise InvalidValue(
@@ -130,9 +138,10 @@ def read_profiles(text: str, origin: str, check_query: QueryCheck | None = None)
     for index, entry in enumerate(data.get("subscribers", [])):
         where = f"{origin}: subscribers[{index}]"
         result.append(_declared(entry, where, check_query))
-        if result[-1].email in seen:
+        mailbox = mailbox_key(result[-1].email)
+        if mailbox in seen:
             raise InvalidValue("declared twice", field="email", value=result[-1].email, where=where)
-        seen.add(result[-1].email)
+        seen.add(mailbox)
     return result
 
 

@@ -228,3 +228,27 @@ def test_an_alert_threshold_must_be_a_finite_score_above_0(cli: Run) -> None:
         assert status == 1, bad
         assert "alert_threshold" in err
     assert profiles(cli) == {}
+
+
+def test_an_address_in_other_letter_cases_is_the_same_subscriber(cli: Run, tmp_path: Path) -> None:
+    assert cli("subscriber", "add", "you@example.org")[0] == 0
+    assert cli("subscriber", "add", "YOU@Example.org", "--instant")[0] == 0
+    assert cli("profile", "add", "You@EXAMPLE.org", "KV", "kv")[0] == 0
+    assert list(subscribers(cli)) == ["you@example.org"]  # the address as first given
+    assert subscribers(cli)["you@example.org"]["schedule"] == "instant"
+    assert list(profiles(cli)) == [("you@example.org", "KV")]
+    status, out, _ = cli("profile", "list", "YOU@example.ORG")
+    assert status == 0 and "KV: kv" in out
+    # The profiles file finds the same mailbox, and declaring it twice is refused.
+    declare(tmp_path, DECLARED.replace("jane@example.org", "You@Example.Org"))
+    assert list(subscribers(cli)) == ["you@example.org"]
+    twice = DECLARED + DECLARED.replace("jane@example.org", "JANE@example.org")
+    declare(tmp_path, twice)
+    status, _, err = cli("subscriber", "list")
+    assert status != 0 and "declared twice" in err
+    declare(tmp_path, DECLARED.replace("jane@example.org", "You@Example.Org"))
+    # Declared by the file, in any case, it is left alone by the CLI ...
+    assert cli("subscriber", "remove", "YOU@EXAMPLE.ORG")[0] != 0
+    # ... and removed when the file no longer declares it.
+    declare(tmp_path, DECLARED)
+    assert list(subscribers(cli)) == ["jane@example.org"]

@@ -4,6 +4,8 @@ every field round-trips."""
 from __future__ import annotations
 
 import calendar
+import re
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,7 +60,7 @@ def test_feeds_round_trip_through_feedparser(tmp_path: Path, database_url: str) 
             # Newest match first; the title comes back exactly, markup and all.
             assert [e.title for e in parsed.entries] == ["Paging the kv cache", EVIL]
         for entry in parsed.entries:
-            assert entry.id.startswith("tag:papers.example.org,2026:paper/")
+            assert re.fullmatch(r"urn:uuid:[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", entry.id)
             assert "Matched" in entry.summary
         first = parsed.entries[0]
         assert first.link == "https://arxiv.org/abs/2606.00001"
@@ -93,6 +95,29 @@ def test_feeds_export_writes_every_subscriber_atomically(tmp_path: Path) -> None
     # Exporting again replaces the files in place and leaves no temporary files behind.
     assert main(["--data-dir", str(data), "feeds", "export", str(out)]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["all.atom", "all.rss", "kv.atom", "kv.rss"]
+
+
+def test_an_entry_keeps_its_id_when_its_paper_gains_an_arxiv_id(
+    tmp_path: Path, database_url: str
+) -> None:
+    clock = FixedClock(T0)
+    with make_app(tmp_path, database_url, clock) as app:
+        app.pipeline.roster.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+        app.pipeline.roster.save_profile("ann@example.org", ProfileSpec("KV", '"kv cache"'))
+        owner = app.pipeline.roster.subscriber("ann@example.org")
+        # First seen by its title alone, in a listing capture.
+        title = "Paging the KV cache: Études"
+        ingest(app, tmp_path, "a.txt", listing("Jun 1", (title, "A kv cache.", "May 30 2")))
+        before = feedparser.parse(app.mailroom.feeds(owner)["all.atom"]).entries
+        clock.advance(hours=3)
+        # Then a feed names its arXiv id: the same paper, now known by that id.
+        ingest(app, tmp_path, "b.xml", rss(("2606.00001", title, "A kv cache.")))
+        [paper] = app.pipeline.store.papers()
+        assert paper.arxiv_id == "2606.00001"
+        after = feedparser.parse(app.mailroom.feeds(owner)["all.atom"]).entries
+    assert [e.id for e in after] == [e.id for e in before]
+    assert " " not in before[0].id and before[0].id == paper.entry_id
+    assert uuid.UUID(paper.entry_id).version == 4
 
 
 def test_a_listing_paper_links_to_its_pages_once_its_arxiv_id_is_known(

@@ -320,6 +320,27 @@ def test_a_new_subscribers_first_digest_holds_the_last_days_papers(
     assert "A kv cache" in parts(message)[0] and "Old kv cache" not in parts(message)[0]
 
 
+def test_two_alerts_of_one_moment_have_their_own_message_ids_kept_on_retry(
+    tmp_path: Path, database_url: str, clock: FixedClock
+) -> None:
+    with SmtpSink(answers=[Answer("451 4.3.0 Try again later")]) as sink:
+        with smtp_app(tmp_path, database_url, clock, sink, alerts_per_hour=5) as app:
+            app.pipeline.roster.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
+            app.pipeline.roster.save_profile(
+                "ann@example.org", ProfileSpec("People", 'author:"Jane Doe"')
+            )
+            # Two polls in the same second, each finding a paper worth an alert.
+            ingest(app, tmp_path, "one.xml", rss(("2606.00001", "Paging the kv cache", "A.")))
+            ingest(app, tmp_path, "two.xml", rss(("2606.00002", "Another kv cache", "B.")))
+            first, second = app.mailroom.outbox.deliveries()
+            assert first.message_id != second.message_id
+            assert send(app).retried == 1
+            clock.advance(hours=1)
+            assert send(app).sent == 1
+        ids = sorted(parse(m.content)["Message-ID"] for m in sink.messages)
+    assert ids == sorted([first.message_id, second.message_id])
+
+
 def test_a_profile_added_later_catches_up_on_its_open_window_only(
     tmp_path: Path, database_url: str, clock: FixedClock
 ) -> None:

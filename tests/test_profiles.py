@@ -50,6 +50,16 @@ def test_subscriber_fields_are_checked(app: App) -> None:
     assert [s.email for s in app.pipeline.subscriptions.subscribers()] == ["Jane.Doe@example.org"]
 
 
+def test_a_profile_name_with_control_characters_is_refused(app: App) -> None:
+    app.pipeline.roster.save_subscriber("ann@example.org", "UTC", "instant")
+    for name in ("KV\x1b[2J", "KV\ncache", "KV\x00"):
+        with pytest.raises(InvalidValue, match="expected no control characters") as caught:
+            app.pipeline.roster.save_profile("ann@example.org", ProfileSpec(name, "kv"))
+        assert caught.value.field == "name"
+    fine = ProfileSpec("KV\u00a0cache 👩\u200d💻 语言", "kv")  # no-break space, a joiner
+    app.pipeline.roster.save_profile("ann@example.org", fine)
+
+
 def test_an_invalid_query_is_refused_when_saved_with_a_caret(app: App) -> None:
     app.pipeline.roster.save_subscriber("a@b.org", "UTC", "daily 07:00")
     with pytest.raises(QueryError) as caught:

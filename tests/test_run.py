@@ -88,7 +88,7 @@ def test_run_polls_the_inbox_mails_and_stops_cleanly_on_sigterm(tmp_path: Path) 
     log = output.decode()
     assert process.returncode == 0, log
     # One line per snapshot and per send batch; nothing from the libraries.
-    assert f"INFO service.pipeline.ingest: inbox: {inbox / 'capture.txt'}: 1 papers, 1 new," in log
+    assert f"INFO service.pipeline.ingest: inbox: {inbox / 'capture.txt'}: 1 paper, 1 new," in log
     assert "INFO service.mailroom: sent 1, to retry 0, failed 0, dead 0" in log
     assert not [line for line in log.splitlines() if " service." not in line], log
     box = mailbox.Maildir(maildir, create=False)

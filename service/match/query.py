@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from service.errors import QueryError
-from service.match.text import scan
+from service.match.text import scan, spelling
 
 __all__ = [
     "FIELDS",
@@ -134,19 +134,22 @@ class Query:
 
 
 _TOP, _OR, _AND, _NOT = range(4)
+_PLAIN_ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
 def _render(node: Node, context: int) -> str:
     match node:
-        case Word(text=text, scope=scope):
-            return f"{scope}:{text}" if scope else text
-        case Phrase(texts=texts, scope=scope):
-            quoted = '"' + " ".join(texts) + '"'
+        case Word(key=key, text=text, scope=scope):
+            word = spelling(text, key)
+            return f"{scope}:{word}" if scope else word
+        case Phrase(keys=keys, texts=texts, scope=scope):
+            quoted = '"' + " ".join(map(spelling, texts, keys)) + '"'
             return f"{scope}:{quoted}" if scope else quoted
         case Prefix(stem=stem, scope=scope):
             return f"{scope}:{stem}*" if scope else f"{stem}*"
         case Source(id=id_):
-            plain = id_ and not re.search(r'[\s()"]', id_) and not id_.endswith("*")
+            # Quoted unless plainly an id: a bare "sstitle:" (from "ßtitle:") reads as a field.
+            plain = _PLAIN_ID.fullmatch(id_)
             return f"source:{id_}" if plain else f'source:"{id_}"'
         case Upvotes(op=op, value=value):
             return f"upvotes{op}{value}"

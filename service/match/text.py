@@ -32,12 +32,19 @@ __all__ = [
     "pieces",
     "scan",
     "spans",
+    "spelling",
     "tokens",
     "word_forms",
     "words",
 ]
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Ideographs and kana, each a word of its own; with the characters that fold into them (the
+# ideographic numerals, half-width katakana, the compatibility ideographs), so that a word and
+# its folded form split the same way.
+_CJK = (
+    "\u3038-\u303a\u3040-\u30ff\u3192-\u3195\u3220-\u3229\u3280-\u3289\u3400-\u4dbf"
+    "\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+)
 _MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
 # Identical to _WORD on ASCII text, and several times faster.
 _ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
@@ -135,12 +142,22 @@ def fold_plural(norm: str) -> str:
 
 
 def normalise(word: str) -> str:
-    """``word`` case-folded with accents and compatibility forms folded (``Ré`` -> ``re``)."""
+    """``word`` case-folded with accents and compatibility forms folded (``Ré`` -> ``re``);
+    idempotent: the folding is repeated until it changes nothing (``𝐀`` is ``A`` once NFKD
+    has seen it, and only then case-folds to ``a``)."""
     if word.isascii():
         return word.lower()
-    decomposed = unicodedata.normalize("NFKD", word.casefold()).translate(_LETTERS)
-    folded = "".join(c for c in decomposed if c.isalnum())
-    return folded or word.casefold()
+    folded = word
+    for _ in range(_MAX_FOLDS):
+        decomposed = unicodedata.normalize("NFKD", folded.casefold()).translate(_LETTERS)
+        again = "".join(c for c in decomposed if c.isalnum()) or folded.casefold()
+        if again == folded:
+            break
+        folded = again
+    return folded
+
+
+_MAX_FOLDS = 4  # two foldings settle every character Unicode has; the cap guards the loop
 
 
 _FORMS: dict[str, tuple[str, str]] = {}
@@ -168,6 +185,15 @@ def word_forms(word: str) -> tuple[str, str]:
         _FORMS[word] = forms
         _NORMS[word], _KEYS[word] = forms
     return forms
+
+
+def spelling(norm: str, key: str) -> str:
+    """A way to write the word whose forms are ``(norm, key)`` that reads back as them: the
+    norm itself, but for an acronym's plural (``LMs``: norm ``lms``, key ``lm``), which only
+    its capitals tell from a word of its own."""
+    if key == fold_plural(norm) or len(norm) < 3 or norm[-1] != "s":
+        return norm
+    return norm[:-1].upper() + "s"
 
 
 def _drop_latex(text: str) -> str:

@@ -50,7 +50,7 @@ import feedparser
 from service.clock import as_utc
 from service.errors import ConfigError, ParseError
 from service.model import PaperIn, Parsed, Snapshot
-from service.parse.markup import html_blocks, html_to_text
+from service.parse.markup import MarkupError, html_blocks, html_to_text
 
 DEFAULT_NEW_ANNOUNCE_TYPES = ("new", "cross")
 
@@ -82,12 +82,19 @@ def parse(snapshot: Snapshot, options: Mapping[str, Any] | None = None) -> Parse
     if snapshot.origin.startswith(("http://", "https://")):
         headers["content-location"] = snapshot.origin
     # Text is all we keep, so feedparser's HTML rewriting only costs time and mangles "p<n".
-    document = feedparser.parse(
-        snapshot.body,
-        response_headers=headers,
-        sanitize_html=False,
-        resolve_relative_uris=False,
-    )
+    try:
+        document = feedparser.parse(
+            snapshot.body,
+            response_headers=headers,
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except Exception as exc:  # its innards' (a character reference past U+10FFFF: ValueError)
+        raise ParseError(
+            source=snapshot.origin,
+            expected="an RSS or Atom feed feedparser can read",
+            found=f"{type(exc).__name__}: {exc}",
+        ) from exc
     entries = document.get("entries", [])
     is_feed = entries or document.get("version") or document.get("feed", {}).get("title")
     notes: list[str] = []
@@ -110,7 +117,15 @@ def parse(snapshot: Snapshot, options: Mapping[str, Any] | None = None) -> Parse
     lines = _entry_lines(snapshot.body, len(entries))
     papers: list[PaperIn] = []
     for index, entry in enumerate(entries):
-        paper = paper_from_entry(entry, line=lines[index])
+        try:
+            paper = paper_from_entry(entry, line=lines[index])
+        except MarkupError as exc:
+            raise ParseError(
+                source=snapshot.origin,
+                line=lines[index],
+                expected=f"HTML that Python's parser reads in entry {index + 1}",
+                found=str(exc),
+            ) from exc
         if paper is None:
             where = f"line {lines[index]}" if lines[index] else f"entry {index + 1}"
             has_ref = entry.get("link") or entry.get("id")

@@ -185,6 +185,10 @@ def _load_json(body: bytes, origin: str) -> object:
         raise ParseError(
             source=origin, expected="JSON in UTF-8, UTF-16 or UTF-32", found=str(error)
         ) from None
+    except (ValueError, RecursionError) as error:  # a number too long, nesting too deep
+        raise ParseError(
+            source=origin, expected="JSON Python can read", found=f"{type(error).__name__}: {error}"
+        ) from error
 
 
 def _api_items(data: object, origin: str) -> list[Any]:
@@ -195,7 +199,14 @@ def _api_items(data: object, origin: str) -> list[Any]:
 
 
 def _page_items(body: bytes, origin: str) -> list[Any]:
-    props = _PropsFinder.find(body.decode("utf-8", "replace"))
+    try:
+        props = _PropsFinder.find(body.decode("utf-8", "replace"))
+    except Exception as error:  # Python's HTML parser fails on some "<![" with AssertionError
+        raise ParseError(
+            source=origin,
+            expected="an HTML page Python's parser reads",
+            found=f"{type(error).__name__}: {error}",
+        ) from error
     if props is None:
         raise ParseError(
             source=origin,
@@ -210,6 +221,12 @@ def _page_items(body: bytes, origin: str) -> list[Any]:
             expected=f"JSON in the data-props of the {PAGE_TARGET} element",
             found=f"{error.msg} at character {error.pos}",
         ) from None
+    except (ValueError, RecursionError) as error:  # a number too long, nesting too deep
+        raise ParseError(
+            source=origin,
+            expected=f"JSON Python can read in the data-props of the {PAGE_TARGET} element",
+            found=f"{type(error).__name__}: {error}",
+        ) from error
     items = data.get("dailyPapers") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise ParseError(

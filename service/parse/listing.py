@@ -518,8 +518,8 @@ def _cut(snapshot: Snapshot) -> Blocks | None:
     """The capture's blocks after a valid header; None when only the slow reader can tell."""
     body = snapshot.body
     origin = snapshot.origin
-    if not body or b"\x00" in body[:8192] or body.isspace():
-        return None
+    if not body or b"\x00" in body or body.isspace():
+        return None  # a NUL anywhere: the slow reader says where
     base = 3 if body.startswith(BOM) else 0
     if b"\r" in body:
         try:
@@ -602,11 +602,20 @@ def _parse_lines(snapshot: Snapshot) -> Parsed:
 
 
 def decode(body: bytes, origin: str) -> str:
-    """The body as text: UTF-8 (a BOM allowed), CRLF folded; binary data is refused."""
+    """The body as text: UTF-8 (a BOM allowed), CRLF folded, a lone CR a space (only LF and
+    CRLF end lines); binary data and NUL bytes are refused (no store takes them as text)."""
     if not body or body.isspace():
         raise ParseError(source=origin, expected="a listing capture", found="an empty file")
-    if b"\x00" in body[:8192]:
+    nul = body.find(b"\x00")
+    if 0 <= nul < 8192:
         raise ParseError(source=origin, expected="a text listing capture", found="binary data")
+    if nul >= 0:
+        raise ParseError(
+            source=origin,
+            line=body.count(b"\n", 0, nul) + 1,
+            expected="text without NUL bytes",
+            found="a NUL byte",
+        )
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -618,7 +627,7 @@ def decode(body: bytes, origin: str) -> str:
             found=f"byte 0x{body[exc.start]:02x}",
         ) from None
     if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = text.replace("\r\n", "\n").replace("\r", " ")
     return text
 
 

@@ -31,11 +31,19 @@ def html_to_text(fragment: str) -> str:
     return " ".join(html_blocks(fragment))
 
 
+class MarkupError(ValueError):
+    """Python's HTML parser gave up on a fragment (it raises AssertionError on some ``<![``)."""
+
+
 def html_blocks(fragment: str) -> list[str]:
-    """Return the visible text of each non-empty block of an HTML fragment, in order."""
+    """Return the visible text of each non-empty block of an HTML fragment, in order;
+    ``MarkupError`` when the HTML parser fails on it."""
     reader = _TextReader()
-    reader.feed(fragment)
-    reader.close()
+    try:
+        reader.feed(fragment)
+        reader.close()
+    except Exception as exc:  # the library's own failure, whatever its type: say so
+        raise MarkupError(f"{type(exc).__name__}: {exc}") from exc
     reader.end_block()
     return reader.blocks
 

@@ -11,6 +11,7 @@ from service import subscribers
 from service.clock import Clock
 from service.config import Settings
 from service.errors import InvalidValue
+from service.identity import mailbox_key
 from service.mailroom import Mailroom
 from service.match.index import (
     Document,
@@ -79,7 +80,8 @@ class Matching:
         """The parsed query of the profile called ``name`` (of ``email`` when several are)."""
         found = self.subscriptions.find_profiles(name)
         if email is not None:
-            found = [(o, p) for o, p in found if o.email == subscribers.check_email(email)]
+            key = mailbox_key(subscribers.check_email(email))
+            found = [(o, p) for o, p in found if mailbox_key(o.email) == key]
         if not found:
             raise InvalidValue("no such profile", field="profile", value=name)
         if len(found) > 1:

@@ -10,6 +10,7 @@ from service import subscribers
 from service.clock import Clock
 from service.config import Settings
 from service.errors import InvalidValue, PaperboyError
+from service.identity import mailbox_key
 from service.match.query import parse_query
 from service.model import Profile, ProfileSpec, Subscriber
 from service.pipeline.matching import Matching
@@ -83,7 +84,8 @@ class Roster:
         stands. Returns (subscribers, profiles) saved."""
         for item in declared:
             known = self.subscriptions.subscriber(item.email)
-            if known is not None and _by_name(self._as_declared(known)) != _by_name(item):
+            as_given = replace(item, email=known.email) if known is not None else item
+            if known is not None and _by_name(self._as_declared(known)) != _by_name(as_given):
                 self._refuse_declared(known)
         return self._apply_profiles(declared, prune=False)
 
@@ -109,9 +111,9 @@ class Roster:
                     if profile.spec.name not in names:
                         self.subscriptions.remove_profile(owner.id, profile.spec.name)
         if prune:
-            emails = {item.email for item in declared}
+            mailboxes = {mailbox_key(item.email) for item in declared}
             for known in self.subscriptions.subscribers():
-                if known.declared and known.email not in emails:
+                if known.declared and mailbox_key(known.email) not in mailboxes:
                     self.subscriptions.remove_subscriber(known.email)
         self.matching.profiles_changed(fresh)
         return len(declared), saved_profiles

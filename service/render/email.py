@@ -59,9 +59,11 @@ class EmailRenderer:
         )
 
     def message_id(self, digest: Digest) -> str:
-        """Stable per delivery: the same subscriber, kind and window give the same id."""
-        window = hashlib.sha256(digest.window.key.encode()).hexdigest()[:16]
-        return f"<{digest.kind}.{digest.subscriber.id}.{window}@{self.letterhead.domain}>"
+        """One per delivery, made from what the outbox tells deliveries apart by (subscriber,
+        kind and ``Digest.key``): distinct messages never share one, and the id is stored
+        with the message, so a retry sends the same."""
+        key = hashlib.sha256(digest.key.encode()).hexdigest()[:16]
+        return f"<{digest.kind}.{digest.subscriber.id}.{key}@{self.letterhead.domain}>"
 
     def links(self, digest: Digest) -> dict[str, str]:
         subscriber = digest.subscriber

@@ -35,10 +35,10 @@ class FeedMeta:
     description: str = ""
 
 
-def guid(base_url: str, paper: Paper) -> str:
-    """A stable id per paper (an RFC 4151 tag URI): the same in every feed it appears in."""
-    host = urlsplit(base_url).hostname or "localhost"
-    return f"tag:{host},2026:paper/{paper.key}"
+def guid(paper: Paper) -> str:
+    """The entry's id: minted once when the paper was stored (a ``urn:uuid:`` IRI), the same
+    in every feed and for good, whatever keys or links the paper gains later."""
+    return paper.entry_id
 
 
 def render_feed(
@@ -53,7 +53,7 @@ def render_feed(
     items = [
         {
             "view": view(entry.paper, entry.hits),
-            "guid": guid(meta.base_url, entry.paper),
+            "guid": guid(entry.paper),
             "categories": [hit.profile for hit in entry.hits],
             "rfc822": format_datetime(entry.at.astimezone(UTC), usegmt=True),
             "rfc3339": _rfc3339(entry.at),

@@ -4,9 +4,10 @@ why it matched. Emails and feeds share this view; templates only lay it out."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote_plus
 
+from service import clean
 from service.digest import Hit
 from service.latex import to_text, widen
 from service.match.results import Reason
@@ -66,6 +67,8 @@ def paper_url(paper: Paper) -> str:
 
 
 def view(paper: Paper, hits: Sequence[Hit]) -> PaperView:
+    if paper.links:  # only http(s) links are shown, whatever the store holds
+        paper = replace(paper, links=clean.links(paper.links))
     title_hits = [p for h in hits for r in h.reasons if r.field == "title" for p in r.positions]
     abstract_hits = [
         p for h in hits for r in h.reasons if r.field == "abstract" for p in r.positions

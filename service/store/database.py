@@ -72,14 +72,36 @@ def current(engine: sa.Engine) -> str | None:
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``; refuse a database newer than this version."""
     try:
-        with engine.begin() as connection:
-            now = MigrationContext.configure(connection).get_current_revision()
-            script = ScriptDirectory.from_config(_config())
-            if now is not None and script.get_revision(now) is None:
-                raise StoreError(
-                    f"the database is at migration {now}, which this paperboy does not know: "
-                    "it was made by a newer version"
-                )
-            command.upgrade(_config(connection), revision)
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite alters a table by copying it and dropping the old one; with foreign
+                # keys enforced that drop would cascade to the rows that refer to it (a
+                # subscriber's profiles). Its documented way: keys off, outside a transaction,
+                # and checked before the changes are committed.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    _migrate(connection, revision)
+                    if sqlite:
+                        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                        if broken is not None:
+                            raise StoreError(f"a migration broke a foreign key: {tuple(broken)}")
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
     except sa.exc.OperationalError as exc:
         raise StoreError(f"cannot open the database: {exc.orig}") from exc
+
+
+def _migrate(connection: sa.Connection, revision: str) -> None:
+    now = MigrationContext.configure(connection).get_current_revision()
+    script = ScriptDirectory.from_config(_config())
+    if now is not None and script.get_revision(now) is None:
+        raise StoreError(
+            f"the database is at migration {now}, which this paperboy does not know: "
+            "it was made by a newer version"
+        )
+    command.upgrade(_config(connection), revision)

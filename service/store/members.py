@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from service import tokens
+from service.identity import mailbox_key
 from service.model import DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
 from service.store.outbox import NewDelivery, cancel
 from service.store.subscriptions import _subscriber
@@ -51,6 +52,7 @@ class Members:
                     subscribers.insert()
                     .values(
                         email=email,
+                        email_key=mailbox_key(email),
                         timezone=timezone,
                         schedule=schedule,
                         status=SubscriberStatus.PENDING.value,

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from service import tokens, windows
+from service.identity import mailbox_key
 from service.model import Profile, ProfileSpec, Schedule, Subscriber, SubscriberStatus
 from service.store.tables import matches, profiles, subscribers
 
@@ -27,8 +28,11 @@ class Subscriptions:
     # -- subscribers ----------------------------------------------------------------------------
 
     def subscriber(self, email: str) -> Subscriber | None:
+        """The subscriber with this mailbox (however its letters are cased)."""
         with self.engine.connect() as db:
-            row = db.execute(sa.select(subscribers).where(subscribers.c.email == email)).first()
+            row = db.execute(
+                sa.select(subscribers).where(subscribers.c.email_key == mailbox_key(email))
+            ).first()
         return _subscriber(row) if row is not None else None
 
     def subscribers(self) -> list[Subscriber]:
@@ -39,19 +43,21 @@ class Subscriptions:
     def save_subscriber(
         self, email: str, timezone: str, schedule: str, now: datetime, *, declared: bool = False
     ) -> Subscriber:
-        """Create or update a subscriber by email. A new one's window opens ``FIRST_WINDOW``
-        before ``now`` and first closes at the schedule's next boundary after ``now``."""
+        """Create or update a subscriber by mailbox (an update keeps the address as first
+        given). A new one's window opens ``FIRST_WINDOW`` before ``now`` and first closes at the
+        schedule's next boundary after ``now``."""
         values: dict[str, Any] = {"timezone": timezone, "schedule": schedule, "updated_at": now}
         with self.engine.begin() as db:
             found = db.execute(
                 sa.select(subscribers.c.id, subscribers.c.timezone, subscribers.c.schedule).where(
-                    subscribers.c.email == email
+                    subscribers.c.email_key == mailbox_key(email)
                 )
             ).first()
             if found is None:
                 db.execute(
                     subscribers.insert().values(
                         email=email,
+                        email_key=mailbox_key(email),
                         status=SubscriberStatus.ACTIVE.value,
                         declared=declared,
                         created_at=now,
@@ -78,7 +84,7 @@ class Subscriptions:
     def remove_subscriber(self, email: str) -> bool:
         with self.engine.begin() as db:
             found = db.execute(
-                sa.select(subscribers.c.id).where(subscribers.c.email == email)
+                sa.select(subscribers.c.id).where(subscribers.c.email_key == mailbox_key(email))
             ).scalar_one_or_none()
             if found is None:
                 return False

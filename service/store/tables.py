@@ -103,6 +103,8 @@ papers = sa.Table(
     sa.Column("summary", sa.Text, nullable=False, server_default=""),
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # A feed entry's id ("urn:uuid:..."): minted at insert, never changed.
+    sa.Column("entry_id", sa.String(64), nullable=False, unique=True),
     sa.Index(None, "first_seen_at"),
 )
 
@@ -142,7 +144,8 @@ subscribers = sa.Table(
     "subscribers",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),  # as first given
+    sa.Column("email_key", sa.String(320), nullable=False, unique=True),  # identity.mailbox_key
     sa.Column("timezone", sa.String(64), nullable=False),
     sa.Column("schedule", sa.String(32), nullable=False),  # "daily 07:30", "weekly mon 07:30"
     sa.Column("status", sa.String(16), nullable=False),

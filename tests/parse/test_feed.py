@@ -405,3 +405,28 @@ def test_markup_text() -> None:
     assert html_to_text("x<script>bad()</script><b>y</b>z") == "xyz"
     assert html_to_text("plain\n  text") == "plain text"
     assert html_blocks("<p>\n one \n</p><p></p><div>two</div>") == ["one", "two"]
+
+
+@pytest.mark.parametrize(
+    ("item", "says"),
+    [
+        ("<title>A &#x110000; b</title>", "ValueError"),
+        ("<title>A &#99999999999; b</title>", "OverflowError"),
+    ],
+)
+def test_what_feedparser_raises_is_a_parse_error_naming_the_file(item: str, says: str) -> None:
+    with pytest.raises(ParseError) as caught:
+        feed.parse(snapshot(rss(f"<item>{item}<link>https://x.org/</link></item>")))
+    assert str(caught.value).startswith("test.xml: expected an RSS or Atom feed feedparser")
+    assert says in str(caught.value)
+
+
+def test_html_python_cannot_parse_is_a_parse_error_naming_the_line() -> None:
+    item = (
+        '<item><title>Fine</title><link>https://x.org/</link>\n<description type="html">'
+        "&lt;p&gt;Text &lt;![!x&lt;/p&gt;</description></item>"
+    )
+    with pytest.raises(ParseError) as caught:
+        feed.parse(snapshot(rss("\n" + item)))
+    assert caught.value.line == 2
+    assert "entry 1" in caught.value.expected and "AssertionError" in str(caught.value.found)

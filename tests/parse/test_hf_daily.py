@@ -252,3 +252,32 @@ def test_capture_time_preference() -> None:
     chosen = hf_daily.parse(snapshot(body, mtime=mtime, captured_at=later)).captured_at
     assert chosen == later
     assert chosen.tzinfo == UTC
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "RecursionError"),
+        (b'[{"paper": {"id": "2401.00001", "title": "A", "upvotes": ' + b"9" * 5000 + b"}}]",
+         "ValueError"),
+    ],
+)  # fmt: skip
+def test_what_the_json_reader_raises_is_a_parse_error_naming_the_file(
+    body: bytes, says: str
+) -> None:
+    with pytest.raises(ParseError) as caught:
+        hf_daily.parse(snapshot(body))
+    assert str(caught.value).startswith("test.json: expected JSON Python can read")
+    assert says in str(caught.value)
+    props = html.escape('{"dailyPapers": ' + body.decode() + "}", quote=True)
+    page = f'<html><div data-target="DailyPapers" data-props="{props}"></div></html>'.encode()
+    with pytest.raises(ParseError, match=says):
+        hf_daily.parse(snapshot(page))
+
+
+def test_a_page_python_cannot_parse_is_a_parse_error_naming_the_file() -> None:
+    body = b"<!doctype html><html><body><![!x<div data-target='DailyPapers'></div></body></html>"
+    with pytest.raises(ParseError) as caught:
+        hf_daily.parse(snapshot(body))
+    assert str(caught.value).startswith("test.json: expected an HTML page Python's parser reads")
+    assert "AssertionError" in str(caught.value)

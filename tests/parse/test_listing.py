@@ -181,6 +181,27 @@ def rejected(body: bytes) -> ParseError:
     return caught.value
 
 
+def test_a_bare_cr_inside_a_line_is_no_line_break() -> None:
+    blocks = (
+        "Paging the\rKV cache\n\nAn abstract\rthat goes on.\n\n  • 3 authors\n·\nMar 2 4\n\n"
+        "Second paper\n\nIts abstract.\n\n  • 1 author\n·\nMar 1"
+    )
+    for ending in ("\n", "\r\n"):
+        body = header_and(blocks).replace(b"\n", ending.encode())
+        parsed = parse(snap(body, captured_at=datetime(2028, 3, 3, tzinfo=UTC)))
+        assert [(p.title, p.abstract, p.line) for p in parsed.papers] == [
+            ("Paging the KV cache", "An abstract that goes on.", 13),
+            ("Second paper", "Its abstract.", 21),
+        ]
+
+
+def test_a_nul_byte_past_the_start_names_its_line() -> None:
+    body = header_and("T\n\nA\n\n  • 3 authors\n·\nMar 2 4\n\n" * 400) + b"\n\nNul\x00\n\nx\n"
+    error = rejected(body)
+    assert error.line == body.count(b"\n", 0, body.index(b"\x00")) + 1
+    assert (error.expected, error.found) == ("text without NUL bytes", "a NUL byte")
+
+
 def test_empty_file() -> None:
     error = rejected(b"")
     assert "expected a listing capture" in str(error)
