@@ -364,6 +364,7 @@ class Subscriber:
     status: SubscriberStatus = SubscriberStatus.ACTIVE
     declared: bool = False  # managed by config/profiles.toml
     token: str = ""  # secret behind the subscriber's unsubscribe and feed URLs
+    manage_generation: int = 0  # a new manage link counts it up, revoking the one before
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,7 +95,7 @@ async def serve(
     scheduler.add_job(poll, "interval", seconds=tick, id="poll", **store)
     scheduler.add_job(plan, "interval", seconds=tick, id="plan", **store)
     scheduler.add_job(send, "interval", seconds=send_every, id="send", next_run_time=now)
-    cleanup = store_job("cleanup", mailroom.cleanup)
+    cleanup = store_job("cleanup", app.pipeline.cleanup)
     scheduler.add_job(cleanup, "interval", hours=1, id="cleanup", executor="store")
 
     def request_stop(signum: int) -> None:

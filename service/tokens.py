@@ -1,7 +1,13 @@
 """Secret URL tokens: ``<subscriber id>.<signature>``, a signature per purpose.
 
-Each subscriber has a random secret; a token signs (purpose, subscriber id) with it, so one
-subscriber's feed URL cannot unsubscribe them, and replacing the secret revokes every URL.
+Each subscriber has a random secret (192 bits); a token signs (purpose, subscriber id) with it
+(HMAC-SHA-256 cut to 144 bits), so one subscriber's feed URL cannot unsubscribe them, and
+replacing the secret revokes every URL. Two purposes sign more:
+
+- ``manage`` signs the subscriber's manage generation as well: a new manage link (generation
+  + 1) revokes the old one and leaves the feed and unsubscribe URLs working;
+- ``confirm`` signs when it was issued, carried in the token (``<id>.<issued>.<signature>``),
+  so that the link can expire.
 """
 
 from __future__ import annotations
@@ -10,30 +16,70 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import UTC, datetime
 
-PURPOSES = ("unsubscribe", "manage", "feeds")
+from service.model import Subscriber
+
+PURPOSES = ("unsubscribe", "manage", "feeds", "confirm")
 
 
 def new_secret() -> str:
     return secrets.token_urlsafe(24)
 
 
-def make(subscriber_id: int, secret: str, purpose: str) -> str:
+def make(
+    subscriber_id: int,
+    secret: str,
+    purpose: str,
+    *,
+    generation: int = 0,
+    issued: datetime | None = None,
+) -> str:
+    """The token for ``purpose``; ``issued`` is required for (and only for) ``confirm``."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}; expected one of {PURPOSES}")
-    mac = hmac.new(secret.encode(), f"{purpose}:{subscriber_id}".encode(), hashlib.sha256)
+    if (purpose == "confirm") != (issued is not None):
+        raise ValueError("a confirm token, and only a confirm token, carries when it was issued")
+    signed = f"{purpose}:{subscriber_id}"
+    if generation:  # generation 0 signs as tokens did before generations existed
+        signed += f":{generation}"
+    stamp = ""
+    if issued is not None:
+        stamp = f"{int(issued.timestamp())}."
+        signed += f"@{stamp}"
+    mac = hmac.new(secret.encode(), signed.encode(), hashlib.sha256)
     signature = base64.urlsafe_b64encode(mac.digest()[:18]).decode()
-    return f"{subscriber_id}.{signature}"
+    return f"{subscriber_id}.{stamp}{signature}"
+
+
+def for_subscriber(owner: Subscriber, purpose: str, *, issued: datetime | None = None) -> str:
+    """``owner``'s current token for ``purpose`` (the manage one of their generation)."""
+    generation = owner.manage_generation if purpose == "manage" else 0
+    return make(owner.id, owner.token, purpose, generation=generation, issued=issued)
 
 
 def subscriber_of(token: str) -> int | None:
     """The subscriber id a token claims (check it with ``verify``), or None if malformed."""
     head, _, _ = token.partition(".")
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isdigit() and len(head) < 19 else None
 
 
-def verify(token: str, secret: str, purpose: str) -> bool:
+def issued_at(token: str) -> datetime | None:
+    """When a ``confirm`` token says it was issued (check it with ``verify``); None if it
+    carries no time."""
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 12:
+        return None
+    return datetime.fromtimestamp(int(parts[1]), UTC)
+
+
+def verify(token: str, secret: str, purpose: str, *, generation: int = 0) -> bool:
+    """Whether ``token`` is the one ``secret`` signs for ``purpose``, in constant time."""
     subscriber_id = subscriber_of(token)
-    if subscriber_id is None:
+    if subscriber_id is None or not secret:
         return False
-    return hmac.compare_digest(token, make(subscriber_id, secret, purpose))
+    issued = issued_at(token) if purpose == "confirm" else None
+    if (purpose == "confirm") != (issued is not None):
+        return False
+    expected = make(subscriber_id, secret, purpose, generation=generation, issued=issued)
+    return hmac.compare_digest(token.encode(), expected.encode())

@@ -3,7 +3,8 @@
 - ``ingest`` (:class:`Ingest`): sources polled and files taken, snapshot by snapshot;
 - ``roster`` (:class:`Roster`): subscribers and their profiles, and profiles files;
 - ``matching`` (:class:`Matching`): the profile index, back-fill and previews;
-- ``mailroom`` (:class:`~service.mailroom.Mailroom`): digests planned, rendered and sent.
+- ``mailroom`` (:class:`~service.mailroom.Mailroom`): digests planned, rendered and sent;
+- ``membership`` (:class:`Membership`): people joining, confirming and leaving on the web.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from service.config import Settings
 from service.mailroom import Mailroom, Sender
 from service.pipeline.ingest import BAD_OUTCOMES, FILES_SOURCE, Fetcher, Ingest
 from service.pipeline.matching import MATCHED_EVENTS, Matching, reasons_json
+from service.pipeline.membership import Membership, Signup
 from service.pipeline.roster import Roster
 from service.render.templates import environment
 from service.store.repository import Store
@@ -27,8 +29,10 @@ __all__ = [
     "Fetcher",
     "Ingest",
     "Matching",
+    "Membership",
     "Pipeline",
     "Roster",
+    "Signup",
     "reasons_json",
 ]
 
@@ -63,3 +67,11 @@ class Pipeline:
         self.matching = Matching(settings, store, self.subscriptions, clock, self.mailroom)
         self.roster = Roster(settings, self.subscriptions, clock, self.matching)
         self.ingest = Ingest(settings, store, clock, self.matching, self.rng, fetcher)
+        self.membership = Membership(
+            settings, self.subscriptions, clock, self.matching, self.roster, self.mailroom
+        )
+
+    def cleanup(self) -> tuple[int, int]:
+        """The hourly tidy-up: sent messages' bytes past ``mail.keep_sent`` forgotten, pending
+        subscriptions past ``web.confirm_expiry`` removed. Returns how many of each."""
+        return self.mailroom.cleanup(), self.membership.expire_pending()

@@ -68,7 +68,7 @@ class EmailRenderer:
         base = self.letterhead.base_url
 
         def url(purpose: str) -> str:
-            return f"{base}/{purpose}/{tokens.make(subscriber.id, subscriber.token, purpose)}"
+            return f"{base}/{purpose}/{tokens.for_subscriber(subscriber, purpose)}"
 
         unsubscribe = url("unsubscribe")
         _, mailbox = parseaddr(self.letterhead.unsubscribe_mailto or self.letterhead.from_address)

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from service.model import Delivery, DeliveryKind, DeliveryStatus, SourceState
+from service.model import Delivery, DeliveryKind, DeliveryStatus, SourceState, SubscriberStatus
 from service.store.tables import deliveries, matches, profiles, sent, sources, subscribers
 
 
@@ -195,15 +195,7 @@ class Outbox:
             ),
         )
         with self.engine.begin() as db:
-            ids = list(
-                db.execute(
-                    sa.select(deliveries.c.id)
-                    .where(due)
-                    .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                ).scalars()
-            )
+            ids = _claimable(db, due, limit)
             if not ids:
                 return []
             db.execute(
@@ -337,6 +329,34 @@ class Outbox:
             )
             for row in rows
         ]
+
+
+NOTICES = (DeliveryKind.CONFIRMATION.value, DeliveryKind.MANAGE_LINK.value)
+"""The kinds of mail a subscriber who is not active gets (a pending one, their confirmation)."""
+ACTIVE = SubscriberStatus.ACTIVE.value
+
+
+def _claimable(db: sa.Connection, due: sa.ColumnElement[bool], limit: int) -> list[int]:
+    """Up to ``limit`` due deliveries, locked. A digest or an alert of a subscriber who is no
+    longer active (unsubscribed or paused since it was queued: a race with planning) is
+    cancelled here instead, so that none is ever sent."""
+    while True:
+        rows = db.execute(
+            sa.select(deliveries.c.id, deliveries.c.kind, subscribers.c.status)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(due)
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=deliveries)
+        ).all()
+        stale = [r.id for r in rows if r.kind not in NOTICES and r.status != ACTIVE]
+        if not stale:
+            return [r.id for r in rows]
+        db.execute(
+            deliveries.update()
+            .where(deliveries.c.id.in_(stale))
+            .values(status=DeliveryStatus.CANCELLED.value, claimed_until=None)
+        )
 
 
 def _window_delivery(subscriber_id: int, kind: DeliveryKind, window: str) -> sa.Select[Any]:

@@ -196,6 +196,7 @@ def _subscriber(row: Any) -> Subscriber:
         status=SubscriberStatus(row.status),
         declared=bool(row.declared),
         token=row.token or "",
+        manage_generation=row.manage_generation,
     )
 
 

@@ -151,6 +151,13 @@ subscribers = sa.Table(
     sa.Column("next_window_at", UTCDateTime),  # when the next one closes (None: plan it)
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Membership on the web: when the address was confirmed and the status last changed, the
+    # manage links' generation (a new link revokes the old) and when the last confirmation or
+    # manage-link mail was queued (one per web.resend_after).
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Column("status_changed_at", UTCDateTime),
+    sa.Column("manage_generation", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("notice_at", UTCDateTime),
 )
 
 profiles = sa.Table(
