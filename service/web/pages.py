@@ -223,7 +223,7 @@ class Pages:
             weekdays=list(zip(WEEKDAYS, WEEKDAY_NAMES, strict=True)),
             statuses=SubscriberStatus,
             cadences=Cadence,
-            unsubscribe_token=tokens.make(owner.id, owner.token, "unsubscribe"),
+            unsubscribe_token=tokens.for_subscriber(owner, "unsubscribe"),
         )
 
     async def manage_action(self, request: Request, token: str, action: str) -> Response:
@@ -312,7 +312,7 @@ class Pages:
         profile's, named as ``Mailroom.feeds`` names them."""
         names = list(self.app.mailroom.feeds(owner))
         slugs = list(dict.fromkeys(name.rsplit(".", 1)[0] for name in names))
-        token = tokens.make(owner.id, owner.token, "feeds")
+        token = tokens.for_subscriber(owner, "feeds")
         base = f"{self.site.settings.mail.base_url}/feeds/{token}"
         labels = ["All your profiles", *(p.spec.name for p in profiles)]
         return [
@@ -336,9 +336,7 @@ class Pages:
         the same body."""
         owner = self._owner(token, "unsubscribe")
         if fields.get("List-Unsubscribe") != "One-Click":
-            return self.site.page(
-                request, "unsubscribe.html", owner=owner, token=token, status=400
-            )
+            return self.site.page(request, "unsubscribe.html", owner=owner, token=token, status=400)
         owner = self.site.membership.unsubscribe(owner.id)
         return self.site.page(request, "unsubscribed.html", owner=owner, token=token)
 
@@ -361,8 +359,5 @@ class Pages:
         return owner
 
     def _to_manage(self, owner: Subscriber, done: str, token: str | None = None) -> Response:
-        token = token or self.manage_token(owner)
+        token = token or self.site.membership.token(owner, "manage")
         return RedirectResponse(f"/manage/{token}?done={done}", status_code=303)
-
-    def manage_token(self, owner: Subscriber) -> str:
-        return tokens.make(owner.id, owner.token, "manage")

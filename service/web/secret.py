@@ -7,6 +7,7 @@ need the same file, or a form served by one is refused by another.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -38,9 +39,7 @@ def _create(path: Path) -> None:
             out.write(secrets.token_bytes(SIZE))
             out.flush()
             os.fsync(out.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
             os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
     finally:
         Path(temporary).unlink(missing_ok=True)

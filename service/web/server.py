@@ -75,7 +75,8 @@ def create_app(app: App) -> FastAPI:
 
     @web.exception_handler(RateLimited)
     def rate_limited(request: Request, exc: RateLimited) -> Response:
-        return error_page(request, "rate_limited.html", 429, **{"retry-after": str(exc.retry_after)})
+        retry = {"retry-after": str(exc.retry_after)}
+        return error_page(request, "rate_limited.html", 429, **retry)
 
     web.add_middleware(BodyCap, limit=app.settings.web.max_body)
     web.add_middleware(SecurityHeaders)

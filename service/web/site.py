@@ -52,8 +52,7 @@ class Site:
 
     @property
     def membership(self) -> Membership:
-        membership: Membership = self.app.pipeline.membership  # type: ignore[attr-defined]
-        return membership
+        return self.app.pipeline.membership
 
     # -- pages ----------------------------------------------------------------------------------
 
