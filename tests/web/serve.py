@@ -78,18 +78,26 @@ def serving(app: App, port: int) -> Iterator[str]:
 
 
 class Visitor:
-    """A client with cookies that remembers the hidden fields of the last page it read."""
+    """A client with cookies that remembers the hidden fields of the last page it read, and
+    the CSRF token of the last page that had one."""
 
     def __init__(self, base: str) -> None:
         self.client = httpx.Client(base_url=base, follow_redirects=True, timeout=10)
         self.last: httpx.Response | None = None
+        self.csrf: str | None = None
 
     def close(self) -> None:
         self.client.close()
 
+    def _read(self, response: httpx.Response) -> httpx.Response:
+        self.last = response
+        found = re.search(r'name="csrf" value="([^"]*)"', response.text)
+        if found is not None:
+            self.csrf = found.group(1)
+        return response
+
     def get(self, path: str) -> httpx.Response:
-        self.last = self.client.get(path)
-        return self.last
+        return self._read(self.client.get(path))
 
     def hidden(self, name: str) -> str:
         """The value of the last page's hidden field ``name`` (the first one)."""
@@ -103,9 +111,9 @@ class Visitor:
     ) -> httpx.Response:
         """Post ``data`` (with the last page's CSRF token unless told not to)."""
         if csrf:
-            data = {"csrf": self.hidden("csrf")} | data
-        self.last = self.client.post(path, data=data, **kwargs)
-        return self.last
+            assert self.csrf is not None, "no page with a form was read yet"
+            data = {"csrf": self.csrf} | data
+        return self._read(self.client.post(path, data=data, **kwargs))
 
 
 def field_errors(page: str) -> dict[str, str]:
