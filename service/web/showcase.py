@@ -20,7 +20,7 @@ _KINDS = {
 class SourceView:
     name: str
     kind: str
-    where: str  # a public site's address, or "" for files the operator drops in
+    where: str  # a public site's address, or words for files the operator drops in
     last_success: datetime | None
 
 
@@ -31,7 +31,7 @@ def sources(app: App) -> list[SourceView]:
     for source in app.settings.sources:
         if not source.enabled:
             continue
-        where = ""
+        where = "files this paperboy's operator adds"
         if source.is_http:
             parts = urlsplit(source.location)
             where = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"

@@ -38,6 +38,7 @@ def web_app(
     port: int,
     *,
     mail: dict[str, Any] | None = None,
+    sources: list[dict[str, Any]] | None = None,
     **web: Any,
 ) -> App:
     """An app whose mail links point at ``http://127.0.0.1:<port>``; ``web`` settings as given
@@ -45,7 +46,7 @@ def web_app(
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
-        sources=[],
+        sources=sources or [],
         mail=MailSettings.model_validate(
             {"from_address": "paperboy <paperboy@papers.example.org>"}
             | (mail or {})
