@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import zoneinfo
+from collections.abc import Callable
 from functools import cache
 
 from fastapi import APIRouter
@@ -25,6 +26,8 @@ from service.web.site import NotFound, Site, read_form
 
 HONEYPOT = "website"  # hidden from people by the stylesheet; bots fill it in
 NO_SCRIPT_SHARE = 5  # a client that did no proof of work gets 1/5 of the subscribe limit
+
+DECLARED = "This paperboy's operator keeps your settings in a file: ask them to change it."
 
 DONE = {
     "schedule": "Your delivery settings are saved.",
@@ -256,20 +259,42 @@ class Pages:
                 self.site.membership.update(owner.id, timezone, schedule)
             except InvalidValue as exc:
                 form.take(exc)
+            except PaperboyError:
+                if not owner.declared:
+                    raise
+                form.errors["timezone"] = DECLARED
         if not form.ok:
             return self._manage_page(request, owner, token, schedule=form, status=422)
         return self._to_manage(owner, "schedule", token)
 
     def _pause(self, request: Request, owner: Subscriber, token: str, form: Form) -> Response:
-        self.site.membership.pause(owner.id)
-        return self._to_manage(owner, "paused", token)
+        return self._change(request, owner, token, self.site.membership.pause, "paused")
 
     def _resume(self, request: Request, owner: Subscriber, token: str, form: Form) -> Response:
         if owner.status is SubscriberStatus.UNSUBSCRIBED:
-            self.site.membership.resubscribe(owner.id)
-            return self._to_manage(owner, "resubscribed", token)
-        self.site.membership.resume(owner.id)
-        return self._to_manage(owner, "resumed", token)
+            change, done = self.site.membership.resubscribe, "resubscribed"
+        else:
+            change, done = self.site.membership.resume, "resumed"
+        return self._change(request, owner, token, change, done)
+
+    def _change(
+        self,
+        request: Request,
+        owner: Subscriber,
+        token: str,
+        change: Callable[[int], Subscriber],
+        done: str,
+    ) -> Response:
+        """A status change; one that no longer fits (another tab changed the status
+        meanwhile) is told on the page, with nothing changed."""
+        try:
+            change(owner.id)
+        except InvalidValue as exc:
+            if exc.field != "status":
+                raise
+            notice = f"Nothing changed: {forms.reason(exc)}"
+            return self._manage_page(request, owner, token, notice=notice, status=409)
+        return self._to_manage(owner, done, token)
 
     def _save_profile(
         self, request: Request, owner: Subscriber, token: str, form: Form
@@ -289,7 +314,7 @@ class Pages:
             except PaperboyError:
                 if not owner.declared:
                     raise
-                form.errors["name"] = "Your profiles are kept by this paperboy's operator."
+                form.errors["name"] = DECLARED
         if not form.ok:
             editing = original if original in names else ""
             return self._manage_page(
@@ -347,8 +372,10 @@ class Pages:
     def _undo(self, request: Request, token: str, fields: dict[str, str]) -> Response:
         owner = self._owner(token, "unsubscribe")
         self.site.guard(request, fields)
-        owner = self.site.membership.resubscribe(owner.id)
-        return self._to_manage(owner, "resubscribed")
+        manage = self.site.membership.token(owner, "manage")
+        return self._change(
+            request, owner, manage, self.site.membership.resubscribe, "resubscribed"
+        )
 
     # -- shared ---------------------------------------------------------------------------------
 

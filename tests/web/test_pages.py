@@ -355,3 +355,21 @@ def test_a_wrong_or_revoked_token_is_the_same_plain_404_everywhere(
     assert "Not found" in pages.pop()
     assert app.pipeline.subscriptions.subscriber("ann@example.org").status.value == "active"  # type: ignore[union-attr]
     assert visitor.get("/no/such/page").status_code == 404
+
+
+def test_a_change_that_no_longer_fits_is_told_on_the_page_and_changes_nothing(
+    site: tuple[App, str], visitor: Visitor
+) -> None:
+    app, _ = site
+    manage = confirmed(app, visitor)
+    visitor.get(manage)
+    owner = app.pipeline.subscriptions.subscriber("ann@example.org")
+    assert owner is not None
+    app.pipeline.membership.unsubscribe(owner.id)  # in another tab, say
+    answer = visitor.post(f"{manage}/pause", {})
+    assert answer.status_code == 409 and "Nothing changed" in answer.text
+    assert "Subscribe again" in answer.text
+    again = app.pipeline.subscriptions.subscriber("ann@example.org")
+    assert again is not None and again.status is SubscriberStatus.UNSUBSCRIBED
+    back = visitor.post(f"{manage}/resume", {})
+    assert back.status_code == 200 and "subscribed again" in back.text
