@@ -417,7 +417,7 @@ def _subscriber_list(args: argparse.Namespace) -> int:
             print(json.dumps(row, ensure_ascii=False))
         else:
             print(
-                f"{owner.email}  {owner.schedule} ({owner.timezone})  "
+                f"{owner.email}  {owner.status}  {owner.schedule} ({owner.timezone})  "
                 f"{_count(counts[owner.id], 'profile')}"
             )
     return 0

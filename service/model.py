@@ -365,6 +365,7 @@ class Subscriber:
     declared: bool = False  # managed by config/profiles.toml
     token: str = ""  # secret behind the subscriber's unsubscribe and feed URLs
     manage_generation: int = 0  # a new manage link counts it up, revoking the one before
+    confirmed_at: datetime | None = None  # when they confirmed on the web (double opt-in)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from conftest import SEED_ORDER, seed
 from mail import listing
 
 from service.cli import main
+from service.store.database import head
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -86,8 +87,9 @@ def test_bad_arguments_say_what_was_expected(tmp_path: Path) -> None:
 def test_db_upgrade_and_help(tmp_path: Path) -> None:
     upgraded = run(tmp_path, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "database at migration 0003" in upgraded.stdout
-    assert run(tmp_path, "db", "current").stdout.strip() == "0003"
+    newest = head()  # whichever migration is the newest
+    assert f"database at migration {newest}" in upgraded.stdout
+    assert run(tmp_path, "db", "current").stdout.strip() == newest
     assert "ingest" in run(tmp_path, "--help").stdout
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from service import subscribers, tokens
+from service import subscribers, tokens, windows
 from service.clock import Clock
 from service.config import Settings
 from service.errors import InvalidValue
@@ -43,6 +44,9 @@ UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 
 FIRST_DIGEST_COVERS = timedelta(days=1)
 """A confirmed subscriber's first digest holds the matching papers of this long before."""
+
+CONFIRM_GRACE = timedelta(minutes=10)
+"""How long a confirm link still names its subscriber after it (or another) confirmed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +136,9 @@ class Membership:
     def subscriber(self, token: str, purpose: str) -> Subscriber | None:
         """The subscriber a URL token names for ``purpose`` ("confirm", "manage",
         "unsubscribe", "feeds"), checked in constant time; None for a wrong or revoked one,
-        and for a confirm token older than ``web.confirm_expiry``. Whatever the status: the
-        caller decides what each status may do (an unsubscribed person may come back)."""
+        and for a confirm token older than ``web.confirm_expiry`` or spent (the subscription
+        was confirmed over ``CONFIRM_GRACE`` ago). Whatever the status otherwise: the caller
+        decides what each status may do (an unsubscribed person may come back)."""
         if purpose not in tokens.PURPOSES:
             raise ValueError(
                 f"unknown token purpose {purpose!r}; expected one of {tokens.PURPOSES}"
@@ -150,7 +155,15 @@ class Membership:
         if purpose == "confirm":
             issued = tokens.issued_at(token)
             assert issued is not None  # verify refuses a confirm token without its time
-            if self.clock.now() - issued > self.settings.web.confirm_expiry:
+            now = self.clock.now()
+            if now - issued > self.settings.web.confirm_expiry:
+                return None
+            # Once confirmed, the link is spent (it must not stand in for a revoked manage
+            # link), but for a moment: a double click or a reload finds it still good.
+            spent = owner.status not in (PENDING, UNSUBSCRIBED) and (
+                owner.confirmed_at is None or now - owner.confirmed_at > CONFIRM_GRACE
+            )
+            if spent:
                 return None
         return owner
 
@@ -161,11 +174,21 @@ class Membership:
 
     def confirm(self, subscriber_id: int) -> Subscriber:
         """Pending (or unsubscribed, asked again) -> active; active or paused: unchanged
-        (idempotent). The first digest covers the last day's matches: the open window starts a
-        day back and the profiles are matched against the papers since then."""
+        (idempotent). The first digest, at the schedule's next time, covers the last day's
+        matches: the open window starts a day back and the profiles are matched against the
+        papers since then."""
         now = self.clock.now()
-        start = now - FIRST_DIGEST_COVERS
-        change = Transition(ACTIVE, (PENDING, UNSUBSCRIBED), window_end=start, confirmed=True)
+        owner = self._get(subscriber_id)
+        # The window opens a day back and closes at the schedule's next time, not at once:
+        # the first boundary after its start may well be past already.
+        closes = windows.next_boundary(owner.schedule, ZoneInfo(owner.timezone), now)
+        change = Transition(
+            ACTIVE,
+            (PENDING, UNSUBSCRIBED),
+            window_end=now - FIRST_DIGEST_COVERS,
+            next_window_at=closes,
+            confirmed=True,
+        )
         if self.members.transition(subscriber_id, change, now):
             log.info("subscriber %d confirmed", subscriber_id)
             self._backfill(subscriber_id)

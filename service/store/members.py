@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from service import tokens
 from service.model import DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
-from service.store.outbox import NewDelivery
+from service.store.outbox import NewDelivery, cancel
 from service.store.subscriptions import _subscriber
 from service.store.tables import deliveries, subscribers
 
@@ -25,6 +25,7 @@ class Transition:
     to: SubscriberStatus
     since: Collection[SubscriberStatus]
     window_end: datetime | None = None  # the open digest window starts here (None: unchanged)
+    next_window_at: datetime | None = None  # and closes then (None: at the next boundary)
     confirmed: bool = False  # stamp confirmed_at
     cancel: Collection[DeliveryKind] = ()  # pending deliveries of these kinds are cancelled
 
@@ -138,7 +139,7 @@ class Members:
             "updated_at": now,
         }
         if change.window_end is not None:
-            values.update(window_end=change.window_end, next_window_at=None)
+            values.update(window_end=change.window_end, next_window_at=change.next_window_at)
         if change.confirmed:
             values["confirmed_at"] = now
         with self.engine.begin() as db:
@@ -153,15 +154,14 @@ class Members:
             if not result.rowcount:
                 return False
             if change.cancel:
-                db.execute(
-                    deliveries.update()
-                    .where(
+                cancelled = db.execute(
+                    sa.select(deliveries.c.id).where(
                         deliveries.c.subscriber_id == subscriber_id,
                         deliveries.c.status == DeliveryStatus.PENDING.value,
                         deliveries.c.kind.in_([k.value for k in change.cancel]),
                     )
-                    .values(status=DeliveryStatus.CANCELLED.value, claimed_until=None)
-                )
+                ).scalars()
+                cancel(db, list(cancelled))
         return True
 
     def confirmed_at(self, subscriber_id: int) -> tuple[datetime | None, datetime | None]:

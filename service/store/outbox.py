@@ -352,11 +352,19 @@ def _claimable(db: sa.Connection, due: sa.ColumnElement[bool], limit: int) -> li
         stale = [r.id for r in rows if r.kind not in NOTICES and r.status != ACTIVE]
         if not stale:
             return [r.id for r in rows]
-        db.execute(
-            deliveries.update()
-            .where(deliveries.c.id.in_(stale))
-            .values(status=DeliveryStatus.CANCELLED.value, claimed_until=None)
-        )
+        cancel(db, stale)
+
+
+def cancel(db: sa.Connection, delivery_ids: Sequence[int]) -> None:
+    """Cancel these deliveries: never sent, so their papers leave the ledger of papers sent."""
+    if not delivery_ids:
+        return
+    db.execute(sent.delete().where(sent.c.delivery_id.in_(delivery_ids)))
+    db.execute(
+        deliveries.update()
+        .where(deliveries.c.id.in_(delivery_ids))
+        .values(status=DeliveryStatus.CANCELLED.value, claimed_until=None)
+    )
 
 
 def _window_delivery(subscriber_id: int, kind: DeliveryKind, window: str) -> sa.Select[Any]:

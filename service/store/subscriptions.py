@@ -197,6 +197,7 @@ def _subscriber(row: Any) -> Subscriber:
         declared=bool(row.declared),
         token=row.token or "",
         manage_generation=row.manage_generation,
+        confirmed_at=row.confirmed_at,
     )
 
 
