@@ -669,8 +669,9 @@ def _outbox(args: argparse.Namespace) -> int:
 
 def _feeds_export(args: argparse.Namespace) -> int:
     with _app(args) as app:
-        written = app.mailroom.export_feeds(args.directory)
-    print(f"wrote {_count(len(written), 'feed')} under {args.directory}")
+        done = app.mailroom.export_feeds(args.directory)
+    removed = f", removed {_count(len(done.removed), 'feed')}" if done.removed else ""
+    print(f"wrote {_count(len(done.written), 'feed')} under {args.directory}{removed}")
     return 0
 
 
