@@ -58,6 +58,7 @@ class Matching:
         self._documents = 0
         # The preview window, prepared: papers by id, and the latest event taken into it.
         self._lock = threading.Lock()
+        self._counting = threading.RLock()  # document frequencies: counted by one thread
         self._corpus: Corpus | None = None
         self._kept: dict[int, Paper] = {}
         self._first_seen: dict[int, datetime] = {}
@@ -194,14 +195,16 @@ class Matching:
 
     def forget_stats(self) -> None:
         """Count document frequencies afresh when next needed (another process stored papers)."""
-        self._documents, self._df = 0, {}
+        with self._counting:
+            self._documents, self._df = 0, {}
 
     def _stats(self) -> DocumentStats:
         """Document frequencies over every stored paper, kept up to date as papers arrive."""
-        if self._documents == 0:
-            for paper in self.store.all_papers():
-                self._count(document_from_paper(paper))
-        return DocumentStats(self._documents, self._df)
+        with self._counting:  # a web thread and the poller may both ask first
+            if self._documents == 0:
+                for paper in self.store.all_papers():
+                    self._count(document_from_paper(paper))
+            return DocumentStats(self._documents, self._df)
 
     def _count(self, document: Document) -> None:
         self._documents += 1
@@ -246,10 +249,11 @@ class Matching:
         fresh = {paper_id for kind, paper_id, _ in events if kind == "new"}
         touched = {paper_id for kind, paper_id, _ in events if kind in MATCHED_EVENTS}
         documents = [document_from_paper(p) for p in self.store.papers(ids=sorted(touched))]
-        if self._documents:  # stats already counted: add the new papers (else counted lazily)
-            for document in documents:
-                if document.id in fresh:
-                    self._count(document)
+        with self._counting:
+            if self._documents:  # already counted: add the new papers (else counted lazily)
+                for document in documents:
+                    if document.id in fresh:
+                        self._count(document)
         index = self._sync_index()
         if not len(index):
             return
