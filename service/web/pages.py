@@ -10,6 +10,7 @@ import time
 import zoneinfo
 from collections.abc import Callable
 from functools import cache
+from urllib.parse import quote
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from service import tokens
 from service.errors import InvalidValue, PaperboyError, QueryError
 from service.model import WEEKDAY_NAMES, WEEKDAYS, Cadence, Profile, Subscriber, SubscriberStatus
+from service.render.feeds import ALL
 from service.web import forms, showcase
 from service.web.forms import Form
 from service.web.proof import Verdict
@@ -221,7 +223,7 @@ class Pages:
             edits=edits,
             editing=editing,
             new_profile=new_profile,
-            feeds=self._feeds(owner, profiles),
+            feeds=self._feeds(owner),
             zones=time_zones(),
             weekdays=list(zip(WEEKDAYS, WEEKDAY_NAMES, strict=True)),
             statuses=SubscriberStatus,
@@ -332,18 +334,21 @@ class Pages:
                 raise
         return self._to_manage(owner, "removed", token)
 
-    def _feeds(self, owner: Subscriber, profiles: list[Profile]) -> list[tuple[str, str, str]]:
+    def _feeds(self, owner: Subscriber) -> list[tuple[str, str, str]]:
         """(what, Atom URL, RSS URL) for the subscriber's feed of everything, then each
-        profile's, named as ``Mailroom.feeds`` names them."""
-        names = list(self.app.mailroom.feeds(owner))
-        slugs = list(dict.fromkeys(name.rsplit(".", 1)[0] for name in names))
+        profile's, as ``Mailroom.feed_list`` names them."""
+        mailroom = self.app.mailroom
+        source = mailroom.outbox.feed_source(owner.id)
+        if source is None:
+            return []
         token = tokens.for_subscriber(owner, "feeds")
         base = f"{self.site.settings.mail.base_url}/feeds/{token}"
-        labels = ["All your profiles", *(p.spec.name for p in profiles)]
-        return [
-            (label, f"{base}/{slug}.atom", f"{base}/{slug}.rss")
-            for label, slug in zip(labels, slugs, strict=False)
-        ]
+        shown = []
+        for feed in mailroom.feed_list(source):
+            label = "All your profiles" if feed.slug == ALL else feed.profiles[0].spec.name
+            path = f"{base}/{quote(feed.slug)}"
+            shown.append((label, f"{path}.atom", f"{path}.rss"))
+        return shown
 
     # -- leaving --------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.app import App
-from service.web import feeds, ops, pages
+from service.web import feeds, ops, pages, preview
 from service.web.limits import RateLimited
 from service.web.site import Forbidden, NotFound, Site
 
@@ -36,8 +36,9 @@ def create_app(app: App) -> FastAPI:
     web.state.app = app
     site = Site(app)
     web.state.site = site
-    web.include_router(ops.router(app))
-    web.include_router(feeds.router(app))
+    ops.mount(web, app)
+    feeds.mount(web, app)
+    preview.mount(web, app)
     web.include_router(pages.router(site))
 
     @web.get("/static/{name}", response_model=None)
