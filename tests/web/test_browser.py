@@ -106,8 +106,8 @@ def walk(
     page.goto(f"{base}/")
     expect(page.locator("#timezone")).to_have_value("Europe/Berlin")  # from Intl, by the script
     page.locator("#email").fill("ann@example.org")
-    page.locator("#name").fill("Diffusion")
-    page.locator("#query").fill("diffusion")
+    page.locator("#name").fill("Agents")
+    page.locator("#query").fill("agent")
     expect(page.locator("#preview .paper").first).to_be_visible()
     page.get_by_role("radio", name="Daily").check()
     page.locator("#time").fill("07:30")
@@ -126,12 +126,13 @@ def walk(
     assert "/manage/" in page.url
 
     query = page.locator("#query")  # the add-a-profile form's
-    query.fill("robot")
-    expect(page.locator("#preview .paper").first).to_be_visible()
-    robots = page.locator("#preview").inner_text()
-    assert "robot" in robots.lower()
     query.fill("video")
-    expect(page.locator("#preview")).not_to_have_text(robots)
+    expect(page.locator("#preview .paper").first).to_be_visible()
+    videos = page.locator("#preview").inner_text()
+    assert "video" in videos.lower()
+    expect(page.locator("#preview mark").first).to_have_text(re.compile("video", re.I))
+    query.fill("inference")
+    expect(page.locator("#preview")).not_to_have_text(videos)
     expect(page.locator("#preview .paper").first).to_be_visible()
     query.fill("(video")
     expect(page.locator("#preview .query-error")).to_be_visible()
