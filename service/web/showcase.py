@@ -39,7 +39,7 @@ def sources(app: App) -> list[SourceView]:
         shown.append(
             SourceView(
                 name=source.id,
-                kind=_KINDS.get(source.kind.value if source.kind else "", "papers listing or feed"),
+                kind=_KINDS.get(source.kind.value if source.kind else "", "Listings and feeds"),
                 where=where,
                 last_success=state.last_success_at if state else None,
             )

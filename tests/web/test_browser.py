@@ -10,7 +10,7 @@ import re
 import struct
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
@@ -259,9 +259,9 @@ def test_screenshots_of_the_pages_at_phone_and_desktop_widths_light_and_dark(
         web_app(tmp_path, url, clock, port, sources=sources) as app,
         serving(app, port) as base,
     ):
-        [summary] = app.pipeline.ingest.ingest_files(
-            [seed(seeds, "001")], captured_at=dict(SEED_ORDER)["001"]
-        )
+        captured = dict(SEED_ORDER)["001"]
+        clock.at = captured + timedelta(hours=6)  # the papers are fresh: previews show them
+        [summary] = app.pipeline.ingest.ingest_files([seed(seeds, "001")], captured_at=captured)
         assert summary.outcome.value == "parsed"
         roster = app.pipeline.roster
         roster.save_subscriber("ann@example.org", "Europe/Berlin", "daily 07:30")
@@ -314,3 +314,6 @@ def submit_bad_form(page: Page, base: str) -> None:
 def open_manage(page: Page, url: str) -> None:
     page.goto(url)
     page.locator("details.profile summary").first.click()
+    page.locator("#name").fill("Video")
+    page.locator("#query").fill("video")
+    expect(page.locator("#preview .paper").first).to_be_visible()
