@@ -39,6 +39,7 @@ def web_app(
     *,
     mail: dict[str, Any] | None = None,
     sources: list[dict[str, Any]] | None = None,
+    templates_dir: Path | None = None,
     **web: Any,
 ) -> App:
     """An app whose mail links point at ``http://127.0.0.1:<port>``; ``web`` settings as given
@@ -47,6 +48,7 @@ def web_app(
         data_dir=tmp_path / "data",
         database_url=database_url,
         sources=sources or [],
+        templates_dir=templates_dir,
         mail=MailSettings.model_validate(
             {"from_address": "paperboy <paperboy@papers.example.org>"}
             | (mail or {})

@@ -60,3 +60,51 @@ def test_the_limiter_counts_a_sliding_window_per_key() -> None:
     else:
         raise AssertionError("the third hit in a minute was let through")
     limiter.hit("a", 2, 60, 60.5)  # the first hit has left the window
+
+
+def luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(one: str, other: str) -> float:
+    high, low = sorted((luminance(one), luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+# (text, background) pairs the stylesheet puts together; text needs 4.5:1 (WCAG AA), the
+# focus ring and field borders 3:1 (non-text contrast).
+TEXT_PAIRS = [
+    ("text", "bg"),
+    ("text", "card"),
+    ("muted", "bg"),
+    ("muted", "card"),
+    ("accent", "bg"),
+    ("accent", "card"),
+    ("accent-text", "accent"),
+    ("accent", "accent-soft"),
+    ("danger", "card"),
+    ("card", "danger"),
+    ("ok-text", "ok-bg"),
+    ("text", "error-bg"),
+    ("mark-text", "mark"),
+    ("text", "accent-soft"),
+]
+OTHER_PAIRS = [("focus", "bg"), ("focus", "card"), ("field-line", "bg"), ("field-line", "card")]
+
+
+def test_the_stylesheet_keeps_wcag_aa_contrast_in_light_and_dark() -> None:
+    import re
+
+    css = (ROOT / "templates" / "web" / "static" / "paperboy.css").read_text()
+    light_block = css[css.index(":root {") : css.index("}", css.index(":root {"))]
+    dark_start = css.index(":root {", css.index("prefers-color-scheme: dark"))
+    dark_block = css[dark_start : css.index("}", dark_start)]
+    for block in (light_block, dark_block):
+        colours = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6});", block))
+        for text, background in TEXT_PAIRS:
+            ratio = contrast(colours[text], colours[background])
+            assert ratio >= 4.5, (text, background, round(ratio, 2))
+        for fore, background in OTHER_PAIRS:
+            assert contrast(colours[fore], colours[background]) >= 3, (fore, background)

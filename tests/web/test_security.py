@@ -31,10 +31,15 @@ def clock() -> FixedClock:
 
 
 @contextmanager
-def running(tmp_path: Path, clock: FixedClock, **web: object) -> Iterator[tuple[App, str]]:
+def running(
+    tmp_path: Path, clock: FixedClock, templates_dir: Path | None = None, **web: object
+) -> Iterator[tuple[App, str]]:
     port = free_port()
     url = f"sqlite:///{tmp_path / 'paperboy.db'}"
-    with web_app(tmp_path, url, clock, port, **web) as app, serving(app, port) as base:
+    with (
+        web_app(tmp_path, url, clock, port, templates_dir=templates_dir, **web) as app,
+        serving(app, port) as base,
+    ):
         yield app, base
 
 
@@ -259,3 +264,22 @@ def test_the_server_key_is_made_once_private_and_kept(tmp_path: Path, clock: Fix
         answer = later.post("/manage-link", data={"csrf": token, "email": "a@example.org"})
         later.close()
         assert answer.status_code == 200
+
+
+def test_a_templates_dir_replaces_pages_and_static_files(tmp_path: Path, clock: FixedClock) -> None:
+    mine = tmp_path / "mine"
+    (mine / "web" / "static").mkdir(parents=True)
+    (mine / "web" / "static" / "paperboy.css").write_text("body { color: teal; }\n")
+    (mine / "web" / "check_mail.html").write_text(
+        '{% extends "web/base.html" %}{% block main %}<h1>Look in {{ email }}</h1>{% endblock %}'
+    )
+    with running(tmp_path, clock, templates_dir=mine) as (_, base):
+        visitor = Visitor(base)
+        page = visitor.get("/").text
+        found = re.search(r'href="(/static/paperboy\.css\?v=[^"]+)"', page)
+        assert found is not None
+        css = visitor.get(found[1])
+        answer = visitor.post("/subscribe", subscribe_form(visitor))
+        visitor.close()
+    assert css.text == "body { color: teal; }\n"
+    assert answer.status_code == 200 and "<h1>Look in ann@example.org</h1>" in answer.text
