@@ -31,6 +31,7 @@ from service.model import (
     SubscriberStatus,
 )
 from service.pipeline.membership import Membership
+from service.store.database import create_engine, upgrade
 from service.store.members import Transition
 from service.store.tables import deliveries, sent, subscribers
 
@@ -588,3 +589,29 @@ def test_requests_for_one_address_at_once_queue_one_confirmation(app: App) -> No
     assert actions.count("throttled") == 3, actions
     assert [s.email for s in app.pipeline.subscriptions.subscribers()] == [ANN]
     assert notices(app, DeliveryKind.CONFIRMATION) == ["pending"]
+
+
+def test_links_in_mail_sent_before_the_migration_keep_working(
+    tmp_path: Path, database_url: str, clock: FixedClock
+) -> None:
+    """A subscriber from before 0004_w1: their manage, feed and unsubscribe links still work."""
+    engine = create_engine(database_url)
+    try:
+        upgrade(engine, "0003")
+        with engine.begin() as db:
+            db.execute(
+                sa.text(
+                    "INSERT INTO subscribers (email, timezone, schedule, status, declared, token,"
+                    " created_at, updated_at) VALUES ('old@example.org', 'UTC', 'instant',"
+                    " 'active', false, 's3cret-of-old', :now, :now)"
+                ),
+                {"now": T0.replace(tzinfo=None)},
+            )
+    finally:
+        engine.dispose()
+    with make_app(tmp_path, database_url, clock) as app:
+        owner = app.pipeline.subscriptions.subscriber("old@example.org")
+        assert owner is not None and owner.manage_generation == 0
+        for purpose in ("manage", "feeds", "unsubscribe"):
+            sent_before = tokens.make(owner.id, "s3cret-of-old", purpose)  # as 0003 signed them
+            assert members(app).subscriber(sent_before, purpose) == owner

@@ -3,11 +3,12 @@ unsubscribe), as the CLI's roster is how an operator adds them.
 
 The statuses and what moves between them::
 
-    (new) ──subscribe──▶ pending ──confirm──▶ active ◀──resume── paused
-                            │                  │  ▲  └──pause──────▲
-                  expire_pending          unsubscribe  resubscribe, confirm
-                            ▼                  ▼  │
-                        (removed)           unsubscribed
+    (new)         subscribe       -> pending        a confirmation mail
+    pending       confirm         -> active         the first digest covers the last day
+    pending       expire_pending  -> (removed)      after web.confirm_expiry
+    active        pause           -> paused         resume -> active
+    any           unsubscribe     -> unsubscribed   resubscribe (or asking again and
+                                                    confirming) -> active
 
 Only an active subscriber gets digests and alerts; a pending one gets only confirmations.
 Confirmation and manage-link mails go through the outbox like any other, at most one per
