@@ -22,10 +22,10 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from web.serve import free_port, serving, web_app  # noqa: E402
+from web.serve import free_port, serving, web_app
 
-from service.clock import FixedClock  # noqa: E402
-from service.web.proof import Proofs, solve  # noqa: E402
+from service.clock import FixedClock
+from service.web.proof import Proofs, solve
 
 ARGS = [
     "--no-sandbox",
