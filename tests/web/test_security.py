@@ -13,9 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service import tokens
 from service.app import App
 from service.clock import FixedClock
 from service.web.csrf import COOKIE
+from service.web.proof import leading_zero_bits
 from service.web.secret import FILENAME, load_key
 from service.web.server import SECURITY_HEADERS
 
@@ -63,8 +65,6 @@ def test_every_page_has_the_security_headers_and_no_inline_code(
     manage = confirmed(app, visitor)
     owner = app.pipeline.subscriptions.subscriber("ann@example.org")
     assert owner is not None
-    from service import tokens
-
     paths = ["/", manage, f"/unsubscribe/{tokens.for_subscriber(owner, 'unsubscribe')}"]
     paths += ["/no/such/page", "/static/paperboy.css", "/static/paperboy.js"]
     for path in paths:
@@ -110,8 +110,6 @@ def test_every_state_changing_form_refuses_a_missing_or_foreign_csrf_token(
     manage = confirmed(app, visitor)
     owner = app.pipeline.subscriptions.subscriber("ann@example.org")
     assert owner is not None
-    from service import tokens
-
     unsubscribe = f"/unsubscribe/{tokens.for_subscriber(owner, 'unsubscribe')}"
     stranger = Visitor(base)
     stranger.get("/")
@@ -151,10 +149,7 @@ def test_a_proof_of_work_must_be_right_fresh_and_used_once(
 ) -> None:
     app, _ = site
     form = subscribe_form(visitor)
-    wrong = form | {"pow_nonce": str(int(form["pow_nonce"]) + 1)}
     # A wrong nonce may by chance be right too (1 in 2**8): find one that is not.
-    from service.web.proof import leading_zero_bits
-
     nonce = int(form["pow_nonce"]) + 1
     while leading_zero_bits(f"{form['pow_challenge']}:{nonce}", 8):
         nonce += 1
