@@ -10,6 +10,7 @@ from service import subscribers
 from service.errors import InvalidValue, QueryError
 from service.match.query import parse_query
 from service.model import WEEKDAYS, ProfileSpec, Schedule
+from service.web.preview import MAX_QUERY  # a query saved is one the live preview takes
 
 CADENCES = ("daily", "weekly", "instant")
 DEFAULT_TIME = "07:30"
@@ -26,10 +27,10 @@ class Form:
     def get(self, name: str, default: str = "") -> str:
         return self.values.get(name, default)
 
-    def text(self, name: str, *, required: bool = True) -> str:
+    def text(self, name: str, *, required: bool = True, limit: int = MAX_FIELD) -> str:
         value = self.get(name).strip()
-        if len(value) > MAX_FIELD:
-            self.errors[name] = f"Please keep this under {MAX_FIELD} characters."
+        if len(value) > limit:
+            self.errors[name] = f"Please keep this to {limit} characters."
         elif required and not value:
             self.errors[name] = "Please fill this in."
         return value
@@ -92,7 +93,7 @@ def read_schedule(form: Form) -> str:
 def read_profile(form: Form) -> ProfileSpec:
     """A profile from the name, query and option fields; the query is parsed here."""
     name = form.text("name")
-    query = form.text("query")
+    query = form.text("query", limit=MAX_QUERY)
     if "query" not in form.errors:
         try:
             parse_query(query)

@@ -277,6 +277,8 @@ def test_the_manage_page_changes_schedule_profiles_and_pause(
     )
     assert bad.status_code == 422
     assert {"query", "max_items", "alert_threshold"} <= set(field_errors(bad.text))
+    long = visitor.post(f"{manage}/profile", {"original": "", "name": "L", "query": "ab " * 200})
+    assert long.status_code == 422 and "500 characters" in field_errors(long.text)["query"]
     removed = visitor.post(f"{manage}/remove", {"original": "Privacy"})
     assert removed.status_code == 200 and "removed" in removed.text
     assert [p.spec.name for p in app.pipeline.subscriptions.profiles(owner.id)] == ["Caches"]
