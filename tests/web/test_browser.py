@@ -317,3 +317,34 @@ def open_manage(page: Page, url: str) -> None:
     page.locator("#name").fill("Video")
     page.locator("#query").fill("video")
     expect(page.locator("#preview .paper").first).to_be_visible()
+
+
+def test_the_subscribe_form_works_from_the_keyboard_and_skips_the_honeypot(
+    browser: Browser, tmp_path: Path, clock: FixedClock
+) -> None:
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'paperboy.db'}"
+    with web_app(tmp_path, url, clock, port) as app, serving(app, port) as base:
+        page = browser.new_page()
+        page.goto(f"{base}/")
+        page.locator("#email").focus()
+        reached = []
+        for _ in range(15):
+            page.keyboard.press("Tab")
+            reached.append(
+                page.evaluate("document.activeElement.id || document.activeElement.textContent")
+            )
+            if reached[-1] == "Subscribe":
+                break
+        assert "website" not in reached and reached[-1] == "Subscribe"
+        assert reached[:2] == ["name", "query"]
+        # The focused control shows a ring (an outline of 3px).
+        ring = page.evaluate("getComputedStyle(document.activeElement).outlineWidth")
+        assert ring == "3px"
+        page.locator("#email").fill("kb@example.org")
+        page.locator("#name").fill("Agents")
+        page.locator("#query").fill("agent")
+        page.locator("#query").press("Enter")  # Enter in a field submits the form
+        expect(page.get_by_role("heading", name="Check your mail")).to_be_visible()
+        page.close()
+        assert app.pipeline.subscriptions.subscriber("kb@example.org") is not None
