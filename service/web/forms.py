@@ -4,6 +4,7 @@ visitor typed, so the page shows it beside the field instead of failing."""
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping
 
 from service import subscribers
@@ -31,6 +32,9 @@ class Form:
         value = self.get(name).strip()
         if len(value) > limit:
             self.errors[name] = f"Please keep this to {limit} characters."
+        elif any(unicodedata.category(c) == "Cc" for c in value):
+            # Line breaks, tabs and NULs: nothing a field means, and no way into a header.
+            self.errors[name] = "Please use no line breaks or control characters here."
         elif required and not value:
             self.errors[name] = "Please fill this in."
         return value
@@ -59,7 +63,7 @@ def read_email(form: Form, name: str = "email") -> str:
 
 
 def read_timezone(form: Form) -> str:
-    text = form.text("timezone") or "UTC"
+    text = form.text("timezone", required=False) or "UTC"
     if "timezone" in form.errors:
         return text
     try:
