@@ -160,7 +160,14 @@ def _parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds between outbox runs (default 60; new mail also wakes the sender)",
     )
+    _listen_options(run)
     run.set_defaults(handler=_run)
+
+    web = commands.add_parser(
+        "web", help="serve only the web: feeds, subscription pages, health and metrics"
+    )
+    _listen_options(web)
+    web.set_defaults(handler=_web)
     _global_options_after_commands(parser)
     return parser
 
@@ -190,6 +197,15 @@ def _global_options_after_commands(parser: argparse.ArgumentParser) -> None:
             for command in dict.fromkeys(action.choices.values()):
                 _global_options(command, default=argparse.SUPPRESS)
                 _global_options_after_commands(command)
+
+
+def _listen_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--host", metavar="ADDRESS", help="where the web listens (default: web.host, 127.0.0.1)"
+    )
+    command.add_argument(
+        "--port", type=_port, metavar="PORT", help="the web's port (default: web.port, 8000)"
+    )
 
 
 def _mail_commands(commands: Any) -> None:
@@ -631,8 +647,30 @@ def _run(args: argparse.Namespace) -> int:
     from service.runner import run
 
     with _app(args) as app:
-        run(app, tick=args.tick, send_every=args.send_every)
+        run(app, tick=args.tick, send_every=args.send_every, listen=_listen(args, app))
     return 0
+
+
+def _web(args: argparse.Namespace) -> int:
+    from service.runner import run_web
+
+    with _app(args) as app:
+        run_web(app, _listen(args, app))
+    return 0
+
+
+def _listen(args: argparse.Namespace, app: App) -> Any:
+    from service.runner import Listen
+
+    web = app.settings.web
+    return Listen(args.host or web.host, web.port if args.port is None else args.port)
+
+
+def _port(text: str) -> int:
+    """A TCP port: 0 to 65535 (0: any free port)."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
 
 
 def _digest(args: argparse.Namespace) -> int:
@@ -742,8 +780,9 @@ def _outbox(args: argparse.Namespace) -> int:
 
 def _feeds_export(args: argparse.Namespace) -> int:
     with _app(args) as app:
-        written = app.mailroom.export_feeds(args.directory)
-    print(f"wrote {_count(len(written), 'feed')} under {args.directory}")
+        done = app.mailroom.export_feeds(args.directory)
+    removed = f", removed {_count(len(done.removed), 'feed')}" if done.removed else ""
+    print(f"wrote {_count(len(done.written), 'feed')} under {args.directory}{removed}")
     return 0
 
 
@@ -761,11 +800,13 @@ def _app(args: argparse.Namespace) -> App:
     settings = _settings(args)
     if getattr(args, "handler", None) in _SERVICES and not args.verbose:
         logging.getLogger("service").setLevel(settings.log_level)
+        # The access log (tokens redacted) is the web's account of its work, as ours is.
+        logging.getLogger("uvicorn.access").setLevel(settings.log_level)
     return build(settings)
 
 
 # Commands that run as a service: their log is their output (see _configure_logging).
-_SERVICES: frozenset[Handler] = frozenset({_run})
+_SERVICES: frozenset[Handler] = frozenset({_run, _web})
 
 # The libraries whose logs tell about their own workings: WARNING unless -vv.
 _LIBRARIES = (

@@ -7,22 +7,25 @@ twice, or after a crash, without a window sent twice or skipped.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import jinja2
 
+from service import __version__, polling, tokens, windows
 from service import digest as digests
-from service import polling, windows
 from service.clock import Clock
 from service.config import Settings
 from service.digest import Candidate, Digest, Hit
@@ -37,15 +40,20 @@ from service.model import (
     SubscriberStatus,
 )
 from service.render.email import EmailRenderer, Letterhead, Rendered
-from service.render.feeds import FORMATS, FeedEntry, FeedMeta, render_feed
+from service.render.feeds import ALL, FORMATS, FeedEntry, FeedMeta, Format, render_feed, slugs
 from service.render.papers import reasons_from_json
-from service.store.outbox import MatchRow, NewDelivery, Outbox
+from service.store.outbox import FeedSource, MatchRow, NewDelivery, Outbox
 from service.store.repository import Store
 from service.store.subscriptions import Subscriptions
-from service.tokens import make as make_token
 from service.windows import Window
 
 log = logging.getLogger(__name__)
+
+# Subscribers whose feeds are published (a paused one still reads them).
+PUBLISHED = frozenset({SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED})
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The folders ``feeds export`` writes: one per feed token.
+_TOKEN_FOLDER = re.compile(r"\d+\.[A-Za-z0-9_-]{24}")
 
 LEASE = timedelta(minutes=10)
 """How long a sender holds a claimed delivery; a claim older than this is taken again."""
@@ -80,6 +88,33 @@ class Health:
 
     notes: tuple[str, ...]  # a line per source failing for a while
     healthy: bool  # every source's last check succeeded
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """One of a subscriber's feeds: its slug (the URL's file name), title and profiles."""
+
+    slug: str
+    title: str
+    profiles: tuple[Profile, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """A feed a URL names, and its validators: an entity tag that changes whenever the
+    feed's bytes would, and when it last changed."""
+
+    owner: Subscriber
+    feed: Feed
+    token: str
+    etag: str
+    modified: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    written: list[Path]
+    removed: list[Path]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +154,9 @@ class Mailroom:
         )
         self._renderer: EmailRenderer | None = None
         self.stopping = False
+        # Called with ("sent" or "error", seconds) after each hand-over to the sender (the
+        # web's metrics listen here; the mailroom knows nothing of them).
+        self.send_listeners: list[Callable[[str, float], None]] = []
 
     @property
     def renderer(self) -> EmailRenderer:
@@ -355,11 +393,13 @@ class Mailroom:
     ) -> SendResult:
         """Make attempt number ``attempt`` (counting from 1) at one delivery."""
         assert self.sender is not None
+        started = time.perf_counter()
         try:
             await self.sender.send(envelope_from, [recipient], message)
         except MailConfigError:
             raise
         except DeliveryError as exc:
+            self._timed("error", time.perf_counter() - started)
             now = self.clock.now()
             if not exc.transient:
                 log.warning("delivery %d to %s failed: %s", delivery_id, recipient, exc)
@@ -388,8 +428,13 @@ class Mailroom:
             )
             self.outbox.mark_retry(delivery_id, str(exc), now + wait)
             return _add(totals, retried=1)
+        self._timed("sent", time.perf_counter() - started)
         self.outbox.mark_sent(delivery_id, self.clock.now())
         return _add(totals, sent=1)
+
+    def _timed(self, outcome: str, seconds: float) -> None:
+        for listener in self.send_listeners:
+            listener(outcome, seconds)
 
     def stop(self) -> None:
         """Finish the message in flight, then stop sending."""
@@ -397,28 +442,75 @@ class Mailroom:
 
     # -- feeds ----------------------------------------------------------------------------------
 
-    def feeds(self, owner: Subscriber) -> dict[str, bytes]:
-        """Every feed of a subscriber: ``<profile>.rss|.atom`` per profile, ``all.rss|.atom``."""
-        now = self.clock.now()
+    def feed_list(self, source: FeedSource) -> list[Feed]:
+        """A subscriber's feeds: ``all`` (every profile), then one per profile by its slug."""
+        owner, profiles = source.owner, source.profiles
+        named = slugs((p.id, p.spec.name) for p in profiles)
+        feeds = [Feed(ALL, f"paperboy: papers for {owner.email}", profiles)]
+        feeds += [Feed(named[p.id], f"paperboy: {p.spec.name}", (p,)) for p in profiles]
+        return feeds
+
+    def feed_state(self, token: str, slug: str) -> FeedState | None:
+        """The feed a URL names, with its validators, from a few small queries (nothing is
+        rendered); None for a wrong token, a subscriber who left, or an unknown slug."""
+        subscriber_id = tokens.subscriber_of(token)
+        if subscriber_id is None:
+            return None
+        source = self.outbox.feed_source(subscriber_id)
+        if source is None or source.owner.status not in PUBLISHED:
+            return None
+        if not tokens.verify(token, source.owner.token, "feeds"):
+            return None
+        feed = next((f for f in self.feed_list(source) if f.slug == slug), None)
+        if feed is None:
+            return None
+        return self._state(source, feed, token)
+
+    def _state(self, source: FeedSource, feed: Feed, token: str) -> FeedState:
+        ids = [p.id for p in feed.profiles]
+        counted = [source.matched[i] for i in ids if i in source.matched]
+        moments = [at for _, at in counted] + [source.saved[i] for i in ids]
+        modified = max(moments, default=EPOCH).replace(microsecond=0)
+        seed = "|".join(
+            [
+                __version__,
+                self.settings.mail.base_url,
+                str(self.settings.feeds.items),
+                token,
+                feed.slug,
+                feed.title,
+                *(f"{p.id}:{source.saved[p.id].isoformat()}" for p in feed.profiles),
+                *(f"{n}:{at.isoformat()}" for n, at in counted),
+            ]
+        )
+        tag = hashlib.blake2b(seed.encode(), digest_size=12).hexdigest()
+        return FeedState(source.owner, feed, token, tag, modified)
+
+    def render_feed(self, state: FeedState, fmt: Format) -> bytes:
+        """One feed as RSS 2.0 or Atom: the latest ``feeds.items`` matches, newest first."""
         limit = self.settings.feeds.items
-        profiles = self.subscriptions.profiles(owner.id)
-        token = make_token(owner.id, owner.token, "feeds")
-        base = self.settings.mail.base_url
+        entries = self._feed_entries(state.owner, state.feed.profiles, limit)
+        meta = FeedMeta(
+            title=state.feed.title,
+            base_url=self.settings.mail.base_url,
+            path=f"feeds/{state.token}/{quote(state.feed.slug)}",
+        )
+        # With no entries the feed dates from its last change, so equal validators mean
+        # equal bytes.
+        return render_feed(self.env, meta, entries, fmt, state.modified)
+
+    def feeds(self, owner: Subscriber) -> dict[str, bytes]:
+        """Every feed of a subscriber: ``all.rss|.atom`` and ``<slug>.rss|.atom`` per
+        profile."""
+        source = self.outbox.feed_source(owner.id)
+        if source is None:
+            return {}
+        token = tokens.make(owner.id, source.owner.token, "feeds")
         out: dict[str, bytes] = {}
-        groups: list[tuple[str, str, list[Profile]]] = [
-            ("all", f"paperboy: papers for {owner.email}", list(profiles))
-        ]
-        taken = {"all"}
-        for profile in profiles:
-            slug = _slug(profile.spec.name)
-            slug = f"{slug}-{profile.id}" if slug in taken else slug
-            taken.add(slug)
-            groups.append((slug, f"paperboy: {profile.spec.name}", [profile]))
-        for slug, title, chosen in groups:
-            entries = self._feed_entries(owner, chosen, limit)
-            meta = FeedMeta(title=title, base_url=base, path=f"feeds/{token}/{slug}")
+        for feed in self.feed_list(source):
+            state = self._state(source, feed, token)
             for fmt in FORMATS:
-                out[f"{slug}.{fmt}"] = render_feed(self.env, meta, entries, fmt, now)
+                out[f"{feed.slug}.{fmt}"] = self.render_feed(state, fmt)
         return out
 
     def _feed_entries(
@@ -443,17 +535,20 @@ class Mailroom:
         entries.sort(key=lambda e: (e.at, e.hits[0].score), reverse=True)
         return entries[:limit]
 
-    def export_feeds(self, directory: Path) -> list[Path]:
-        """Write every subscriber's feeds under ``directory/<feed token>/``, each atomically."""
-        written = []
+    def export_feeds(self, directory: Path) -> Exported:
+        """Write every published feed under ``directory/<feed token>/``, each atomically, and
+        remove the feeds no longer published (of subscribers and profiles that are gone)."""
+        written: list[Path] = []
+        folders = set()
         for owner in self.subscriptions.subscribers():
-            if owner.status is not SubscriberStatus.ACTIVE:
+            if owner.status not in PUBLISHED:
                 continue
-            folder = directory / make_token(owner.id, owner.token, "feeds")
+            folder = directory / tokens.make(owner.id, owner.token, "feeds")
             folder.mkdir(parents=True, exist_ok=True)
+            folders.add(folder.name)
             for name, body in self.feeds(owner).items():
                 written.append(_write_atomically(folder / name, body))
-        return written
+        return Exported(written, _prune(directory, folders, {p.resolve() for p in written}))
 
     # -- cleanup --------------------------------------------------------------------------------
 
@@ -505,9 +600,22 @@ def _addr_spec(address: str) -> str:
     return parseaddr(address)[1]
 
 
-def _slug(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return slug or "profile"
+def _prune(directory: Path, folders: set[str], kept: set[Path]) -> list[Path]:
+    """Remove the feed files under ``directory`` that were not just written, and the token
+    folders left empty; only names paperboy makes are touched."""
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for folder in directory.iterdir():
+        if not folder.is_dir() or not _TOKEN_FOLDER.fullmatch(folder.name):
+            continue
+        for path in folder.iterdir():
+            if path.suffix in (".rss", ".atom") and path.is_file() and path.resolve() not in kept:
+                path.unlink()
+                removed.append(path)
+        if folder.name not in folders and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
 
 
 def _write_atomically(path: Path, body: bytes) -> Path:

@@ -8,31 +8,122 @@ one at a time on a single worker thread, and on PostgreSQL only in the process t
 ``send`` runs on the event loop in every process and is woken as soon as a poll or a plan
 queued something. Every job coalesces missed runs and never overlaps itself. SIGTERM or
 SIGINT: the job in hand finishes (the message in flight is sent), then the process exits.
+
+``paperboy run`` also serves the web (feeds, pages, health and metrics) with uvicorn on the
+same event loop, and ``paperboy web`` serves only the web. uvicorn's own signal handling is
+off: the runner's SIGTERM/SIGINT handler stops the web and the jobs together.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import uvicorn
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from service.app import App
-from service.errors import MailConfigError
+from service.errors import MailConfigError, PaperboyError
 from service.mailroom import SendResult
 from service.store.leader import leading
 
 log = logging.getLogger(__name__)
 
 
-def run(app: App, *, tick: float = 30.0, send_every: float = 60.0) -> None:
-    """Run until SIGTERM or SIGINT."""
-    asyncio.run(serve(app, tick=tick, send_every=send_every))
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where the web listens."""
+
+    host: str
+    port: int
+
+
+def run(
+    app: App, *, tick: float = 30.0, send_every: float = 60.0, listen: Listen | None = None
+) -> None:
+    """Run the jobs (and the web, when ``listen`` says where) until SIGTERM or SIGINT."""
+    asyncio.run(serve(app, tick=tick, send_every=send_every, listen=listen))
+
+
+def run_web(app: App, listen: Listen) -> None:
+    """Serve only the web until SIGTERM or SIGINT."""
+    asyncio.run(serve_web(app, listen))
+
+
+async def serve_web(app: App, listen: Listen, *, stop: asyncio.Event | None = None) -> None:
+    """Serve the web until ``stop`` is set (by SIGTERM or SIGINT, or by a caller)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    _on_signals(loop, stop)
+    try:
+        async with _web(app, listen):
+            await stop.wait()
+    finally:
+        _off_signals(loop)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its signal handlers: the runner's own stop it (see ``_web``)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _web(app: App, listen: Listen) -> AsyncIterator[None]:
+    """uvicorn serving the web on the running loop for the time of the ``async with``; the
+    preview papers are prepared in the background meanwhile."""
+    from service.web.access_log import install
+    from service.web.server import create_app
+
+    config = uvicorn.Config(
+        create_app(app),
+        host=listen.host,
+        port=listen.port,
+        lifespan="off",
+        server_header=False,
+        log_config=None,  # the CLI's logging setup holds (libraries at WARNING unless -vv)
+        forwarded_allow_ips=",".join(app.settings.web.trusted_proxies) or None,
+    )
+    install()
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve())
+    # A daemon thread: a stop does not wait for it (it only reads).
+    threading.Thread(target=app.pipeline.matching.warm, name="warm", daemon=True).start()
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.02)
+    if serving.done():  # it could not start (the port is taken): say why
+        serving.result()
+        raise PaperboyError(f"the web did not start on {listen.host}:{listen.port}")
+    log.info("web listening on http://%s:%d", listen.host, listen.port)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def _on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    def request_stop(signum: int) -> None:
+        log.info("signal %d: finishing the job in hand, then stopping", signum)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, request_stop, signum)
+
+
+def _off_signals(loop: asyncio.AbstractEventLoop) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(signum)
 
 
 async def serve(
@@ -41,8 +132,10 @@ async def serve(
     tick: float = 30.0,
     send_every: float = 60.0,
     stop: asyncio.Event | None = None,
+    listen: Listen | None = None,
 ) -> None:
-    """Run the jobs until ``stop`` is set (by SIGTERM or SIGINT, or by a caller)."""
+    """Run the jobs (and the web, when ``listen`` says where) until ``stop`` is set (by
+    SIGTERM or SIGINT, or by a caller)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     mailroom = app.mailroom
@@ -109,12 +202,7 @@ async def serve(
     cleanup = store_job("cleanup", app.pipeline.cleanup)
     scheduler.add_job(cleanup, "interval", hours=1, id="cleanup", executor="store")
 
-    def request_stop(signum: int) -> None:
-        log.info("signal %d: finishing the job in hand, then stopping", signum)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, request_stop, signum)
+    _on_signals(loop, stop)
     log.info(
         "paperboy running: %d sources, mail by %s",
         len(app.settings.sources),
@@ -122,14 +210,14 @@ async def serve(
     )
     scheduler.start()
     try:
-        await stop.wait()
+        async with _web(app, listen) if listen else contextlib.nullcontext():
+            await stop.wait()
     finally:
         mailroom.stop()  # the send in progress ends after its message in flight
         scheduler.pause()
         if sending:
             await asyncio.wait(sending)
         scheduler.shutdown(wait=True)  # waits for the store thread's job in hand
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+        _off_signals(loop)
         if mailroom.sender is not None:
             await mailroom.sender.close()

@@ -61,7 +61,18 @@ def test_run_polls_the_inbox_mails_and_stops_cleanly_on_sigterm(tmp_path: Path) 
     config.write_text(CONFIG.format(data=data, profiles=profiles))
     env = {**os.environ, "PAPERBOY_CONFIG": str(config)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "run", "--tick", "0.5", "--send-every", "30"],
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "run",
+            "--tick",
+            "0.5",
+            "--send-every",
+            "30",
+            "--port",
+            "0",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from functools import cache
 from itertools import chain, compress, count, pairwise
 from operator import attrgetter, itemgetter
+from sys import intern
 from types import MappingProxyType
 from typing import cast
 
@@ -146,7 +147,6 @@ class _FieldText:
         "_key_at",
         "_norm_at",
         "_norms",
-        "_pieces",
         "_starts",
         "_word_forms",
         "keys",
@@ -157,16 +157,18 @@ class _FieldText:
 
     def __init__(self, segments: tuple[tuple[str, int], ...]) -> None:
         self.segments = segments
-        # Split once: the words, and their offsets later if a reason needs them.
-        self._pieces = [pieces(text) for text, _ in segments]
+        # The split text is not kept: offsets are wanted for a few matched papers only, and
+        # it would be most of the memory of a document kept prepared (see match.corpus).
+        split_texts = [pieces(text) for text, _ in segments]
         if len(segments) == 1:
-            written = self._pieces[0][1::2]
+            # Interned: many documents share one string per spelling, not one each.
+            written = list(map(intern, split_texts[0][1::2]))
         else:
             written = []
-            for split in self._pieces:
+            for split in split_texts:
                 if written:
                     written.append(_GAP)
-                written += split[1::2]
+                written += map(intern, split[1::2])
         self.words = written
         # (norm, key) of each word: one lookup, for the norms that wildcards may want later.
         self._word_forms = forms_of(written)
@@ -179,6 +181,12 @@ class _FieldText:
         self._ends: list[int] = []
         self._key_at: _Bounds | None = None
         self._norm_at: _Bounds | None = None
+
+    def shed(self) -> None:
+        """Forget what was computed on demand (norms, forms, offsets), keeping the words."""
+        self._norms = self._forms = self._formset = self._starts = None
+        self._ends = []
+        self._key_at = self._norm_at = None
 
     def norms(self) -> tuple[str, ...]:
         """Norms aligned with ``keys``."""
@@ -202,11 +210,12 @@ class _FieldText:
         """Start and end offsets aligned with ``keys``, in the text of the whole field."""
         if self._starts is None:
             if len(self.segments) == 1 and not self.segments[0][1]:
-                self._starts, self._ends = bounds_of(self._pieces[0])
+                self._starts, self._ends = bounds_of(pieces(self.segments[0][0]))
             else:
                 starts: list[int] = []
                 ends: list[int] = []
-                for (_, offset), split in zip(self.segments, self._pieces, strict=True):
+                for text, offset in self.segments:
+                    split = pieces(text)
                     if starts:
                         starts.append(offset)
                         ends.append(offset)
@@ -405,6 +414,15 @@ class PreparedDocument:
         self._held: dict[tuple[int, ...], set[str]] = {}
         self._pairs: frozenset[str] | None = None
         self._spellings: tuple[tuple[str, frozenset[str]], ...] | None = None
+
+    def shed(self) -> None:
+        """Forget what was computed on demand, keeping the words: a document kept prepared
+        for a long time (see ``match.corpus``) stays small."""
+        self._terms = self._pairs = self._spellings = None
+        self._held = {}
+        for f in (self.title, self.abstract, self.author, self.org):
+            if f is not _EMPTY:
+                f.shed()
 
     @property
     def terms(self) -> frozenset[str]:

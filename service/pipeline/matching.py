@@ -3,8 +3,9 @@ against every profile at once, back-fill for new or changed profiles, and previe
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service import subscribers
@@ -13,6 +14,7 @@ from service.config import Settings
 from service.errors import InvalidValue
 from service.identity import mailbox_key
 from service.mailroom import Mailroom
+from service.match.corpus import Corpus
 from service.match.index import (
     Document,
     DocumentStats,
@@ -31,6 +33,10 @@ from service.store.subscriptions import Subscriptions
 
 # The events after which a paper is matched: it arrived, came back, or changed.
 MATCHED_EVENTS = ("new", "listed", "updated")
+# Previews over papers first seen this recently are served from memory.
+PREVIEW_WINDOW = timedelta(days=30)
+# How often papers that aged out of the window are dropped from it.
+AGE_CHECK = timedelta(minutes=10)
 
 
 class Matching:
@@ -51,15 +57,76 @@ class Matching:
         self._indexed: dict[int, str] = {}  # profile id -> the query text indexed
         self._df: dict[str, int] = {}
         self._documents = 0
+        # The preview window, prepared: papers by id, and the latest event taken into it.
+        self._lock = threading.Lock()
+        self._counting = threading.RLock()  # document frequencies: counted by one thread
+        self._corpus: Corpus | None = None
+        self._kept: dict[int, Paper] = {}
+        self._first_seen: dict[int, datetime] = {}
+        self._seen_event = 0
+        self._aged_at = datetime.min.replace(tzinfo=UTC)
 
     def preview(
         self, query: str | Query, *, since: datetime | None = None, limit: int = 20
     ) -> list[tuple[Paper, Match]]:
-        """What a query matches among stored papers (first seen since ``since``), best first."""
+        """What a query matches among stored papers (first seen since ``since``), best first.
+
+        Within ``PREVIEW_WINDOW`` the papers are kept prepared in memory (see
+        ``match.corpus``), so a preview is only the query's own work; older ones are read
+        and tokenised for the call.
+        """
         parsed = parse_query(query) if isinstance(query, str) else query
-        stored = {p.id: p for p in self.store.papers(since=since)}
-        found = self._match_query(parsed, (document_from_paper(p) for p in stored.values()))
-        return [(stored[m.document_id], m) for m in found[:limit]]
+        now = self.clock.now()
+        if since is None or since < now - PREVIEW_WINDOW:
+            stored = {p.id: p for p in self.store.papers(since=since)}
+            found = self._match_query(parsed, (document_from_paper(p) for p in stored.values()))
+            return [(stored[m.document_id], m) for m in found[:limit]]
+        stats = self._stats()
+        with self._lock:
+            corpus = self._up_to_date(now)
+            kept, first_seen = self._kept, self._first_seen
+
+            def allowed(paper_id: int) -> bool:
+                return first_seen[paper_id] >= since
+
+            found = corpus.search(
+                parsed, stats, upvote_boost=self.settings.matching.upvote_boost, allowed=allowed
+            )
+            return [(kept[m.document_id], m) for m in found[:limit]]
+
+    def warm(self) -> None:
+        """Count document frequencies and prepare the preview window now (a web process
+        does it on start, so that the first preview is as quick as the next)."""
+        self._stats()
+        with self._lock:
+            self._up_to_date(self.clock.now())
+
+    def _up_to_date(self, now: datetime) -> Corpus:
+        """The corpus of the papers first seen within ``PREVIEW_WINDOW``: built once, then
+        brought up to date from the events since it last looked (call with the lock held)."""
+        start = now - PREVIEW_WINDOW
+        latest = self.store.last_event()
+        if self._corpus is None:
+            self._corpus, self._seen_event = Corpus(), latest
+            self._kept, self._first_seen = {}, {}
+            self._take(self.store.papers(since=start), start)
+        elif latest > self._seen_event:
+            touched = self.store.touched_after(self._seen_event, MATCHED_EVENTS)
+            self._seen_event = latest
+            self._take(self.store.papers(ids=touched), start)
+        if now - self._aged_at >= AGE_CHECK:
+            self._aged_at = now
+            for paper_id in [i for i, at in self._first_seen.items() if at < start]:
+                del self._kept[paper_id], self._first_seen[paper_id]
+                self._corpus.discard(paper_id)
+        return self._corpus
+
+    def _take(self, papers: Iterable[Paper], start: datetime) -> None:
+        assert self._corpus is not None
+        for paper in papers:
+            if paper.first_seen_at is not None and paper.first_seen_at >= start:
+                self._kept[paper.id], self._first_seen[paper.id] = paper, paper.first_seen_at
+                self._corpus.add(document_from_paper(paper))
 
     def search(
         self,
@@ -145,14 +212,16 @@ class Matching:
 
     def forget_stats(self) -> None:
         """Count document frequencies afresh when next needed (another process stored papers)."""
-        self._documents, self._df = 0, {}
+        with self._counting:
+            self._documents, self._df = 0, {}
 
     def _stats(self) -> DocumentStats:
         """Document frequencies over every stored paper, kept up to date as papers arrive."""
-        if self._documents == 0:
-            for paper in self.store.all_papers():
-                self._count(document_from_paper(paper))
-        return DocumentStats(self._documents, self._df)
+        with self._counting:  # a web thread and the poller may both ask first
+            if self._documents == 0:
+                for paper in self.store.all_papers():
+                    self._count(document_from_paper(paper))
+            return DocumentStats(self._documents, self._df)
 
     def _count(self, document: Document) -> None:
         self._documents += 1
@@ -197,10 +266,11 @@ class Matching:
         fresh = {paper_id for kind, paper_id, _ in events if kind == "new"}
         touched = {paper_id for kind, paper_id, _ in events if kind in MATCHED_EVENTS}
         documents = [document_from_paper(p) for p in self.store.papers(ids=sorted(touched))]
-        if self._documents:  # stats already counted: add the new papers (else counted lazily)
-            for document in documents:
-                if document.id in fresh:
-                    self._count(document)
+        with self._counting:
+            if self._documents:  # already counted: add the new papers (else counted lazily)
+                for document in documents:
+                    if document.id in fresh:
+                        self._count(document)
         index = self._sync_index()
         if not len(index):
             return

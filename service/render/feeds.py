@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -18,6 +20,7 @@ from service.render.papers import view
 Format = Literal["rss", "atom"]
 FORMATS: tuple[Format, ...] = ("rss", "atom")
 MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
+ALL = "all"  # the slug of a subscriber's feed of every profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +79,31 @@ def render_feed(
 
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Runs of anything but letters and digits (in any script) become one hyphen.
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def slug(name: str) -> str:
+    """A profile name as a file and URL name: accents dropped (``Ünïcode`` -> ``unicode``),
+    letters of other scripts kept (``機械学習``), everything else folded to hyphens."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    text = _NOT_WORD.sub("-", unicodedata.normalize("NFC", bare).casefold()).strip("-")
+    return text[:80].rstrip("-") or "profile"
+
+
+def slugs(profiles: Iterable[tuple[int, str]]) -> dict[int, str]:
+    """A unique slug per (profile id, name), stable as profiles come and go: the oldest
+    profile (lowest id) keeps the plain slug, a later one with the same slug (or ``all``)
+    gets its id appended."""
+    taken = {ALL}
+    out: dict[int, str] = {}
+    for profile_id, name in sorted(profiles):
+        chosen = slug(name)
+        if chosen in taken:
+            chosen = f"{chosen}-{profile_id}"
+        taken.add(chosen)
+        out[profile_id] = chosen
+    return out

@@ -13,13 +13,17 @@ PACKAGED = Path(__file__).resolve().parents[2] / "templates"
 INSTALLED = Path(sys.prefix) / "share" / "paperboy" / "templates"
 
 
+def template_dirs(override: Path | None = None) -> list[Path]:
+    """Where templates (and the web's static files) are looked for: the user's directory
+    first (any file there wins), then paperboy's own."""
+    packaged = PACKAGED if (PACKAGED / "email").is_dir() else INSTALLED
+    return [override, packaged] if override is not None else [packaged]
+
+
 def environment(override: Path | None = None) -> jinja2.Environment:
     """Templates: the user's directory first (any file there wins), then paperboy's own."""
-    paths = [str(override)] if override is not None else []
-    packaged = PACKAGED if (PACKAGED / "email").is_dir() else INSTALLED
-    paths.append(str(packaged))
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(paths),
+        loader=jinja2.FileSystemLoader([str(path) for path in template_dirs(override)]),
         autoescape=jinja2.select_autoescape(("html", "xml"), default_for_string=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -31,7 +31,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from service.model import Delivery, DeliveryKind, DeliveryStatus, SourceState, SubscriberStatus
+from service.model import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Profile,
+    SourceState,
+    Subscriber,
+    SubscriberStatus,
+)
 from service.store.claimer import Claimer
 from service.store.tables import deliveries, matches, profiles, sent, sources, subscribers
 
@@ -55,6 +63,17 @@ class WindowState:
     subscriber_id: int
     window_end: datetime
     next_window_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSource:
+    """What a subscriber's feeds are made of, and what tells whether they changed: per
+    profile, its matches' count and newest match time, and when it was last saved."""
+
+    owner: Subscriber
+    profiles: tuple[Profile, ...]
+    saved: dict[int, datetime]  # profile id -> updated_at
+    matched: dict[int, tuple[int, datetime]]  # profile id -> (matches, newest matched_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +388,36 @@ class Outbox:
         )
         with self.engine.connect() as db:
             return [_match(row) for row in db.execute(query)]
+
+    def feed_source(self, subscriber_id: int) -> FeedSource | None:
+        """A subscriber's profiles and the state of their matches, in three small queries on
+        one connection (no match rows are read); None when there is no such subscriber."""
+        from service.store.subscriptions import _profile, _subscriber
+
+        counted = (
+            sa.select(matches.c.profile_id, sa.func.count(), sa.func.max(matches.c.matched_at))
+            .join(profiles, profiles.c.id == matches.c.profile_id)
+            .where(profiles.c.subscriber_id == subscriber_id)
+            .group_by(matches.c.profile_id)
+        )
+        with self.engine.connect() as db:
+            row = db.execute(
+                sa.select(subscribers).where(subscribers.c.id == subscriber_id)
+            ).first()
+            if row is None:
+                return None
+            rows = db.execute(
+                sa.select(profiles)
+                .where(profiles.c.subscriber_id == subscriber_id)
+                .order_by(profiles.c.name)
+            ).all()
+            matched = {int(profile_id): (int(n), at) for profile_id, n, at in db.execute(counted)}
+        return FeedSource(
+            owner=_subscriber(row),
+            profiles=tuple(_profile(r) for r in rows),
+            saved={r.id: r.updated_at for r in rows},
+            matched=matched,
+        )
 
     def source_health(self) -> list[tuple[SourceState, datetime]]:
         """Each source's health, with when it was declared."""

@@ -304,6 +304,23 @@ class Store:
         with self.engine.connect() as db:
             return list(db.execute(query).scalars())
 
+    def last_event(self) -> int:
+        """The id of the latest event (0: none): what a cache of papers compares to know
+        whether anything changed since it looked."""
+        with self.engine.connect() as db:
+            return int(db.execute(sa.select(sa.func.max(events.c.id))).scalar() or 0)
+
+    def touched_after(self, event_id: int, kinds: Iterable[str]) -> list[int]:
+        """The papers with events of ``kinds`` after the event ``event_id``, by id."""
+        query = (
+            sa.select(events.c.paper_id)
+            .where(events.c.id > event_id, events.c.kind.in_(list(kinds)))
+            .distinct()
+            .order_by(events.c.paper_id)
+        )
+        with self.engine.connect() as db:
+            return list(db.execute(query).scalars())
+
     def counts(self) -> dict[str, int]:
         """Row counts per table, for tests and the health page."""
         with self.engine.connect() as db:

@@ -1,0 +1,220 @@
+"""Documents kept prepared for previews: one query matched against many papers, fast.
+
+A :class:`Corpus` holds papers tokenised once (:class:`PreparedDocument`) and postings from
+each key (and each word's norm, for wildcards) to the documents that hold it. A search narrows
+the query to the documents that can match it through the postings, then evaluates and scores
+only those, exactly as :func:`match_query` does. Documents are added and dropped one by one,
+so a caller keeps the corpus in step with what arrives and what ages out.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from itertools import compress
+
+from service.match.index import (
+    _ALWAYS,
+    _KEY_TAGS,
+    FIELD_WEIGHTS,
+    Document,
+    DocumentStats,
+    PreparedDocument,
+    _best_first,
+    _compile,
+    _plan_keys,
+    _positive_terms,
+    _Scorer,
+    _Term,
+)
+from service.match.query import And, Node, Or, Phrase, Prefix, Query, Source, Word
+from service.match.results import Match
+from service.match.text import norms_of
+
+_NORM = "~"  # postings of a norm that differs from its word's key: "~" + tag + norm
+_TAG_FIELDS = {"": ("title", "abstract"), "t:": ("title",), "a:": ("author",), "o:": ("org",)}
+
+
+class Corpus:
+    def __init__(self) -> None:
+        self._documents: dict[int, PreparedDocument] = {}
+        self._postings: dict[str, list[int]] = {}
+        self._stale = 0  # ids left in postings by documents dropped or replaced
+        self._vocabulary: list[str] | None = None  # sorted posting keys, for wildcards
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    def __contains__(self, document_id: int) -> bool:
+        return document_id in self._documents
+
+    def ids(self) -> Iterator[int]:
+        return iter(list(self._documents))
+
+    def add(self, document: Document) -> None:
+        """Add ``document``, or replace the one with its id."""
+        if document.id in self._documents:
+            self.discard(document.id)
+        prepared = PreparedDocument(document)
+        postings = self._postings
+        grew = False
+        for key in _posting_keys(prepared):
+            ids = postings.get(key)
+            if ids is None:
+                postings[key] = [document.id]
+                grew = True
+            else:
+                ids.append(document.id)
+        prepared.shed()
+        self._documents[document.id] = prepared
+        if grew:
+            self._vocabulary = None
+
+    def discard(self, document_id: int) -> None:
+        """Drop a document (its postings are cleaned up in bulk, later)."""
+        if self._documents.pop(document_id, None) is not None:
+            self._stale += 1
+            if self._stale > max(1000, len(self._documents) // 4):
+                self._compact()
+
+    def _compact(self) -> None:
+        live = self._documents
+        self._postings = {
+            key: kept
+            for key, ids in self._postings.items()
+            if (kept := [i for i in ids if i in live])
+        }
+        self._stale = 0
+        self._vocabulary = None
+
+    def search(
+        self,
+        query: Query,
+        stats: DocumentStats | None,
+        *,
+        upvote_boost: float = 0.0,
+        allowed: Callable[[int], bool] | None = None,
+    ) -> list[Match]:
+        """The documents matching ``query`` (and ``allowed``, when given), best first, scored
+        as :func:`match_query` scores them."""
+        narrowed = self._candidates(query.root)
+        ids: Iterable[int] = self._documents if narrowed is None else narrowed
+        scorer = _Scorer(stats, FIELD_WEIGHTS, upvote_boost)
+        plan = _compile(query.root)
+        terms = tuple(_Term(t) for t in _positive_terms(query.root))
+        probes = tuple(t.probe for t in terms)
+        keys = {*_plan_keys(plan), *probes}
+        holding = _Holding(self, keys)
+        found = []
+        touched = []
+        for document_id in ids:
+            d = self._documents.get(document_id)
+            if d is None or (allowed is not None and not allowed(document_id)):
+                continue
+            touched.append(d)
+            held = holding.of(d)
+            if plan.ok(held, d):
+                hits = compress(terms, map(held.__contains__, probes))
+                found.append(scorer.match(0, hits, d, {}))
+        for d in touched:
+            d.shed()  # keep the corpus small: offsets are computed again when next needed
+        return _best_first(found)
+
+    # -- narrowing ------------------------------------------------------------------------------
+
+    def _candidates(self, node: Node) -> set[int] | None:
+        """A superset of the documents that can match ``node``; None for "any of them"."""
+        if isinstance(node, Word):
+            return self._posting(_KEY_TAGS[node.scope] + node.key)
+        if isinstance(node, Phrase):
+            tag = _KEY_TAGS[node.scope]
+            return _intersection([self._posting(tag + key) for key in node.keys])
+        if isinstance(node, Prefix):
+            return self._prefixed(_KEY_TAGS[node.scope], node.stem)
+        if isinstance(node, Source):
+            return self._posting("s:" + node.id)
+        if isinstance(node, And):
+            parts = [c for t in node.terms if (c := self._candidates(t)) is not None]
+            return _intersection(parts) if parts else None
+        if isinstance(node, Or):
+            union: set[int] = set()
+            for term in node.terms:
+                part = self._candidates(term)
+                if part is None:
+                    return None
+                union |= part
+            return union
+        return None  # Not, Upvotes: any document
+
+    def _posting(self, key: str) -> set[int]:
+        return set(self._postings.get(key, ()))
+
+    def _prefixed(self, tag: str, stem: str) -> set[int]:
+        """Documents with a word (key or norm) in the fields of ``tag`` starting with
+        ``stem``."""
+        if self._vocabulary is None:
+            self._vocabulary = sorted(self._postings)
+        found: set[int] = set()
+        for head in (tag + stem, _NORM + tag + stem):
+            i = bisect_left(self._vocabulary, head)
+            while i < len(self._vocabulary) and self._vocabulary[i].startswith(head):
+                found.update(self._postings[self._vocabulary[i]])
+                i += 1
+        return found
+
+
+class _Holding:
+    """Which of a plan's keys a document holds (what ``PreparedDocument.held`` gives, for
+    these keys only: nothing is kept per document)."""
+
+    def __init__(self, corpus: Corpus, keys: Iterable[Hashable]) -> None:
+        self.corpus = corpus
+        self.keys = [k for k in keys if isinstance(k, str)]
+        self._prefixed: dict[str, set[int]] = {}
+
+    def of(self, d: PreparedDocument) -> set[Hashable]:
+        return {key for key in self.keys if self._holds(d, key)}
+
+    def _holds(self, d: PreparedDocument, key: str) -> bool:
+        if key == _ALWAYS:
+            return True
+        if key.startswith("*"):  # "*" + tag + the first letters of a wildcard's stem
+            found = self._prefixed.get(key)
+            if found is None:
+                tag, stem = _split_tag(key[1:])
+                found = self._prefixed[key] = self.corpus._prefixed(tag, stem)
+            return d.document.id in found
+        if key.startswith("s:"):
+            return key[2:] in d.sources
+        tag, rest = _split_tag(key)
+        fields = [getattr(d, name) for name in _TAG_FIELDS[tag]]
+        first, space, second = rest.partition(" ")
+        if space:  # two adjacent words
+            return any(f.has_phrase((first, second)) for f in fields)
+        return any(rest in f.keyset for f in fields)
+
+
+def _split_tag(key: str) -> tuple[str, str]:
+    return (key[:2], key[2:]) if key[1:2] == ":" else ("", key)
+
+
+def _posting_keys(d: PreparedDocument) -> set[str]:
+    """The keys a document is filed under: its plain keys, and its words' norms where they
+    differ from the keys (wildcards match either)."""
+    keys = set(d.terms)
+    for tag, names in _TAG_FIELDS.items():
+        for name in names:
+            f = getattr(d, name)
+            norms = set(norms_of([w for w in f.words if w])) - f.keyset
+            keys.update(_NORM + tag + n for n in norms)
+    return keys
+
+
+def _intersection(parts: list[set[int]]) -> set[int]:
+    parts.sort(key=len)
+    result = parts[0]
+    for part in parts[1:]:
+        result &= part
+        if not result:
+            break
+    return result
