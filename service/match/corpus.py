@@ -9,6 +9,7 @@ so a caller keeps the corpus in step with what arrives and what ages out.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from itertools import compress
@@ -94,18 +95,22 @@ class Corpus:
         *,
         upvote_boost: float = 0.0,
         allowed: Callable[[int], bool] | None = None,
+        limit: int | None = None,
     ) -> list[Match]:
-        """The documents matching ``query`` (and ``allowed``, when given), best first, scored
-        as :func:`match_query` scores them."""
+        """The best ``limit`` (or all) documents matching ``query`` (and ``allowed``, when
+        given), best first, scored as :func:`match_query` scores them.
+
+        Every match is scored from word counts alone; only the ``limit`` best are explained
+        (their reasons' offsets found), which is most of the work of a match.
+        """
         narrowed = self._candidates(query.root)
         ids: Iterable[int] = self._documents if narrowed is None else narrowed
         scorer = _Scorer(stats, FIELD_WEIGHTS, upvote_boost)
         plan = _compile(query.root)
         terms = tuple(_Term(t) for t in _positive_terms(query.root))
         probes = tuple(t.probe for t in terms)
-        keys = {*_plan_keys(plan), *probes}
-        holding = _Holding(self, keys)
-        found = []
+        holding = _Holding(self, {*_plan_keys(plan), *probes})
+        ranked: list[tuple[float, int, list[_Term]]] = []
         touched = []
         for document_id in ids:
             d = self._documents.get(document_id)
@@ -114,8 +119,11 @@ class Corpus:
             touched.append(d)
             held = holding.of(d)
             if plan.ok(held, d):
-                hits = compress(terms, map(held.__contains__, probes))
-                found.append(scorer.match(0, hits, d, {}))
+                hits = list(compress(terms, map(held.__contains__, probes)))
+                ranked.append((-_score(scorer, hits, d), document_id, hits))
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        chosen = ranked if limit is None else ranked[:limit]
+        found = [scorer.match(0, hits, self._documents[i], {}) for _, i, hits in chosen]
         for d in touched:
             d.shed()  # keep the corpus small: offsets are computed again when next needed
         return _best_first(found)
@@ -190,8 +198,87 @@ class _Holding:
         fields = [getattr(d, name) for name in _TAG_FIELDS[tag]]
         first, space, second = rest.partition(" ")
         if space:  # two adjacent words
-            return any(f.has_phrase((first, second)) for f in fields)
+            return any(
+                first in f.keyset and second in f.keyset and _adjacent(f.keys, first, second)
+                for f in fields
+            )
         return any(rest in f.keyset for f in fields)
+
+
+def _occurrences(keys: tuple[str, ...], phrase: tuple[str, ...]) -> int:
+    """How often ``phrase`` occurs in ``keys`` (whose set holds its first word)."""
+    first, n = phrase[0], len(phrase)
+    found, i = 0, -1
+    while True:
+        try:
+            i = keys.index(first, i + 1)
+        except ValueError:
+            return found
+        if keys[i : i + n] == phrase:
+            found += 1
+
+
+def _adjacent(keys: tuple[str, ...], first: str, second: str) -> bool:
+    """Whether ``second`` follows ``first`` somewhere in ``keys`` (searched at C speed)."""
+    last = len(keys) - 1
+    i = keys.index(first)
+    while i < last:
+        if keys[i + 1] == second:
+            return True
+        try:
+            i = keys.index(first, i + 1)
+        except ValueError:
+            return False
+    return False
+
+
+def _score(scorer: _Scorer, hits: list[_Term], d: PreparedDocument) -> float:
+    """The score ``scorer.match`` gives, added up in the same order (so equal to the last
+    bit), from word counts: no offsets are found for words and phrases."""
+    score = 0.0
+    for term in hits:
+        node = term.node
+        if isinstance(node, Word):
+            part, idf, key = 0.0, 0.0, node.key
+            for name in term.fields:
+                f = getattr(d, name)
+                if key in f.keyset:
+                    if not part and not idf:
+                        idf = scorer.idf(term.idf_keys[0])
+                    weight = scorer.weights.get(name, 1.0)
+                    part += weight * idf * (1.0 + math.log(f.keys.count(key)))
+        elif isinstance(node, Phrase):
+            part, idf, phrase = 0.0, 0.0, node.keys
+            for name in term.fields:
+                f = getattr(d, name)
+                if f.keyset.issuperset(phrase):
+                    times = _occurrences(f.keys, phrase)
+                    if times:
+                        if not idf:
+                            idf = sum(map(scorer.idf, term.idf_keys))
+                        weight = scorer.weights.get(name, 1.0)
+                        part += weight * idf * (1.0 + math.log(times))
+        elif isinstance(node, Prefix):
+            part, stem = 0.0, node.stem
+            for name in term.fields:
+                f = getattr(d, name)
+                keys = f.keys
+                # The words whose key or norm starts with the stem, as ``prefix_at`` finds.
+                at = [
+                    i
+                    for i, (norm, key) in enumerate(f._word_forms)
+                    if key.startswith(stem) or norm.startswith(stem)
+                ]
+                if at:
+                    tag = term.idf_keys[0]
+                    idf = max([scorer.idf(tag + k) for k in {keys[i] for i in at}])
+                    weight = scorer.weights.get(name, 1.0)
+                    part += weight * idf * (1.0 + math.log(len(at)))
+        else:
+            part = scorer.explain(term, d)[0]
+        score += part
+    boost = scorer.boost(d)
+    return score + boost if boost else score
 
 
 def _split_tag(key: str) -> tuple[str, str]:
