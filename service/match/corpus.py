@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
 from itertools import compress
 
 from service.match.index import (
@@ -30,7 +31,6 @@ from service.match.index import (
 )
 from service.match.query import And, Node, Or, Phrase, Prefix, Query, Source, Word
 from service.match.results import Match
-from service.match.text import norms_of
 
 _NORM = "~"  # postings of a norm that differs from its word's key: "~" + tag + norm
 _TAG_FIELDS = {"": ("title", "abstract"), "t:": ("title",), "a:": ("author",), "o:": ("org",)}
@@ -110,6 +110,11 @@ class Corpus:
         terms = tuple(_Term(t) for t in _positive_terms(query.root))
         probes = tuple(t.probe for t in terms)
         holding = _Holding(self, {*_plan_keys(plan), *probes})
+        wildcards = {
+            id(t): self._wildcard(t.idf_keys[0], t.node.stem)
+            for t in terms
+            if isinstance(t.node, Prefix)
+        }
         ranked: list[tuple[float, int, list[_Term]]] = []
         touched = []
         for document_id in ids:
@@ -120,7 +125,7 @@ class Corpus:
             held = holding.of(d)
             if plan.ok(held, d):
                 hits = list(compress(terms, map(held.__contains__, probes)))
-                ranked.append((-_score(scorer, hits, d), document_id, hits))
+                ranked.append((-_score(scorer, hits, d, wildcards), document_id, hits))
         ranked.sort(key=lambda r: (r[0], r[1]))
         chosen = ranked if limit is None else ranked[:limit]
         found = [scorer.match(0, hits, self._documents[i], {}) for _, i, hits in chosen]
@@ -160,15 +165,34 @@ class Corpus:
     def _prefixed(self, tag: str, stem: str) -> set[int]:
         """Documents with a word (key or norm) in the fields of ``tag`` starting with
         ``stem``."""
-        if self._vocabulary is None:
-            self._vocabulary = sorted(self._postings)
         found: set[int] = set()
         for head in (tag + stem, _NORM + tag + stem):
-            i = bisect_left(self._vocabulary, head)
-            while i < len(self._vocabulary) and self._vocabulary[i].startswith(head):
-                found.update(self._postings[self._vocabulary[i]])
-                i += 1
+            for entry in self._starting(head):
+                found.update(self._postings[entry])
         return found
+
+    def _starting(self, head: str) -> list[str]:
+        """The posting keys that start with ``head``."""
+        if self._vocabulary is None:
+            self._vocabulary = sorted(self._postings)
+        vocabulary, found = self._vocabulary, []
+        i = bisect_left(vocabulary, head)
+        while i < len(vocabulary) and vocabulary[i].startswith(head):
+            found.append(vocabulary[i])
+            i += 1
+        return found
+
+    def _wildcard(self, tag: str, stem: str) -> _Wildcard:
+        """What scoring a wildcard needs: the keys and the norms (of words whose key
+        differs) that start with ``stem`` in the fields of ``tag``, and the documents that
+        have such a norm."""
+        keys = frozenset(e[len(tag) :] for e in self._starting(tag + stem))
+        entries = self._starting(_NORM + tag + stem)
+        norms = frozenset(e[len(_NORM + tag) :] for e in entries)
+        with_norms: set[int] = set()
+        for entry in entries:
+            with_norms.update(self._postings[entry])
+        return _Wildcard(keys, norms, with_norms)
 
 
 class _Holding:
@@ -232,7 +256,16 @@ def _adjacent(keys: tuple[str, ...], first: str, second: str) -> bool:
     return False
 
 
-def _score(scorer: _Scorer, hits: list[_Term], d: PreparedDocument) -> float:
+@dataclass(frozen=True, slots=True)
+class _Wildcard:
+    keys: frozenset[str]
+    norms: frozenset[str]
+    with_norms: set[int]
+
+
+def _score(
+    scorer: _Scorer, hits: list[_Term], d: PreparedDocument, wildcards: dict[int, _Wildcard]
+) -> float:
     """The score ``scorer.match`` gives, added up in the same order (so equal to the last
     bit), from word counts: no offsets are found for words and phrases."""
     score = 0.0
@@ -259,21 +292,24 @@ def _score(scorer: _Scorer, hits: list[_Term], d: PreparedDocument) -> float:
                         weight = scorer.weights.get(name, 1.0)
                         part += weight * idf * (1.0 + math.log(times))
         elif isinstance(node, Prefix):
-            part, stem = 0.0, node.stem
+            part, wildcard = 0.0, wildcards[id(term)]
             for name in term.fields:
                 f = getattr(d, name)
-                keys = f.keys
-                # The words whose key or norm starts with the stem, as ``prefix_at`` finds.
-                at = [
-                    i
-                    for i, (norm, key) in enumerate(f._word_forms)
-                    if key.startswith(stem) or norm.startswith(stem)
-                ]
-                if at:
+                keys = f.keyset & wildcard.keys
+                times = sum(map(f.keys.count, keys))
+                if d.document.id in wildcard.with_norms:
+                    # Words whose norm starts with the stem where their key does not: counted
+                    # too, as ``prefix_at`` does.
+                    extra = wildcard.norms.intersection(f.norms())
+                    if extra:
+                        more = [k for n, k in f._word_forms if n in extra and k not in keys]
+                        times += len(more)
+                        keys = keys.union(more)
+                if times:
                     tag = term.idf_keys[0]
-                    idf = max([scorer.idf(tag + k) for k in {keys[i] for i in at}])
+                    idf = max([scorer.idf(tag + k) for k in keys])
                     weight = scorer.weights.get(name, 1.0)
-                    part += weight * idf * (1.0 + math.log(len(at)))
+                    part += weight * idf * (1.0 + math.log(times))
         else:
             part = scorer.explain(term, d)[0]
         score += part
@@ -286,14 +322,15 @@ def _split_tag(key: str) -> tuple[str, str]:
 
 
 def _posting_keys(d: PreparedDocument) -> set[str]:
-    """The keys a document is filed under: its plain keys, and its words' norms where they
-    differ from the keys (wildcards match either)."""
+    """The keys a document is filed under: its plain keys, and the norms of its words that
+    differ from the word's own key (wildcards match either)."""
     keys = set(d.terms)
     for tag, names in _TAG_FIELDS.items():
         for name in names:
             f = getattr(d, name)
-            norms = set(norms_of([w for w in f.words if w])) - f.keyset
-            keys.update(_NORM + tag + n for n in norms)
+            keys.update(
+                _NORM + tag + norm for norm, key in set(f._word_forms) if norm != key and norm
+            )
     return keys
 
 

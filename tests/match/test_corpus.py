@@ -85,3 +85,21 @@ def test_corpus_follows_added_replaced_and_dropped_papers(
     assert corpus.search(query, stats, allowed=allowed.__contains__) == match_query(
         query, [p for p in prepared if p.document.id in allowed], stats
     )
+
+
+def test_wildcards_count_words_by_key_and_by_norm() -> None:
+    papers = [
+        Document(1, "LMs and LMS agents", "The agents of many caches cache."),
+        Document(2, "An agent", "Cached caches, and agentic agents."),
+        Document(3, "Nothing here", "lms alone"),
+    ]
+    corpus = Corpus()
+    for d in papers:
+        corpus.add(d)
+    stats = stats_from(papers)
+    prepared = [prepare(d) for d in papers]
+    for text in ("lms*", "lm*", "agents*", "agent*", "cach*", "caches*", "title:agen*", "ca* ag*"):
+        query = parse_query(text)
+        expected = match_query(query, prepared, stats)
+        assert expected, text
+        assert corpus.search(query, stats) == expected, text
