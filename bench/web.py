@@ -4,8 +4,9 @@
 
 Builds a SQLite database in a temporary folder (or ``--data-dir``, reused when it exists):
 the papers of ../shared (seeds, Hugging Face JSON, arXiv feeds) and recombined ones up to
-``--papers``, ingested as daily listing captures spread over the last ``--days`` days (so all
-of them are in the live preview's 30-day window by default: its worst case), with 20
+``--papers``, ingested as daily arXiv-style RSS captures (with authors) spread over the last
+``--days`` days (so all of them are in the live preview's 30-day window by default: its
+worst case), with 20
 subscribers of 3 profiles each, matched as they arrive. Then starts ``paperboy web`` in a
 subprocess and measures, with wrk (``apt-get install wrk``) for a few seconds each:
 - requests per second for a feed GET answered 200 (rendered), and for a conditional GET
@@ -79,6 +80,7 @@ def build_database(data: Path, papers: int, days: int) -> str:
     match.PAPERS = papers
     documents, _, _ = load_papers()
     rng = random.Random(7)
+    names = sorted({a for d in documents for a in d.authors}) or ["Jane Doe"]
     seen: set[str] = set()
     rows = []
     for d in documents:
@@ -86,8 +88,9 @@ def build_database(data: Path, papers: int, days: int) -> str:
         if key in seen or not d.abstract:
             continue
         seen.add(key)
-        one_line = " ".join(d.abstract.split())
-        rows.append((" ".join(d.title.split()), one_line, max(1, len(d.authors)), d.upvotes))
+        authors = d.authors or tuple(rng.sample(names, min(len(names), rng.randint(1, 6))))
+        arxiv_id = f"2601.{len(rows):05d}"
+        rows.append((" ".join(d.title.split()), " ".join(d.abstract.split()), authors, arxiv_id))
     now = datetime.now(UTC).replace(microsecond=0)
     clock = FixedClock(now - timedelta(days=days) + timedelta(hours=1))
     settings = Settings(data_dir=data, sources=[], profiles_file=data / "none.toml")
@@ -104,14 +107,14 @@ def build_database(data: Path, papers: int, days: int) -> str:
             chunk = rows[day * per_day : (day + 1) * per_day]
             if not chunk:
                 break
-            path = data / f"capture-{day:03d}.txt"
-            path.write_text(capture(clock.now(), chunk))
+            path = data / f"capture-{day:03d}.xml"
+            path.write_text(capture(chunk))
             app.pipeline.ingest.ingest_files([path], captured_at=clock.now())
             path.unlink()
             clock.advance(days=1)
         stored = app.store.counts()
     print(f"built: {stored} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    return documents[0].authors[0] if documents[0].authors else "Jane Doe"
+    return rows[0][2][0]
 
 
 def free_port() -> int:
