@@ -60,17 +60,22 @@ TOPICS = [
     ("RAG", "rag OR retrieval-augmented"),
     ("Speculative", '"speculative decoding"'),
 ]
-MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
-def capture(day: datetime, rows: list[tuple[str, str, int, int]]) -> str:
-    """A Hugging Face listing capture of ``rows`` (title, abstract, authors, upvotes)."""
-    date = f"{MONTHS[day.month - 1]} {day.day}"
-    lines = ["new", "Get trending papers in your email inbox!", "Subscribe", "Daily Papers"]
-    lines += ["byAK and the research community", date]
-    for title, abstract, authors, upvotes in rows:
-        lines += [title, abstract, f"  • {authors} authors", "·", f"{date} {upvotes}"]
-    return "\n\n".join(lines) + "\n"
+def capture(rows: list[tuple[str, str, tuple[str, ...], str]]) -> str:
+    """An arXiv-style RSS capture of ``rows`` (title, abstract, authors, arXiv id)."""
+    items = "".join(
+        f"<item><title>{escape(title)}</title><link>https://arxiv.org/abs/{arxiv_id}</link>"
+        f"<description>{escape(abstract)}</description>"
+        f"<guid isPermaLink='false'>oai:arXiv.org:{arxiv_id}v1</guid>"
+        f"<dc:creator>{escape(', '.join(authors))}</dc:creator></item>"
+        for title, abstract, authors, arxiv_id in rows
+    )
+    return (
+        '<?xml version="1.0"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        f"<channel><title>cs updates</title><link>https://arxiv.org/</link>{items}"
+        "</channel></rss>"
+    )
 
 
 def build_database(data: Path, papers: int, days: int) -> str:
