@@ -166,6 +166,7 @@ def main() -> None:
     with build(settings) as app:
         owner = app.pipeline.subscriptions.subscribers()[0]
         token = tokens.make(owner.id, owner.token, "feeds")
+        stored = app.store.counts()["papers"]
     port = free_port()
     env = {**os.environ, "PAPERBOY_CONFIG": str(data / "paperboy.toml")}
     (data / "paperboy.toml").write_text(
@@ -194,7 +195,7 @@ def main() -> None:
             assert first.status_code == 200, first
             etag = first.headers["etag"]
             size = len(first.content)
-            print(f"papers: {args.papers} over {args.days} days; feed of {size} bytes")
+            print(f"papers stored: {stored:,} over {args.days} days; feed of {size:,} bytes")
             print(f"first preview (waits for the window to be prepared): {warm * 1000:.0f} ms")
             ok = wrk(base + feed, args.duration, args.connections, {})
             fresh = wrk(base + feed, args.duration, args.connections, {"If-None-Match": etag})

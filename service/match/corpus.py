@@ -223,10 +223,10 @@ class _Holding:
         first, space, second = rest.partition(" ")
         if space:  # two adjacent words
             return any(
-                first in f.keyset and second in f.keyset and _adjacent(f.keys, first, second)
+                first in f.keys and second in f.keys and _adjacent(f.keys, first, second)
                 for f in fields
             )
-        return any(rest in f.keyset for f in fields)
+        return any(rest in f.keys for f in fields)
 
 
 def _occurrences(keys: tuple[str, ...], phrase: tuple[str, ...]) -> int:
@@ -275,27 +275,27 @@ def _score(
             part, idf, key = 0.0, 0.0, node.key
             for name in term.fields:
                 f = getattr(d, name)
-                if key in f.keyset:
+                times = f.keys.count(key)  # one pass over a tuple: no set is kept per paper
+                if times:
                     if not part and not idf:
                         idf = scorer.idf(term.idf_keys[0])
                     weight = scorer.weights.get(name, 1.0)
-                    part += weight * idf * (1.0 + math.log(f.keys.count(key)))
+                    part += weight * idf * (1.0 + math.log(times))
         elif isinstance(node, Phrase):
             part, idf, phrase = 0.0, 0.0, node.keys
             for name in term.fields:
                 f = getattr(d, name)
-                if f.keyset.issuperset(phrase):
-                    times = _occurrences(f.keys, phrase)
-                    if times:
-                        if not idf:
-                            idf = sum(map(scorer.idf, term.idf_keys))
-                        weight = scorer.weights.get(name, 1.0)
-                        part += weight * idf * (1.0 + math.log(times))
+                times = _occurrences(f.keys, phrase)
+                if times:
+                    if not idf:
+                        idf = sum(map(scorer.idf, term.idf_keys))
+                    weight = scorer.weights.get(name, 1.0)
+                    part += weight * idf * (1.0 + math.log(times))
         elif isinstance(node, Prefix):
             part, wildcard = 0.0, wildcards[id(term)]
             for name in term.fields:
                 f = getattr(d, name)
-                keys = f.keyset & wildcard.keys
+                keys = wildcard.keys.intersection(f.keys)
                 times = sum(map(f.keys.count, keys))
                 if d.document.id in wildcard.with_norms:
                     # Words whose norm starts with the stem where their key does not: counted

@@ -145,12 +145,12 @@ class _FieldText:
         "_forms",
         "_formset",
         "_key_at",
+        "_keyset",
         "_norm_at",
         "_norms",
         "_starts",
         "_word_forms",
         "keys",
-        "keyset",
         "segments",
         "words",
     )
@@ -173,7 +173,7 @@ class _FieldText:
         # (norm, key) of each word: one lookup, for the norms that wildcards may want later.
         self._word_forms = forms_of(written)
         self.keys = tuple(map(_KEY, self._word_forms))
-        self.keyset = frozenset(self.keys)
+        self._keyset: frozenset[str] | None = frozenset(self.keys)
         self._norms: tuple[str, ...] | None = None
         self._forms: list[str] | None = None
         self._formset: frozenset[str] | None = None
@@ -182,8 +182,18 @@ class _FieldText:
         self._key_at: _Bounds | None = None
         self._norm_at: _Bounds | None = None
 
+    @property
+    def keyset(self) -> frozenset[str]:
+        """The distinct keys."""
+        keyset = self._keyset
+        if keyset is None:
+            keyset = self._keyset = frozenset(self.keys)
+        return keyset
+
     def shed(self) -> None:
-        """Forget what was computed on demand (norms, forms, offsets), keeping the words."""
+        """Forget what was computed on demand (norms, forms, offsets, even the set of keys),
+        keeping the words."""
+        self._keyset = None
         self._norms = self._forms = self._formset = self._starts = None
         self._ends = []
         self._key_at = self._norm_at = None
