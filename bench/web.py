@@ -213,6 +213,9 @@ def main() -> None:
                 found = answer.text.count('class="paper"')
                 p95 = statistics.quantiles(times, n=20)[-1]
                 print(f"{query:40} {statistics.median(times):8.1f} {p95:8.1f} {found:6}")
+            status = Path(f"/proc/{server.pid}/status").read_text()
+            rss = int(status.split("VmRSS:")[1].split()[0]) // 1024
+            print(f"server memory (RSS) after the previews: {rss} MB")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

@@ -84,7 +84,6 @@ def mount(web: FastAPI, app: App) -> None:
             "ETag": f'"{state.etag}-{fmt}"',
             "Last-Modified": format_datetime(state.modified, usegmt=True),
             "Cache-Control": CACHE_CONTROL,
-            "Vary": "Accept-Encoding",
         }
         if _fresh(request, headers["ETag"], state):
             return Response(status_code=304, headers=headers)
