@@ -23,11 +23,16 @@ from service.match.index import (
     DocumentStats,
     PreparedDocument,
     _best_first,
+    _Check,
     _compile,
+    _Either,
+    _Every,
+    _Exact,
     _plan_keys,
     _positive_terms,
     _Scorer,
     _Term,
+    _Without,
 )
 from service.match.query import And, Node, Or, Phrase, Prefix, Query, Source, Word
 from service.match.results import Match
@@ -117,11 +122,15 @@ class Corpus:
         }
         ranked: list[tuple[float, int, list[_Term]]] = []
         touched = []
+        # Most plans read only the key tuples, which stay; those that look at words in
+        # other ways (and wildcards' norms) leave things to shed in every paper they saw.
+        shed_all = bool(wildcards) or _looks_at_words(plan)
         for document_id in ids:
             d = self._documents.get(document_id)
             if d is None or (allowed is not None and not allowed(document_id)):
                 continue
-            touched.append(d)
+            if shed_all:
+                touched.append(d)
             held = holding.of(d)
             if plan.ok(held, d):
                 hits = list(compress(terms, map(held.__contains__, probes)))
@@ -129,7 +138,7 @@ class Corpus:
         ranked.sort(key=lambda r: (r[0], r[1]))
         chosen = ranked if limit is None else ranked[:limit]
         found = [scorer.match(0, hits, self._documents[i], {}) for _, i, hits in chosen]
-        for d in touched:
+        for d in touched or [self._documents[i] for _, i, _ in chosen]:
             d.shed()  # keep the corpus small: offsets are computed again when next needed
         return _best_first(found)
 
@@ -195,38 +204,49 @@ class Corpus:
         return _Wildcard(keys, norms, with_norms)
 
 
+def _looks_at_words(check: _Check) -> bool:
+    """Whether a plan checks words beyond its keys (see ``match.index._Exact``)."""
+    if isinstance(check, _Exact):
+        return True
+    if isinstance(check, _Every | _Either):
+        return any(map(_looks_at_words, check.checks))
+    if isinstance(check, _Without):
+        return _looks_at_words(check.check)
+    return False
+
+
 class _Holding:
     """Which of a plan's keys a document holds (what ``PreparedDocument.held`` gives, for
-    these keys only: nothing is kept per document)."""
+    these keys only: nothing is kept per document). Plain keys and wildcards are looked up
+    in the postings, once per search; only adjacent words are looked for in the paper."""
 
     def __init__(self, corpus: Corpus, keys: Iterable[Hashable]) -> None:
-        self.corpus = corpus
-        self.keys = [k for k in keys if isinstance(k, str)]
-        self._prefixed: dict[str, set[int]] = {}
+        self.always = _ALWAYS in keys
+        self.posted: list[tuple[str, set[int]]] = []
+        self.pairs: list[tuple[str, tuple[str, ...], str, str]] = []
+        for key in keys:
+            if not isinstance(key, str) or key == _ALWAYS:
+                continue
+            if key.startswith("*"):  # "*" + tag + the first letters of a wildcard's stem
+                tag, stem = _split_tag(key[1:])
+                self.posted.append((key, corpus._prefixed(tag, stem)))
+                continue
+            tag, rest = _split_tag(key)
+            first, space, second = rest.partition(" ")
+            if space:  # two adjacent words
+                self.pairs.append((key, _TAG_FIELDS[tag], first, second))
+            else:  # a plain key: "s:" + source, or a word with its tag
+                self.posted.append((key, corpus._posting(key)))
 
     def of(self, d: PreparedDocument) -> set[Hashable]:
-        return {key for key in self.keys if self._holds(d, key)}
-
-    def _holds(self, d: PreparedDocument, key: str) -> bool:
-        if key == _ALWAYS:
-            return True
-        if key.startswith("*"):  # "*" + tag + the first letters of a wildcard's stem
-            found = self._prefixed.get(key)
-            if found is None:
-                tag, stem = _split_tag(key[1:])
-                found = self._prefixed[key] = self.corpus._prefixed(tag, stem)
-            return d.document.id in found
-        if key.startswith("s:"):
-            return key[2:] in d.sources
-        tag, rest = _split_tag(key)
-        fields = [getattr(d, name) for name in _TAG_FIELDS[tag]]
-        first, space, second = rest.partition(" ")
-        if space:  # two adjacent words
-            return any(
-                first in f.keys and second in f.keys and _adjacent(f.keys, first, second)
-                for f in fields
-            )
-        return any(rest in f.keys for f in fields)
+        i = d.document.id
+        held: set[Hashable] = {key for key, ids in self.posted if i in ids}
+        for key, names, first, second in self.pairs:
+            if any(_adjacent(getattr(d, name).keys, first, second) for name in names):
+                held.add(key)
+        if self.always:
+            held.add(_ALWAYS)
+        return held
 
 
 def _occurrences(keys: tuple[str, ...], phrase: tuple[str, ...]) -> int:
@@ -245,7 +265,10 @@ def _occurrences(keys: tuple[str, ...], phrase: tuple[str, ...]) -> int:
 def _adjacent(keys: tuple[str, ...], first: str, second: str) -> bool:
     """Whether ``second`` follows ``first`` somewhere in ``keys`` (searched at C speed)."""
     last = len(keys) - 1
-    i = keys.index(first)
+    try:
+        i = keys.index(first)
+    except ValueError:
+        return False
     while i < last:
         if keys[i + 1] == second:
             return True

@@ -54,6 +54,13 @@ def test_corpus_search_equals_match_query(
         assert corpus.search(query, stats, limit=3) == expected[:3], str(query)
         matched += bool(expected)
     assert matched > 100, "too few queries match to test anything"
+    # Searching leaves nothing behind in the papers kept (they stay small).
+    for kept in corpus._documents.values():
+        assert kept._terms is None and not kept._held
+        for f in (kept.title, kept.abstract, kept.author, kept.org):
+            assert f._keyset is None or not f.keys
+            assert f._starts is None and f._key_at is None and f._forms is None
+            assert f._norms is None or not f.keys
     boosted = parse_query("model* OR inference")
     assert corpus.search(boosted, stats, upvote_boost=2.0) == match_query(
         boosted, prepared, stats, upvote_boost=2.0
