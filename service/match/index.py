@@ -148,6 +148,7 @@ class _FieldText:
         "_keyset",
         "_norm_at",
         "_norms",
+        "_pieces",
         "_starts",
         "_word_forms",
         "keys",
@@ -157,9 +158,10 @@ class _FieldText:
 
     def __init__(self, segments: tuple[tuple[str, int], ...]) -> None:
         self.segments = segments
-        # The split text is not kept: offsets are wanted for a few matched papers only, and
-        # it would be most of the memory of a document kept prepared (see match.corpus).
-        split_texts = [pieces(text) for text, _ in segments]
+        # Split once: the words, and their offsets later if a reason needs them (a document
+        # kept long sheds the split text, most of its memory: see ``shed``).
+        self._pieces: list[list[str]] | None = [pieces(text) for text, _ in segments]
+        split_texts = self._pieces
         if len(segments) == 1:
             # Interned: many documents share one string per spelling, not one each.
             written = list(map(intern, split_texts[0][1::2]))
@@ -194,6 +196,7 @@ class _FieldText:
         """Forget what was computed on demand (norms, forms, offsets, even the set of keys),
         keeping the words."""
         self._keyset = None
+        self._pieces = None
         self._norms = self._forms = self._formset = self._starts = None
         self._ends = []
         self._key_at = self._norm_at = None
@@ -219,13 +222,13 @@ class _FieldText:
     def _bounds(self) -> tuple[list[int], list[int]]:
         """Start and end offsets aligned with ``keys``, in the text of the whole field."""
         if self._starts is None:
+            split_texts = self._pieces or [pieces(text) for text, _ in self.segments]
             if len(self.segments) == 1 and not self.segments[0][1]:
-                self._starts, self._ends = bounds_of(pieces(self.segments[0][0]))
+                self._starts, self._ends = bounds_of(split_texts[0])
             else:
                 starts: list[int] = []
                 ends: list[int] = []
-                for text, offset in self.segments:
-                    split = pieces(text)
+                for (_, offset), split in zip(self.segments, split_texts, strict=True):
                     if starts:
                         starts.append(offset)
                         ends.append(offset)
