@@ -61,6 +61,7 @@ def test_corpus_search_equals_match_query(
             assert f._keyset is None or not f.keys
             assert f._starts is None and f._key_at is None and f._forms is None
             assert f._norms is None or not f.keys
+            assert f._pieces is None or not f.keys
     boosted = parse_query("model* OR inference")
     assert corpus.search(boosted, stats, upvote_boost=2.0) == match_query(
         boosted, prepared, stats, upvote_boost=2.0
