@@ -23,6 +23,9 @@ RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin pape
 USER paperboy
 VOLUME ["/data"]
 WORKDIR /data
+# The web listens on every interface of the container (publish it, or put a proxy in front).
+ENV PAPERBOY_WEB__HOST=0.0.0.0
+EXPOSE 8000
 
 ENTRYPOINT ["paperboy"]
 CMD ["run"]

@@ -468,8 +468,8 @@ class Mailroom:
 
     def _state(self, source: FeedSource, feed: Feed, token: str) -> FeedState:
         ids = [p.id for p in feed.profiles]
-        counted = [source.matched[i] for i in ids if i in source.matched]
-        moments = [at for _, at in counted] + [source.saved[i] for i in ids]
+        newest = [source.matched[i] for i in ids if i in source.matched]
+        moments = newest + [source.saved[i] for i in ids]
         modified = max(moments, default=EPOCH).replace(microsecond=0)
         seed = "|".join(
             [
@@ -479,8 +479,8 @@ class Mailroom:
                 token,
                 feed.slug,
                 feed.title,
-                *(f"{p.id}:{source.saved[p.id].isoformat()}" for p in feed.profiles),
-                *(f"{n}:{at.isoformat()}" for n, at in counted),
+                *(f"{i}:{source.saved[i].isoformat()}" for i in ids),
+                *(f"{i}@{source.matched[i].isoformat()}" for i in ids if i in source.matched),
             ]
         )
         tag = hashlib.blake2b(seed.encode(), digest_size=12).hexdigest()

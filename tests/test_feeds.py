@@ -141,3 +141,46 @@ def test_a_listing_paper_links_to_its_pages_once_its_arxiv_id_is_known(
     assert "https://arxiv.org/abs/2606.00002" in text
     assert 'href="https://huggingface.co/papers/2606.00002"' in html
     assert "papers?q=" not in text + html
+
+
+def test_slugs_keep_letters_and_are_unique() -> None:
+    from service.render.feeds import slug, slugs
+
+    assert slug("Ünïcode ✓") == "unicode"
+    assert slug("機械学習") == "機械学習"
+    assert slug("KV cache (v2)") == "kv-cache-v2"
+    assert slug("✓ ✓") == "profile"
+    # The oldest profile keeps the plain slug; later ones (and "all") get their id.
+    assert slugs([(7, "kv-cache"), (3, "KV cache"), (9, "all")]) == {
+        3: "kv-cache",
+        7: "kv-cache-7",
+        9: "all-9",
+    }
+
+
+def test_feeds_export_removes_what_is_no_longer_published(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    out = tmp_path / "public"
+    keep = out / "index.html"  # not paperboy's: left alone
+    out.mkdir()
+    keep.write_text("hello")
+
+    def cli(*args: str) -> int:
+        return main(["--data-dir", str(data), *args])
+
+    assert cli("subscriber", "add", "ann@example.org") == 0
+    assert cli("subscriber", "add", "bob@example.org") == 0
+    assert cli("profile", "add", "ann@example.org", "Ünïcode ✓", "kv") == 0
+    assert cli("profile", "add", "ann@example.org", "Old", "cache") == 0
+    assert cli("profile", "add", "bob@example.org", "KV", "kv") == 0
+    assert cli("feeds", "export", str(out)) == 0
+    folders = {p.name: sorted(f.name for f in p.iterdir()) for p in out.iterdir() if p.is_dir()}
+    assert sorted(map(len, folders.values())) == [4, 6]
+    assert any("unicode.atom" in names for names in folders.values())
+
+    assert cli("profile", "remove", "ann@example.org", "Old") == 0
+    assert cli("subscriber", "remove", "bob@example.org") == 0
+    assert cli("feeds", "export", str(out)) == 0
+    [names] = [sorted(f.name for f in p.iterdir()) for p in out.iterdir() if p.is_dir()]
+    assert names == ["all.atom", "all.rss", "unicode.atom", "unicode.rss"]
+    assert keep.read_text() == "hello"

@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from deliver.smtpd import SmtpSink
 from mail import ingest, listing, make_app, parse
@@ -140,3 +141,87 @@ def test_run_logs_a_mail_server_unusable_as_configured_once(
     ]
     assert [(r.name, r.levelname) for r in said] == [("service.runner", "ERROR")]
     assert "STARTTLS extension not supported" in said[0].getMessage()
+
+
+def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``paperboy ARGS --port <free>`` as a user starts it, once it answers /healthz."""
+    from webserver import free_port
+
+    data = tmp_path / "data"
+    config = tmp_path / "paperboy.toml"
+    config.write_text(CONFIG.format(data=data, profiles=tmp_path / "none.toml"))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", *args, "--port", str(port)],
+        env={**os.environ, "PAPERBOY_CONFIG": str(config)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz").text == "ok"
+        except httpx.TransportError:
+            return False
+
+    if not wait_for(healthy):
+        process.kill()
+        raise AssertionError(process.communicate()[0].decode())
+    return process, base
+
+
+def stop(process: subprocess.Popen[bytes]) -> str:
+    """SIGTERM, then the output; the process must be gone within a few seconds."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return output.decode()
+
+
+def test_run_serves_the_web_beside_the_jobs_and_stops_on_sigterm(tmp_path: Path) -> None:
+    process, base = start(tmp_path, "run", "--tick", "0.5")
+    try:
+        assert httpx.get(f"{base}/readyz").json()["ready"] is True
+        inbox = tmp_path / "data" / "inbox"
+        part = inbox / "capture.txt.part"
+        part.write_text(listing("Jun 1", ("A kv cache for everyone", "x", "May 30 3")))
+        part.rename(inbox / "capture.txt")
+        # The scheduler in the same process polls; the web sees it.
+        assert wait_for(lambda: httpx.get(f"{base}/readyz").json()["last_poll"] is not None)
+    finally:
+        output = stop(process)
+    assert process.returncode == 0, output
+    assert "paperboy running" in output and "web listening on" in output
+
+
+def test_web_access_log_never_shows_tokens(tmp_path: Path) -> None:
+    process, base = start(tmp_path, "web")
+    secrets = ["7.c2VjcmV0LXRva2VuLXZhbHVlLTE", "8.YW5vdGhlci1zZWNyZXQtdG9rZW4"]
+    try:
+        with httpx.Client(base_url=base) as client:
+            paths = [
+                f"/feeds/{secrets[0]}/all.rss",
+                f"/manage/{secrets[1]}",
+                f"/unsubscribe/{secrets[0]}?x=1",
+                f"/confirm/{secrets[1]}",
+                "/healthz",
+            ]
+            for path in paths:
+                client.get(path)
+            assert client.post(f"/unsubscribe/{secrets[1]}").status_code in (404, 405, 200)
+    finally:
+        output = stop(process)
+    assert process.returncode == 0, output
+    assert '"GET /feeds/***/all.rss HTTP/1.1" 404' in output
+    assert '"GET /manage/*** HTTP/1.1"' in output
+    assert '"GET /unsubscribe/***?x=1 HTTP/1.1"' in output
+    assert '"GET /confirm/*** HTTP/1.1"' in output
+    assert '"GET /healthz HTTP/1.1" 200' in output
+    for secret in secrets:
+        assert secret not in output
+        assert secret.split(".")[1] not in output

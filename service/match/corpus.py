@@ -9,8 +9,10 @@ so a caller keeps the corpus in step with what arrives and what ages out.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
 from itertools import compress
 
 from service.match.index import (
@@ -21,15 +23,19 @@ from service.match.index import (
     DocumentStats,
     PreparedDocument,
     _best_first,
+    _Check,
     _compile,
+    _Either,
+    _Every,
+    _Exact,
     _plan_keys,
     _positive_terms,
     _Scorer,
     _Term,
+    _Without,
 )
 from service.match.query import And, Node, Or, Phrase, Prefix, Query, Source, Word
 from service.match.results import Match
-from service.match.text import norms_of
 
 _NORM = "~"  # postings of a norm that differs from its word's key: "~" + tag + norm
 _TAG_FIELDS = {"": ("title", "abstract"), "t:": ("title",), "a:": ("author",), "o:": ("org",)}
@@ -94,29 +100,45 @@ class Corpus:
         *,
         upvote_boost: float = 0.0,
         allowed: Callable[[int], bool] | None = None,
+        limit: int | None = None,
     ) -> list[Match]:
-        """The documents matching ``query`` (and ``allowed``, when given), best first, scored
-        as :func:`match_query` scores them."""
+        """The best ``limit`` (or all) documents matching ``query`` (and ``allowed``, when
+        given), best first, scored as :func:`match_query` scores them.
+
+        Every match is scored from word counts alone; only the ``limit`` best are explained
+        (their reasons' offsets found), which is most of the work of a match.
+        """
         narrowed = self._candidates(query.root)
         ids: Iterable[int] = self._documents if narrowed is None else narrowed
         scorer = _Scorer(stats, FIELD_WEIGHTS, upvote_boost)
         plan = _compile(query.root)
         terms = tuple(_Term(t) for t in _positive_terms(query.root))
         probes = tuple(t.probe for t in terms)
-        keys = {*_plan_keys(plan), *probes}
-        holding = _Holding(self, keys)
-        found = []
+        holding = _Holding(self, {*_plan_keys(plan), *probes})
+        wildcards = {
+            id(t): self._wildcard(t.idf_keys[0], t.node.stem)
+            for t in terms
+            if isinstance(t.node, Prefix)
+        }
+        ranked: list[tuple[float, int, list[_Term]]] = []
         touched = []
+        # Most plans read only the key tuples, which stay; those that look at words in
+        # other ways (and wildcards' norms) leave things to shed in every paper they saw.
+        shed_all = bool(wildcards) or _looks_at_words(plan)
         for document_id in ids:
             d = self._documents.get(document_id)
             if d is None or (allowed is not None and not allowed(document_id)):
                 continue
-            touched.append(d)
+            if shed_all:
+                touched.append(d)
             held = holding.of(d)
             if plan.ok(held, d):
-                hits = compress(terms, map(held.__contains__, probes))
-                found.append(scorer.match(0, hits, d, {}))
-        for d in touched:
+                hits = list(compress(terms, map(held.__contains__, probes)))
+                ranked.append((-_score(scorer, hits, d, wildcards), document_id, hits))
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        chosen = ranked if limit is None else ranked[:limit]
+        found = [scorer.match(0, hits, self._documents[i], {}) for _, i, hits in chosen]
+        for d in touched or [self._documents[i] for _, i, _ in chosen]:
             d.shed()  # keep the corpus small: offsets are computed again when next needed
         return _best_first(found)
 
@@ -152,46 +174,170 @@ class Corpus:
     def _prefixed(self, tag: str, stem: str) -> set[int]:
         """Documents with a word (key or norm) in the fields of ``tag`` starting with
         ``stem``."""
-        if self._vocabulary is None:
-            self._vocabulary = sorted(self._postings)
         found: set[int] = set()
         for head in (tag + stem, _NORM + tag + stem):
-            i = bisect_left(self._vocabulary, head)
-            while i < len(self._vocabulary) and self._vocabulary[i].startswith(head):
-                found.update(self._postings[self._vocabulary[i]])
-                i += 1
+            for entry in self._starting(head):
+                found.update(self._postings[entry])
         return found
+
+    def _starting(self, head: str) -> list[str]:
+        """The posting keys that start with ``head``."""
+        if self._vocabulary is None:
+            self._vocabulary = sorted(self._postings)
+        vocabulary, found = self._vocabulary, []
+        i = bisect_left(vocabulary, head)
+        while i < len(vocabulary) and vocabulary[i].startswith(head):
+            found.append(vocabulary[i])
+            i += 1
+        return found
+
+    def _wildcard(self, tag: str, stem: str) -> _Wildcard:
+        """What scoring a wildcard needs: the keys and the norms (of words whose key
+        differs) that start with ``stem`` in the fields of ``tag``, and the documents that
+        have such a norm."""
+        keys = frozenset(e[len(tag) :] for e in self._starting(tag + stem))
+        entries = self._starting(_NORM + tag + stem)
+        norms = frozenset(e[len(_NORM + tag) :] for e in entries)
+        with_norms: set[int] = set()
+        for entry in entries:
+            with_norms.update(self._postings[entry])
+        return _Wildcard(keys, norms, with_norms)
+
+
+def _looks_at_words(check: _Check) -> bool:
+    """Whether a plan checks words beyond its keys (see ``match.index._Exact``)."""
+    if isinstance(check, _Exact):
+        return True
+    if isinstance(check, _Every | _Either):
+        return any(map(_looks_at_words, check.checks))
+    if isinstance(check, _Without):
+        return _looks_at_words(check.check)
+    return False
 
 
 class _Holding:
     """Which of a plan's keys a document holds (what ``PreparedDocument.held`` gives, for
-    these keys only: nothing is kept per document)."""
+    these keys only: nothing is kept per document). Plain keys and wildcards are looked up
+    in the postings, once per search; only adjacent words are looked for in the paper."""
 
     def __init__(self, corpus: Corpus, keys: Iterable[Hashable]) -> None:
-        self.corpus = corpus
-        self.keys = [k for k in keys if isinstance(k, str)]
-        self._prefixed: dict[str, set[int]] = {}
+        self.always = _ALWAYS in keys
+        self.posted: list[tuple[str, set[int]]] = []
+        self.pairs: list[tuple[str, tuple[str, ...], str, str]] = []
+        for key in keys:
+            if not isinstance(key, str) or key == _ALWAYS:
+                continue
+            if key.startswith("*"):  # "*" + tag + the first letters of a wildcard's stem
+                tag, stem = _split_tag(key[1:])
+                self.posted.append((key, corpus._prefixed(tag, stem)))
+                continue
+            tag, rest = _split_tag(key)
+            first, space, second = rest.partition(" ")
+            if space:  # two adjacent words
+                self.pairs.append((key, _TAG_FIELDS[tag], first, second))
+            else:  # a plain key: "s:" + source, or a word with its tag
+                self.posted.append((key, corpus._posting(key)))
 
     def of(self, d: PreparedDocument) -> set[Hashable]:
-        return {key for key in self.keys if self._holds(d, key)}
+        i = d.document.id
+        held: set[Hashable] = {key for key, ids in self.posted if i in ids}
+        for key, names, first, second in self.pairs:
+            if any(_adjacent(getattr(d, name).keys, first, second) for name in names):
+                held.add(key)
+        if self.always:
+            held.add(_ALWAYS)
+        return held
 
-    def _holds(self, d: PreparedDocument, key: str) -> bool:
-        if key == _ALWAYS:
+
+def _occurrences(keys: tuple[str, ...], phrase: tuple[str, ...]) -> int:
+    """How often ``phrase`` occurs in ``keys`` (whose set holds its first word)."""
+    first, n = phrase[0], len(phrase)
+    found, i = 0, -1
+    while True:
+        try:
+            i = keys.index(first, i + 1)
+        except ValueError:
+            return found
+        if keys[i : i + n] == phrase:
+            found += 1
+
+
+def _adjacent(keys: tuple[str, ...], first: str, second: str) -> bool:
+    """Whether ``second`` follows ``first`` somewhere in ``keys`` (searched at C speed)."""
+    last = len(keys) - 1
+    try:
+        i = keys.index(first)
+    except ValueError:
+        return False
+    while i < last:
+        if keys[i + 1] == second:
             return True
-        if key.startswith("*"):  # "*" + tag + the first letters of a wildcard's stem
-            found = self._prefixed.get(key)
-            if found is None:
-                tag, stem = _split_tag(key[1:])
-                found = self._prefixed[key] = self.corpus._prefixed(tag, stem)
-            return d.document.id in found
-        if key.startswith("s:"):
-            return key[2:] in d.sources
-        tag, rest = _split_tag(key)
-        fields = [getattr(d, name) for name in _TAG_FIELDS[tag]]
-        first, space, second = rest.partition(" ")
-        if space:  # two adjacent words
-            return any(f.has_phrase((first, second)) for f in fields)
-        return any(rest in f.keyset for f in fields)
+        try:
+            i = keys.index(first, i + 1)
+        except ValueError:
+            return False
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Wildcard:
+    keys: frozenset[str]
+    norms: frozenset[str]
+    with_norms: set[int]
+
+
+def _score(
+    scorer: _Scorer, hits: list[_Term], d: PreparedDocument, wildcards: dict[int, _Wildcard]
+) -> float:
+    """The score ``scorer.match`` gives, added up in the same order (so equal to the last
+    bit), from word counts: no offsets are found for words and phrases."""
+    score = 0.0
+    for term in hits:
+        node = term.node
+        if isinstance(node, Word):
+            part, idf, key = 0.0, 0.0, node.key
+            for name in term.fields:
+                f = getattr(d, name)
+                times = f.keys.count(key)  # one pass over a tuple: no set is kept per paper
+                if times:
+                    if not part and not idf:
+                        idf = scorer.idf(term.idf_keys[0])
+                    weight = scorer.weights.get(name, 1.0)
+                    part += weight * idf * (1.0 + math.log(times))
+        elif isinstance(node, Phrase):
+            part, idf, phrase = 0.0, 0.0, node.keys
+            for name in term.fields:
+                f = getattr(d, name)
+                times = _occurrences(f.keys, phrase)
+                if times:
+                    if not idf:
+                        idf = sum(map(scorer.idf, term.idf_keys))
+                    weight = scorer.weights.get(name, 1.0)
+                    part += weight * idf * (1.0 + math.log(times))
+        elif isinstance(node, Prefix):
+            part, wildcard = 0.0, wildcards[id(term)]
+            for name in term.fields:
+                f = getattr(d, name)
+                keys = wildcard.keys.intersection(f.keys)
+                times = sum(map(f.keys.count, keys))
+                if d.document.id in wildcard.with_norms:
+                    # Words whose norm starts with the stem where their key does not: counted
+                    # too, as ``prefix_at`` does.
+                    extra = wildcard.norms.intersection(f.norms())
+                    if extra:
+                        more = [k for n, k in f._word_forms if n in extra and k not in keys]
+                        times += len(more)
+                        keys = keys.union(more)
+                if times:
+                    tag = term.idf_keys[0]
+                    idf = max([scorer.idf(tag + k) for k in keys])
+                    weight = scorer.weights.get(name, 1.0)
+                    part += weight * idf * (1.0 + math.log(times))
+        else:
+            part = scorer.explain(term, d)[0]
+        score += part
+    boost = scorer.boost(d)
+    return score + boost if boost else score
 
 
 def _split_tag(key: str) -> tuple[str, str]:
@@ -199,14 +345,15 @@ def _split_tag(key: str) -> tuple[str, str]:
 
 
 def _posting_keys(d: PreparedDocument) -> set[str]:
-    """The keys a document is filed under: its plain keys, and its words' norms where they
-    differ from the keys (wildcards match either)."""
+    """The keys a document is filed under: its plain keys, and the norms of its words that
+    differ from the word's own key (wildcards match either)."""
     keys = set(d.terms)
     for tag, names in _TAG_FIELDS.items():
         for name in names:
             f = getattr(d, name)
-            norms = set(norms_of([w for w in f.words if w])) - f.keyset
-            keys.update(_NORM + tag + n for n in norms)
+            keys.update(
+                _NORM + tag + norm for norm, key in set(f._word_forms) if norm != key and norm
+            )
     return keys
 
 

@@ -145,21 +145,23 @@ class _FieldText:
         "_forms",
         "_formset",
         "_key_at",
+        "_keyset",
         "_norm_at",
         "_norms",
+        "_pieces",
         "_starts",
         "_word_forms",
         "keys",
-        "keyset",
         "segments",
         "words",
     )
 
     def __init__(self, segments: tuple[tuple[str, int], ...]) -> None:
         self.segments = segments
-        # The split text is not kept: offsets are wanted for a few matched papers only, and
-        # it would be most of the memory of a document kept prepared (see match.corpus).
-        split_texts = [pieces(text) for text, _ in segments]
+        # Split once: the words, and their offsets later if a reason needs them (a document
+        # kept long sheds the split text, most of its memory: see ``shed``).
+        self._pieces: list[list[str]] | None = [pieces(text) for text, _ in segments]
+        split_texts = self._pieces
         if len(segments) == 1:
             # Interned: many documents share one string per spelling, not one each.
             written = list(map(intern, split_texts[0][1::2]))
@@ -173,7 +175,7 @@ class _FieldText:
         # (norm, key) of each word: one lookup, for the norms that wildcards may want later.
         self._word_forms = forms_of(written)
         self.keys = tuple(map(_KEY, self._word_forms))
-        self.keyset = frozenset(self.keys)
+        self._keyset: frozenset[str] | None = frozenset(self.keys)
         self._norms: tuple[str, ...] | None = None
         self._forms: list[str] | None = None
         self._formset: frozenset[str] | None = None
@@ -182,8 +184,19 @@ class _FieldText:
         self._key_at: _Bounds | None = None
         self._norm_at: _Bounds | None = None
 
+    @property
+    def keyset(self) -> frozenset[str]:
+        """The distinct keys."""
+        keyset = self._keyset
+        if keyset is None:
+            keyset = self._keyset = frozenset(self.keys)
+        return keyset
+
     def shed(self) -> None:
-        """Forget what was computed on demand (norms, forms, offsets), keeping the words."""
+        """Forget what was computed on demand (norms, forms, offsets, even the set of keys),
+        keeping the words."""
+        self._keyset = None
+        self._pieces = None
         self._norms = self._forms = self._formset = self._starts = None
         self._ends = []
         self._key_at = self._norm_at = None
@@ -209,13 +222,13 @@ class _FieldText:
     def _bounds(self) -> tuple[list[int], list[int]]:
         """Start and end offsets aligned with ``keys``, in the text of the whole field."""
         if self._starts is None:
+            split_texts = self._pieces or [pieces(text) for text, _ in self.segments]
             if len(self.segments) == 1 and not self.segments[0][1]:
-                self._starts, self._ends = bounds_of(pieces(self.segments[0][0]))
+                self._starts, self._ends = bounds_of(split_texts[0])
             else:
                 starts: list[int] = []
                 ends: list[int] = []
-                for text, offset in self.segments:
-                    split = pieces(text)
+                for (_, offset), split in zip(self.segments, split_texts, strict=True):
                     if starts:
                         starts.append(offset)
                         ends.append(offset)

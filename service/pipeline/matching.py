@@ -3,6 +3,7 @@ against every profile at once, back-fill for new or changed profiles, and previe
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,9 @@ MATCHED_EVENTS = ("new", "listed", "updated")
 PREVIEW_WINDOW = timedelta(days=30)
 # How often papers that aged out of the window are dropped from it.
 AGE_CHECK = timedelta(minutes=10)
+# Kept prepared: the window and a margin, so that a window asked for a moment ago (or until
+# the next age check) is still whole.
+KEPT = PREVIEW_WINDOW + AGE_CHECK
 
 
 class Matching:
@@ -77,7 +81,7 @@ class Matching:
         """
         parsed = parse_query(query) if isinstance(query, str) else query
         now = self.clock.now()
-        if since is None or since < now - PREVIEW_WINDOW:
+        if since is None or since < now - KEPT:
             stored = {p.id: p for p in self.store.papers(since=since)}
             found = self._match_query(parsed, (document_from_paper(p) for p in stored.values()))
             return [(stored[m.document_id], m) for m in found[:limit]]
@@ -90,7 +94,11 @@ class Matching:
                 return first_seen[paper_id] >= since
 
             found = corpus.search(
-                parsed, stats, upvote_boost=self.settings.matching.upvote_boost, allowed=allowed
+                parsed,
+                stats,
+                upvote_boost=self.settings.matching.upvote_boost,
+                allowed=allowed,
+                limit=limit,
             )
             return [(kept[m.document_id], m) for m in found[:limit]]
 
@@ -100,11 +108,15 @@ class Matching:
         self._stats()
         with self._lock:
             self._up_to_date(self.clock.now())
+        # What was just built lives as long as the process: out of the cyclic collector's
+        # way, whose full passes would otherwise walk millions of objects at every preview.
+        gc.collect()
+        gc.freeze()
 
     def _up_to_date(self, now: datetime) -> Corpus:
-        """The corpus of the papers first seen within ``PREVIEW_WINDOW``: built once, then
+        """The corpus of the papers first seen within ``KEPT``: built once, then
         brought up to date from the events since it last looked (call with the lock held)."""
-        start = now - PREVIEW_WINDOW
+        start = now - KEPT
         latest = self.store.last_event()
         if self._corpus is None:
             self._corpus, self._seen_event = Corpus(), latest

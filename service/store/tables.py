@@ -195,6 +195,7 @@ matches = sa.Table(
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("reasons", sa.JSON, nullable=False),
     sa.Column("matched_at", UTCDateTime, nullable=False, index=True),
+    sa.Index(None, "profile_id", "matched_at"),  # a feed's newest matches
 )
 
 deliveries = sa.Table(
