@@ -3,6 +3,7 @@ is a documented setting whose value loads, and the services reach each other by 
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -19,17 +20,25 @@ ROOT = Path(__file__).resolve().parent.parent
 FILE_VARIABLE = "PAPERBOY_CONFIG"
 
 
-def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+# What the compose files' ${VARIABLE} interpolations stand for in these tests.
+INTERPOLATED = {"DOMAIN": "papers.example.org"}
+
+
+def compose(name: str = "compose.yaml") -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / name).read_text())
     return loaded
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
-    """A service's environment, from either of compose's two forms (a map or KEY=VALUE lines)."""
+    """A service's environment, from either of compose's two forms (a map or KEY=VALUE lines),
+    with ``${VARIABLE}`` and ``${VARIABLE:?message}`` interpolated as compose would."""
     given = service.get("environment") or {}
     if isinstance(given, list):
         given = dict(line.split("=", 1) for line in given)
-    return {name: str(value) for name, value in given.items()}
+    return {
+        name: re.sub(r"\$\{(\w+)[^}]*\}", lambda m: INTERPOLATED[m[1]], str(value))
+        for name, value in given.items()
+    }
 
 
 def dockerfile_environment() -> dict[str, str]:
@@ -63,7 +72,14 @@ def read_back(settings: Settings, path: list[str]) -> str:
         value = getattr(value, part)
     if isinstance(value, SecretStr):
         return value.get_secret_value()
+    if isinstance(value, list | dict):  # given as JSON, as pydantic-settings reads it
+        return json.dumps(value)
     return str(value)
+
+
+def normal(value: str) -> str:
+    """A variable's value as ``read_back`` shows it (JSON in one spelling)."""
+    return json.dumps(json.loads(value)) if value.startswith(("[", "{")) else value
 
 
 def in_container(
@@ -88,21 +104,25 @@ def test_every_variable_the_image_sets_is_a_setting_that_loads(
     assert image[FILE_VARIABLE] == "/config/paperboy.toml"
     settings, variables = in_container(monkeypatch, {})
     for name, value in variables.items():
-        assert read_back(settings, field_path(name)) == value, name
+        assert read_back(settings, field_path(name)) == normal(value), name
     assert (settings.web.host, settings.web.port) == ("0.0.0.0", 8000)
     assert "EXPOSE 8000" in (ROOT / "Dockerfile").read_text()
 
 
 @pytest.mark.parametrize("service", ["paperboy", "worker"])
+@pytest.mark.parametrize("files", [["compose.yaml"], ["compose.yaml", "compose.proxy.yaml"]])
 def test_every_variable_compose_sets_is_a_setting_that_loads(
-    monkeypatch: pytest.MonkeyPatch, service: str
+    monkeypatch: pytest.MonkeyPatch, service: str, files: list[str]
 ) -> None:
-    given = environment(compose()["services"][service])
+    # An override file's environment adds to the base's, name by name (compose's merge rule).
+    given: dict[str, str] = {}
+    for name in files:
+        given |= environment(compose(name)["services"][service])
     assert given, f"{service} sets no variables"
     assert all(name.startswith("PAPERBOY_") for name in given), given
     settings, _ = in_container(monkeypatch, given)
     for name, value in given.items():
-        assert read_back(settings, field_path(name)) == value, name
+        assert read_back(settings, field_path(name)) == normal(value), name
 
 
 def test_a_variable_that_is_no_setting_is_caught() -> None:
@@ -128,8 +148,9 @@ def test_compose_wires_paperboy_to_postgresql_and_the_mail_catcher(
         "axllent/mailpit"
     )
     assert mail.smtp.port == 1025
-    assert "8025:8025" in services["mailpit"]["ports"]
-    assert "8000:8000" in services["paperboy"]["ports"]
+    # Mailpit shows every mail (confirm and manage links too): the loopback only.
+    assert services["mailpit"]["ports"] == ["127.0.0.1:8025:8025"]
+    assert services["paperboy"]["ports"] == ["127.0.0.1:8000:8000"]
     for name in ("paperboy", "worker"):
         assert "paperboy-data:/data" in services[name]["volumes"]
         assert "./config:/config:ro" in services[name]["volumes"]
@@ -144,3 +165,19 @@ def test_the_image_labels_carry_the_projects_version_and_licence() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"ARG VERSION={project['version']}\n" in dockerfile
     assert f'org.opencontainers.image.licenses="{project["license"]["text"]}"' in dockerfile
+
+
+def test_behind_the_proxy_links_are_https_and_the_proxy_is_believed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services = compose()["services"]
+    proxy = compose("compose.proxy.yaml")["services"]
+    for name in ("paperboy", "worker"):  # both send mail: both need the public base_url
+        settings, _ = in_container(
+            monkeypatch, environment(services[name]) | environment(proxy[name])
+        )
+        assert settings.mail.base_url == "https://papers.example.org"
+        # Docker's default address pools, where the proxy's container gets its address.
+        assert settings.web.trusted_proxies == ["172.16.0.0/12", "192.168.0.0/16"]
+    assert "--to paperboy:8000" in proxy["caddy"]["command"]
+    assert "443:443" in proxy["caddy"]["ports"]
