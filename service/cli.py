@@ -22,6 +22,7 @@ from service.config import load_settings, parse_duration
 from service.errors import ConfigError, PaperboyError
 from service.identity import mailbox_key
 from service.latex import to_text
+from service.logs import use_json
 from service.match.query import parse_query
 from service.model import (
     DeliveryStatus,
@@ -846,6 +847,8 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def _app(args: argparse.Namespace) -> App:
     settings = _settings(args)
+    if settings.log_format == "json":
+        use_json()
     if getattr(args, "handler", None) in _SERVICES and not args.verbose:
         logging.getLogger("service").setLevel(settings.log_level)
         # The access log (tokens redacted) is the web's account of its work, as ours is.
