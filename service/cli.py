@@ -697,7 +697,7 @@ def _healthcheck(args: argparse.Namespace) -> int:
         # No proxy from the environment and no redirect followed: the answer is this server's.
         with httpx.Client(timeout=args.timeout, trust_env=False) as client:
             status = client.get(url).status_code
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         print(f"paperboy: healthcheck: {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if status != 200:

@@ -54,6 +54,15 @@ def test_healthcheck_exits_1_with_one_line_when_nothing_listens(
     assert line.startswith(f"paperboy: healthcheck: {url}: ConnectError: ")
 
 
+def test_healthcheck_says_what_is_wrong_with_a_url_it_cannot_ask(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["healthcheck", "--url", "http://[::1"]) == 1
+    assert capsys.readouterr().err.startswith("paperboy: healthcheck: http://[::1: InvalidURL: ")
+    assert main(["healthcheck", "--url", "ftp://127.0.0.1/healthz"]) == 1
+    assert "UnsupportedProtocol" in capsys.readouterr().err
+
+
 def test_healthcheck_exits_1_on_an_answer_other_than_200(
     web: tuple[str, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
