@@ -22,6 +22,7 @@ from service.config import load_settings, parse_duration
 from service.errors import ConfigError, PaperboyError
 from service.identity import mailbox_key
 from service.latex import to_text
+from service.logs import use_json
 from service.match.query import parse_query
 from service.model import (
     DeliveryStatus,
@@ -168,6 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _listen_options(web)
     web.set_defaults(handler=_web)
+
+    _healthcheck_command(commands)
     _global_options_after_commands(parser)
     return parser
 
@@ -206,6 +209,22 @@ def _listen_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--port", type=_port, metavar="PORT", help="the web's port (default: web.port, 8000)"
     )
+
+
+def _healthcheck_command(commands: Any) -> None:
+    check = commands.add_parser(
+        "healthcheck",
+        help="ask the running web's /healthz: exit 0 when it answers 200, else 1 (for containers)",
+    )
+    check.add_argument(
+        "--url",
+        metavar="URL",
+        help="what to ask (default: http://127.0.0.1:<web.port>/healthz, from the settings)",
+    )
+    check.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS", help="wait this long (default 5)"
+    )
+    check.set_defaults(handler=_healthcheck)
 
 
 def _mail_commands(commands: Any) -> None:
@@ -666,6 +685,36 @@ def _listen(args: argparse.Namespace, app: App) -> Any:
     return Listen(args.host or web.host, web.port if args.port is None else args.port)
 
 
+def _healthcheck(args: argparse.Namespace) -> int:
+    import httpx
+
+    if args.url:
+        url = args.url
+    else:
+        web = _settings(args).web
+        url = _healthz_url(web.host, web.port)
+    try:
+        # No proxy from the environment and no redirect followed: the answer is this server's.
+        with httpx.Client(timeout=args.timeout, trust_env=False) as client:
+            status = client.get(url).status_code
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        print(f"paperboy: healthcheck: {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"paperboy: healthcheck: {url}: answered {status}, expected 200", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _healthz_url(host: str, port: int) -> str:
+    """Where a process on this machine reaches the web listening on ``host:port``."""
+    if host in ("", "0.0.0.0"):  # every IPv4 address: the loopback is one of them
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}/healthz" if ":" in host else f"http://{host}:{port}/healthz"
+
+
 def _port(text: str) -> int:
     """A TCP port: 0 to 65535 (0: any free port)."""
     if not text.isdigit() or int(text) > 65535:
@@ -798,6 +847,8 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def _app(args: argparse.Namespace) -> App:
     settings = _settings(args)
+    if settings.log_format == "json":
+        use_json()
     if getattr(args, "handler", None) in _SERVICES and not args.verbose:
         logging.getLogger("service").setLevel(settings.log_level)
         # The access log (tokens redacted) is the web's account of its work, as ours is.

@@ -306,6 +306,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: SecretStr | None = None
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     profiles_file: Path = Path("config/profiles.toml")
     templates_dir: Path | None = None
     fetch: FetchSettings = Field(default_factory=FetchSettings)

@@ -233,7 +233,13 @@ class Mailroom:
             )
             if delivery_id is not None:
                 shown = len(queued.paper_ids) if queued else 0
-                log.info("digest for %s: %d paper%s", owner.email, shown, "" if shown == 1 else "s")
+                log.info(
+                    "digest for %s: %d paper%s",
+                    owner.email,
+                    shown,
+                    "" if shown == 1 else "s",
+                    extra={"subscriber_id": owner.id, "delivery_id": delivery_id},
+                )
         return Planned(
             owner.email,
             DeliveryKind.DIGEST,
@@ -326,7 +332,12 @@ class Mailroom:
         for owner_id, candidates in wanted.items():
             owner = owners[owner_id]
             if self.outbox.alerts_since(owner_id, now - timedelta(hours=1)) >= limit:
-                log.info("alerts for %s are over %d an hour: to the digest", owner.email, limit)
+                log.info(
+                    "alerts for %s are over %d an hour: to the digest",
+                    owner.email,
+                    limit,
+                    extra={"subscriber_id": owner_id},
+                )
                 continue
             done = self.outbox.sent_papers(owner_id)
             fresh = [c for c in candidates if c.paper.id not in done]
@@ -402,7 +413,13 @@ class Mailroom:
             self._timed("error", time.perf_counter() - started)
             now = self.clock.now()
             if not exc.transient:
-                log.warning("delivery %d to %s failed: %s", delivery_id, recipient, exc)
+                log.warning(
+                    "delivery %d to %s failed: %s",
+                    delivery_id,
+                    recipient,
+                    exc,
+                    extra={"delivery_id": delivery_id},
+                )
                 self.outbox.mark_failed(delivery_id, str(exc), DeliveryStatus.FAILED)
                 return _add(totals, failed=1)
             if attempt >= self.settings.mail.max_attempts:
@@ -412,6 +429,7 @@ class Mailroom:
                     recipient,
                     attempt,
                     exc,
+                    extra={"delivery_id": delivery_id},
                 )
                 self.outbox.mark_failed(delivery_id, str(exc), DeliveryStatus.DEAD)
                 return _add(totals, dead=1)
@@ -425,6 +443,7 @@ class Mailroom:
                 mail.max_attempts,
                 _rounded(wait),
                 exc,
+                extra={"delivery_id": delivery_id},
             )
             self.outbox.mark_retry(delivery_id, str(exc), now + wait)
             return _add(totals, retried=1)

@@ -168,18 +168,29 @@ async def serve(
                 followed = False
                 job()
             if mailroom.outbox.due(app.pipeline.clock.now()) and not mailroom.stopping:
-                loop.call_soon_threadsafe(
-                    lambda: scheduler.modify_job("send", next_run_time=datetime.now(UTC))
-                )
+                loop.call_soon_threadsafe(wake)
 
         return wrapped
+
+    again = asyncio.Event()  # mail was queued while a send ran: that send goes round again
+
+    def wake() -> None:
+        """Send now; a send already running (the job never overlaps itself) runs once more."""
+        if sending:
+            again.set()
+        else:
+            scheduler.modify_job("send", next_run_time=datetime.now(UTC))
 
     async def send() -> None:
         task = asyncio.current_task()
         assert task is not None
         sending.add(task)
+        again.clear()  # this run takes what is due now
         try:
-            result = await mailroom.send()
+            results = [await mailroom.send()]
+            while again.is_set() and not mailroom.stopping:
+                again.clear()
+                results.append(await mailroom.send())
         except MailConfigError as exc:
             if unusable != [str(exc)]:
                 log.error("mail cannot go until [mail] or the server is fixed: %s", exc)
@@ -187,7 +198,7 @@ async def serve(
             return
         finally:
             sending.discard(task)
-        if unusable and result != SendResult():  # the server took or answered a message
+        if unusable and any(r != SendResult() for r in results):  # the server answered
             log.info("mail goes out again")
             unusable.clear()
 

@@ -297,7 +297,7 @@ class Ingest:
         except OSError:
             digest = ""  # unreadable
         record = SnapshotRecord(source_id, str(path), now, None, digest, size, stamp=stamp)
-        log.warning("rejected %s", exc)
+        log.warning("rejected %s", exc, extra={"source": source_id})
         return self.store.record_rejected(record, str(exc))
 
     # -- one snapshot ---------------------------------------------------------------------------
@@ -328,12 +328,12 @@ class Ingest:
             else:
                 parsed = parse(snapshot, kind, options)
         except ParseError as exc:
-            log.warning("rejected %s", exc)
+            log.warning("rejected %s", exc, extra={"source": snapshot.source_id})
             record = _record(snapshot, hashing, stamp)
             return self.store.record_rejected(record, str(exc))
         record = _record(snapshot, hashing, stamp)
         for note in parsed.notes:
-            log.info("%s: %s", snapshot.origin, note)
+            log.info("%s: %s", snapshot.origin, note, extra={"source": snapshot.source_id})
         announce = frozenset(options.get("new_announce_types", ("new", "cross")))
         return _Prepared(
             snapshot, replace(record, captured_at=parsed.captured_at), parsed, announce, members
@@ -399,7 +399,12 @@ class Ingest:
                 unparsed=unparsed,
             )
             if plan.notes:  # one record: a big listing may repeat thousands of entries
-                log.info("%s: %s", record.origin, "\n  ".join(plan.notes))
+                log.info(
+                    "%s: %s",
+                    record.origin,
+                    "\n  ".join(plan.notes),
+                    extra={"source": record.source_id},
+                )
             summary = tx.apply(record, plan, len(incoming), self.clock.now())
         with collector_paused():
             self.matching.match_snapshot(summary)
@@ -413,7 +418,13 @@ class Ingest:
         if isinstance(exc, SourceGone):
             state = replace(state, disabled=f"gone (HTTP 410) since {self.clock.now():%Y-%m-%d}")
         state = replace(state, next_check_at=self._after_error(errors, exc.retry_after))
-        log.warning("source %s failed (%d in a row): %s", source.id, errors, exc)
+        log.warning(
+            "source %s failed (%d in a row): %s",
+            source.id,
+            errors,
+            exc,
+            extra={"source": source.id},
+        )
         self.store.save_state(state)
 
     def _after_error(self, errors: int, retry_after: float | None) -> datetime:
@@ -447,7 +458,12 @@ def _record(snapshot: Snapshot, hashing: Future[str] | None, stamp: str | None) 
 def _log_taken(summary: Summary) -> None:
     """One line per snapshot taken: what it held and what changed."""
     if summary.outcome is SnapshotOutcome.UNCHANGED:
-        log.info("%s: %s: unchanged", summary.source_id, summary.origin)
+        log.info(
+            "%s: %s: unchanged",
+            summary.source_id,
+            summary.origin,
+            extra={"source": summary.source_id},
+        )
         return
     log.info(
         "%s: %s: %d %s, %d new, %d listed, %d updated, %d dropped",
@@ -459,6 +475,7 @@ def _log_taken(summary: Summary) -> None:
         summary.listed,
         summary.updated,
         summary.dropped,
+        extra={"source": summary.source_id},
     )
 
 

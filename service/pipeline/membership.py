@@ -191,7 +191,9 @@ class Membership:
             confirmed=True,
         )
         if self.members.transition(subscriber_id, change, now):
-            log.info("subscriber %d confirmed", subscriber_id)
+            log.info(
+                "subscriber %d confirmed", subscriber_id, extra={"subscriber_id": subscriber_id}
+            )
             self._backfill(subscriber_id)
         else:
             # A second confirm (a double click, or a retry after a crash between the change
@@ -211,7 +213,9 @@ class Membership:
         kept (idempotent). A message a sender holds at this moment may still go out."""
         change = Transition(UNSUBSCRIBED, (PENDING, ACTIVE, PAUSED), cancel=tuple(DeliveryKind))
         if self.members.transition(subscriber_id, change, self.clock.now()):
-            log.info("subscriber %d unsubscribed", subscriber_id)
+            log.info(
+                "subscriber %d unsubscribed", subscriber_id, extra={"subscriber_id": subscriber_id}
+            )
         return self._get(subscriber_id)
 
     def resubscribe(self, subscriber_id: int) -> Subscriber:
