@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from service import __version__, polling, tokens, windows
+from service import __version__, identity, polling, tokens, windows
 from service import digest as digests
 from service.clock import Clock
 from service.config import Settings
@@ -355,7 +355,7 @@ class Mailroom:
         if self.sender is None:
             raise DeliveryError("no sender is configured", transient=True)
         totals = SendResult()
-        envelope_from = _addr_spec(self.settings.mail.from_address)
+        from_address = _addr_spec(self.settings.mail.from_address)
         while not self.stopping:
             claimed = self.outbox.claim(self.clock.now(), LEASE, limit)
             if not claimed:
@@ -370,7 +370,7 @@ class Mailroom:
                         delivery.id,
                         delivery.attempts + 1,
                         delivery.recipient,
-                        envelope_from,
+                        self.envelope_sender(delivery.id, from_address),
                         message,
                         batch,
                     )
@@ -381,6 +381,15 @@ class Mailroom:
             _log_batch(batch)
             totals = _add(totals, **asdict(batch))
         return totals
+
+    def envelope_sender(self, delivery_id: int, from_address: str) -> str:
+        """The envelope sender (the Return-Path the receiving MTA adds) of one delivery: its
+        VERP address when ``bounces.local_part`` is set, else the From address."""
+        bounces = self.settings.bounces
+        if bounces.local_part is None:
+            return from_address
+        domain = bounces.domain or from_address.rpartition("@")[2] or "localhost"
+        return identity.verp_address(bounces.local_part, domain, delivery_id)
 
     async def _send_one(
         self,
