@@ -38,6 +38,7 @@ from service.model import (
     Profile,
     Subscriber,
     SubscriberStatus,
+    Suppression,
 )
 from service.render.email import EmailRenderer, Letterhead, Rendered
 from service.render.feeds import ALL, FORMATS, FeedEntry, FeedMeta, Format, render_feed, slugs
@@ -45,6 +46,7 @@ from service.render.papers import reasons_from_json
 from service.store.outbox import FeedSource, MatchRow, NewDelivery, Outbox
 from service.store.repository import Store
 from service.store.subscriptions import Subscriptions
+from service.store.suppressions import Suppressions
 from service.windows import Window
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,7 @@ class Mailroom:
         self.store = store
         self.subscriptions = subscriptions
         self.outbox = Outbox(store.engine)
+        self.suppressions = Suppressions(store.engine)
         self.clock = clock
         self.env = env
         self.sender = sender
@@ -172,10 +175,13 @@ class Mailroom:
         states = self.outbox.windows()
         done = []
         health: Health | None = None  # the sources' health, read once for every digest
+        suppressed = self.suppressions.all()
         for owner in self.subscriptions.subscribers():
             state = states.get(owner.id)
             if state is None or owner.status is not SubscriberStatus.ACTIVE:
                 continue
+            if identity.mailbox_key(owner.email) in suppressed:
+                continue  # its window stays open: lifting the suppression sends what waits
             zone = ZoneInfo(owner.timezone)
             window = windows.due_window(
                 owner.schedule, zone, state.window_end, state.next_window_at, now
@@ -310,6 +316,7 @@ class Mailroom:
         owners = {s.id: s for s in self.subscriptions.subscribers()}
         papers = {p.id: p for p in self.store.papers(ids=sorted({m.document_id for m in rows}))}
         wanted: dict[int, list[Candidate]] = {}
+        suppressed: dict[str, Suppression] | None = None  # read once, when a match wants it
         for match in rows:
             profile = profiles.get(match.profile_id)
             paper = papers.get(match.document_id)
@@ -317,6 +324,10 @@ class Mailroom:
                 continue
             owner = owners[profile.subscriber_id]
             if owner.status is not SubscriberStatus.ACTIVE:
+                continue
+            if suppressed is None:
+                suppressed = self.suppressions.all()
+            if identity.mailbox_key(owner.email) in suppressed:
                 continue
             candidate = Candidate(profile, paper, match.score, match.reasons)
             if digests.wants_alert(candidate):

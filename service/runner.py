@@ -201,6 +201,10 @@ async def serve(
     scheduler.add_job(send, "interval", seconds=send_every, id="send", next_run_time=now)
     cleanup = store_job("cleanup", app.pipeline.cleanup)
     scheduler.add_job(cleanup, "interval", hours=1, id="cleanup", executor="store")
+    if app.bounce_mailboxes():
+        bounces = store_job("bounces", app.check_bounces)
+        every = app.settings.bounces.interval.total_seconds()
+        scheduler.add_job(bounces, "interval", seconds=every, id="bounces", **store)
 
     _on_signals(loop, stop)
     log.info(
