@@ -142,7 +142,7 @@ class Returns:
 
     def _suppress(self, email: str, reason: str, detail: str, handled: Handled) -> None:
         if self.store.suppress(email, reason, detail, self.clock.now()):
-            log.warning("suppressed %s (%s bounce or complaint): %s", email, reason, detail)
+            log.warning("suppressed %s (%s): %s", email, reason, detail)
             handled.suppressed.append(email)
 
     def suppressions(self) -> dict[str, Suppression]:
