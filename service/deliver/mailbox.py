@@ -96,17 +96,28 @@ class ImapBox:
                 )
             else:
                 self.imap = imaplib.IMAP4(settings.host, settings.port, timeout=30)
-                if settings.security == "starttls":
-                    self.imap.starttls(context)
+        except OSError as exc:
+            raise MailConfigError(f"IMAP {where}: {exc} (check [bounces.imap])") from exc
+        try:
+            if settings.security == "starttls":
+                self.imap.starttls(context)
             password = settings.password.get_secret_value() if settings.password else ""
             self.imap.login(settings.username or "", password)
             status, _ = self.imap.select(_quoted(settings.folder))
+            if status != "OK":
+                raise imaplib.IMAP4.error(f"no folder {settings.folder!r}")
         except (OSError, imaplib.IMAP4.error) as exc:
+            self.imap.shutdown()
             raise MailConfigError(f"IMAP {where}: {exc} (check [bounces.imap])") from exc
-        if status != "OK":
-            raise MailConfigError(f"IMAP {where}: no folder {settings.folder!r}")
+        except BaseException:
+            self.imap.shutdown()
+            raise
         self.where = where
         self.delimiter = self._delimiter()
+        # Asked again after the login: servers announce more (MOVE) to a logged-in client.
+        status, data = self.imap.capability()
+        words = data[0].upper().split() if status == "OK" and isinstance(data[0], bytes) else []
+        self.can_move = b"MOVE" in words
         self._made: set[str] = set()
 
     def _delimiter(self) -> str:
@@ -134,7 +145,7 @@ class ImapBox:
         if target not in self._made:
             self.imap.create(_quoted(target))  # NO when it exists: fine
             self._made.add(target)
-        if b"MOVE" in b" ".join(_capabilities(self.imap)):
+        if self.can_move:
             status, data = self.imap.uid("MOVE", key, _quoted(target))
         else:
             status, data = self.imap.uid("COPY", key, _quoted(target))
@@ -148,10 +159,6 @@ class ImapBox:
         with contextlib.suppress(OSError, imaplib.IMAP4.error):  # gone: nothing to tidy
             self.imap.close()
             self.imap.logout()
-
-
-def _capabilities(imap: imaplib.IMAP4) -> list[bytes]:
-    return [c.encode() if isinstance(c, str) else c for c in imap.capabilities]
 
 
 def _quoted(name: str) -> str:
