@@ -28,6 +28,7 @@ from service import __version__, identity, polling, tokens, windows
 from service import digest as digests
 from service.clock import Clock
 from service.config import Settings
+from service.deliver.dkim import DkimSigner
 from service.digest import Candidate, Digest, Hit
 from service.errors import DeliveryError, MailConfigError
 from service.match.results import Match
@@ -143,6 +144,10 @@ class Mailroom:
         self.subscriptions = subscriptions
         self.outbox = Outbox(store.engine)
         self.suppressions = Suppressions(store.engine)
+        dkim = settings.mail.dkim
+        self.signer: DkimSigner | None = None
+        if dkim.selector and dkim.domain and dkim.private_key:
+            self.signer = DkimSigner(dkim.selector, dkim.domain, dkim.private_key)
         self.clock = clock
         self.env = env
         self.sender = sender
@@ -414,6 +419,8 @@ class Mailroom:
         """Make attempt number ``attempt`` (counting from 1) at one delivery."""
         assert self.sender is not None
         started = time.perf_counter()
+        if self.signer is not None:  # signed as it leaves: a retry signs afresh
+            message = self.signer.sign(message)
         try:
             await self.sender.send(envelope_from, [recipient], message)
         except MailConfigError:
