@@ -202,7 +202,14 @@ async def serve(
     cleanup = store_job("cleanup", app.pipeline.cleanup)
     scheduler.add_job(cleanup, "interval", hours=1, id="cleanup", executor="store")
     if app.bounce_mailboxes():
-        bounces = store_job("bounces", app.check_bounces)
+
+        def read_bounces() -> None:
+            try:
+                app.check_bounces()
+            except MailConfigError as exc:  # the mailbox is unreachable: next time, maybe
+                log.error("bounce mailbox: %s", exc)
+
+        bounces = store_job("bounces", read_bounces)
         every = app.settings.bounces.interval.total_seconds()
         scheduler.add_job(bounces, "interval", seconds=every, id="bounces", **store)
 

@@ -225,3 +225,17 @@ def test_unreadable_mail_is_set_aside_and_reported_and_changes_nothing(
     assert all("expected" in why for why in handled.rejected)
     assert folder(app, "rejected") == 3 and folder(app, "processed") == 1 and folder(app) == 0
     assert list(app.pipeline.returns.suppressions()) == [ANN]  # the readable one still acted on
+
+
+def test_subscribing_again_on_the_web_does_not_lift_a_suppression(
+    app: App, clock: FixedClock
+) -> None:
+    bounce(app, "postfix-hard", deliver(app, clock))
+    app.check_bounces()
+    assert app.pipeline.roster.remove_subscriber(ANN)
+    signup = app.pipeline.membership.subscribe(ANN, "UTC", "daily 07:30", None)
+    assert signup is not None
+    assert send(app).sent == 0  # not even the confirmation goes to a suppressed address
+    [confirmation] = [d for d in app.mailroom.outbox.deliveries() if d.recipient == ANN][-1:]
+    assert confirmation.status is DeliveryStatus.CANCELLED
+    assert ANN in app.pipeline.returns.suppressions()
