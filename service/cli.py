@@ -270,7 +270,18 @@ def _subscription_commands(commands: Any) -> None:
     listing.set_defaults(handler=_subscriber_list)
     remove = actions.add_parser("remove", help="remove a subscriber and their profiles")
     remove.add_argument("email")
+    remove.add_argument(
+        "--erase",
+        action="store_true",
+        help="also erase what came back for the address (bounces, complaints); a suppression"
+        " stays until unsuppress",
+    )
     remove.set_defaults(handler=_subscriber_remove)
+    export = actions.add_parser(
+        "export", help="everything stored about a subscriber, as one JSON document"
+    )
+    export.add_argument("email")
+    export.set_defaults(handler=_subscriber_export)
     lift = actions.add_parser(
         "unsuppress", help="lift the suppression of an address (bounced, complained)"
     )
@@ -613,9 +624,19 @@ def _db_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subscriber_export(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        document = app.pipeline.records.export(args.email)
+    print(json.dumps(document, ensure_ascii=False, indent=2, default=_iso))
+    return 0
+
+
 def _subscriber_remove(args: argparse.Namespace) -> int:
     with _app(args) as app:
-        removed = app.pipeline.roster.remove_subscriber(args.email)
+        if args.erase:
+            removed = app.pipeline.records.erase(args.email)
+        else:
+            removed = app.pipeline.roster.remove_subscriber(args.email)
     print(f"removed {args.email}" if removed else f"no subscriber {args.email}")
     return 0 if removed else 1
 

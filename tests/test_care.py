@@ -157,3 +157,34 @@ def test_postgres_backup_and_restore_with_pg_dump(
     assert main([*data, "subscriber", "add", "bob@example.org"]) == 0
     assert main([*data, "db", "restore", str(tmp_path / "pg.dump")]) == 0
     assert list(listed(data, capsys)) == [ANN]
+
+
+def test_a_subscribers_data_is_exported_and_erased(
+    tmp_path: Path, data: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*data, "subscriber", "add", ANN, "--timezone", "Europe/Berlin"]) == 0
+    assert main([*data, "profile", "add", ANN, "Caches", "kv cache", "--max-items", "5"]) == 0
+    box = mailbox.Maildir(tmp_path / "returns", create=True)
+    box.add((HERE / "postfix-hard.eml").read_bytes().replace(b"gone@example.net", ANN.encode()))
+    assert main([*data, "bounces", "--maildir", str(tmp_path / "returns")]) == 0
+    capsys.readouterr()
+
+    assert main([*data, "subscriber", "export", ANN]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["subscriber"]["timezone"] == "Europe/Berlin"
+    assert [(p["name"], p["query"], p["max_items"]) for p in document["profiles"]] == [
+        ("Caches", "kv cache", 5)
+    ]
+    assert [r["kind"] for r in document["returned"]] == ["hard"]
+    assert document["suppressed"]["reason"] == "hard"
+
+    assert main([*data, "subscriber", "remove", ANN, "--erase"]) == 0
+    capsys.readouterr()
+    assert main([*data, "subscriber", "export", ANN]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["subscriber"] is None and document["profiles"] == []
+    assert document["returned"] == []  # erased
+    assert document["suppressed"]["reason"] == "hard"  # kept: the address is still refused
+    assert main([*data, "subscriber", "unsuppress", ANN]) == 0
+    assert main([*data, "subscriber", "export", ANN]) != 0  # nothing left at all
+    assert "nothing is stored" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from service.mailroom import Mailroom, Sender
 from service.pipeline.ingest import BAD_OUTCOMES, FILES_SOURCE, Fetcher, Ingest
 from service.pipeline.matching import MATCHED_EVENTS, Matching, reasons_json
 from service.pipeline.membership import Membership, Signup
+from service.pipeline.records import Records
 from service.pipeline.returns import Returns
 from service.pipeline.roster import Roster
 from service.render.templates import environment
@@ -73,6 +74,9 @@ class Pipeline:
         )
         self.returns = Returns(
             settings, clock, self.subscriptions, self.membership, self.mailroom.suppressions
+        )
+        self.records = Records(
+            self.subscriptions, self.mailroom, self.roster, self.mailroom.suppressions
         )
 
     def cleanup(self) -> tuple[int, int]:

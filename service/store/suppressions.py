@@ -155,3 +155,28 @@ class Suppressions:
                 ).scalars()
             )
         return bounced >= set(last)
+
+    def history(self, email: str) -> list[dict[str, object]]:
+        """What came back for ``email``, oldest first (for a subscriber's export)."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                sa.select(bounces)
+                .where(bounces.c.mailbox == mailbox_key(email))
+                .order_by(bounces.c.received_at, bounces.c.id)
+            ).all()
+        return [
+            {
+                "kind": r.kind,
+                "delivery_id": r.delivery_id,
+                "status": r.status,
+                "detail": r.detail,
+                "received_at": r.received_at,
+            }
+            for r in rows
+        ]
+
+    def forget(self, email: str) -> int:
+        """Erase what came back for ``email`` (the suppression, if any, stays); how many."""
+        with self.engine.begin() as db:
+            gone = db.execute(bounces.delete().where(bounces.c.mailbox == mailbox_key(email)))
+        return int(gone.rowcount)
