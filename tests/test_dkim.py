@@ -89,3 +89,6 @@ def test_dkim_settings_are_all_or_none_and_a_bad_key_file_is_named(tmp_path: Pat
     )
     with pytest.raises(ConfigError, match=r"junk\.pem"):
         build(settings)
+    junk.write_text("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError, match="DKIM signing failed"):
+        build(settings)

@@ -31,6 +31,8 @@ class DkimSigner:
             raise ConfigError("expected a PEM private key", where=str(private_key))
         self.selector = selector.encode()
         self.domain = domain.encode()
+        # A key dkimpy cannot use is a setting to fix: found now, not at the first send.
+        self.sign(b"From: paperboy@" + self.domain + b"\r\nSubject: key check\r\n\r\nok\r\n")
 
     def sign(self, message: bytes) -> bytes:
         """``message`` with a DKIM-Signature header in front."""
@@ -49,5 +51,7 @@ class DkimSigner:
                 include_headers=[h for h in _HEADERS if h in present],
             )
         except dkim.DKIMException as exc:
-            raise ConfigError(f"DKIM signing failed: {exc}", where="mail.dkim") from None
+            raise ConfigError(
+                f"DKIM signing failed: {exc}", where="mail.dkim.private_key"
+            ) from None
         return bytes(signature) + message
