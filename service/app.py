@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from service.clock import Clock, SystemClock
 from service.config import Settings
+from service.deliver.mailbox import ReturnBox
 from service.deliver.maildir import MaildirSender
 from service.mailroom import Mailroom, Sender
 from service.pipeline import Pipeline
+from service.pipeline.returns import Handled
 from service.store.database import create_engine, upgrade
 from service.store.repository import Store
 
@@ -31,6 +35,24 @@ class App(AbstractContextManager["App"]):
     def mailroom(self) -> Mailroom:
         return self.pipeline.mailroom
 
+    def bounce_mailboxes(self) -> bool:
+        """Whether a bounce mailbox is configured (a Maildir, an IMAP folder or both)."""
+        return (
+            self.settings.bounce_maildir() is not None
+            or self.settings.bounces.imap.host is not None
+        )
+
+    def check_bounces(self, maildir: Path | None = None) -> list[Handled]:
+        """Read the bounce mailboxes once: ``maildir`` if given, else the configured ones."""
+        done = []
+        for name, opener in _bounce_boxes(self.settings, maildir):
+            box = opener()
+            try:
+                done.append(self.pipeline.returns.process(box, name))
+            finally:
+                box.close()
+        return done
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -38,6 +60,23 @@ class App(AbstractContextManager["App"]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _bounce_boxes(
+    settings: Settings, maildir: Path | None
+) -> list[tuple[str, Callable[[], ReturnBox]]]:
+    from service.deliver.mailbox import ImapBox, MaildirBox
+
+    if maildir is not None:
+        return [(str(maildir), lambda: MaildirBox(maildir))]
+    boxes: list[tuple[str, Callable[[], ReturnBox]]] = []
+    configured = settings.bounce_maildir()
+    if configured is not None:
+        boxes.append((str(configured), lambda: MaildirBox(configured)))
+    imap = settings.bounces.imap
+    if imap.host is not None:
+        boxes.append((f"imap://{imap.host}:{imap.port}/{imap.folder}", lambda: ImapBox(imap)))
+    return boxes
 
 
 def build_sender(settings: Settings) -> Sender:

@@ -31,9 +31,11 @@ from service.model import (
     SourceKind,
     Subscriber,
     Summary,
+    Suppression,
 )
 from service.pipeline import BAD_OUTCOMES, reasons_json
 from service.render.papers import byline, marked
+from service.store import backup as backups
 from service.store.database import create_engine, current, head, upgrade
 
 Handler = Callable[[argparse.Namespace], int]
@@ -144,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     db_upgrade.set_defaults(handler=_db_upgrade)
     db_current = db_commands.add_parser("current", help="show the database's migration")
     db_current.set_defaults(handler=_db_current)
+    _care_commands(db_commands)
 
     _subscription_commands(commands)
 
@@ -286,7 +289,24 @@ def _subscription_commands(commands: Any) -> None:
     listing.set_defaults(handler=_subscriber_list)
     remove = actions.add_parser("remove", help="remove a subscriber and their profiles")
     remove.add_argument("email")
+    remove.add_argument(
+        "--erase",
+        action="store_true",
+        help="also erase what came back for the address (bounces, complaints); a suppression"
+        " stays until unsuppress",
+    )
     remove.set_defaults(handler=_subscriber_remove)
+    export = actions.add_parser(
+        "export", help="everything stored about a subscriber, as one JSON document"
+    )
+    export.add_argument("email")
+    export.set_defaults(handler=_subscriber_export)
+    lift = actions.add_parser(
+        "unsuppress", help="lift the suppression of an address (bounced, complained)"
+    )
+    lift.add_argument("email")
+    lift.set_defaults(handler=_subscriber_unsuppress)
+    _bounce_commands(commands)
 
     profile = commands.add_parser("profile", help="add, list or remove interest profiles")
     actions = profile.add_subparsers(metavar="ACTION", required=True)
@@ -509,28 +529,133 @@ def _subscriber_list(args: argparse.Namespace) -> int:
     with _app(args) as app:
         found = app.pipeline.subscriptions.subscribers()
         counts = {s.id: len(app.pipeline.subscriptions.profiles(s.id)) for s in found}
+        suppressed = app.pipeline.returns.suppressions()
     for owner in found:
+        held = suppressed.get(mailbox_key(owner.email))
+        status = "suppressed" if held else owner.status.value
         if args.json:
             row = {
                 "email": owner.email,
                 "timezone": owner.timezone,
                 "schedule": str(owner.schedule),
-                "status": owner.status.value,
+                "status": status,
+                "subscription": owner.status.value,
                 "declared": owner.declared,
                 "profiles": counts[owner.id],
+                "suppressed": _suppression_json(held) if held else None,
             }
             print(json.dumps(row, ensure_ascii=False))
         else:
+            why = f" ({owner.status}; {_why(held)})" if held else ""
             print(
-                f"{owner.email}  {owner.status}  {owner.schedule} ({owner.timezone})  "
+                f"{owner.email}  {status}{why}  {owner.schedule} ({owner.timezone})  "
                 f"{_count(counts[owner.id], 'profile')}"
             )
     return 0
 
 
+def _why(held: Suppression) -> str:
+    detail = held.detail if len(held.detail) <= 60 else held.detail[:59] + "…"
+    return f"{held.reason}: {detail}, since {_short(held.at)}"
+
+
+def _suppression_json(held: Suppression) -> dict[str, Any]:
+    return {"reason": held.reason, "detail": held.detail, "at": _iso(held.at)}
+
+
+def _subscriber_unsuppress(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        lifted = app.pipeline.returns.unsuppress(args.email)
+    print(
+        f"lifted the suppression of {args.email}" if lifted else f"{args.email} is not suppressed"
+    )
+    return 0 if lifted else 1
+
+
+def _bounce_commands(commands: Any) -> None:
+    bounces = commands.add_parser(
+        "bounces", help="read the bounce mailbox once: bounces, complaints, unsubscribe mails"
+    )
+    bounces.add_argument(
+        "--maildir", metavar="DIR", help="read this Maildir instead of the configured mailboxes"
+    )
+    bounces.add_argument("--json", action="store_true", help="print JSON lines for scripts")
+    bounces.set_defaults(handler=_bounces)
+
+
+def _bounces(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        if args.maildir is None and not app.bounce_mailboxes():
+            raise ConfigError(
+                "no bounce mailbox is configured: set bounces.maildir or bounces.imap.host,"
+                " or give --maildir"
+            )
+        done = app.check_bounces(Path(args.maildir) if args.maildir else None)
+    for handled in done:
+        if args.json:
+            print(json.dumps(asdict(handled), ensure_ascii=False))
+            continue
+        print(
+            f"{_count(handled.read, 'message')} read: {handled.hard} hard, {handled.soft} soft,"
+            f" {_count(handled.complaints, 'complaint')}, {handled.unsubscribed} unsubscribed,"
+            f" {handled.unmatched} unmatched"
+        )
+        for email in handled.suppressed:
+            print(f"suppressed {email}")
+        for why in handled.rejected:
+            print(f"set aside (in the rejected folder): {why}")
+    return 1 if any(h.rejected for h in done) else 0
+
+
+def _care_commands(db_commands: Any) -> None:
+    save = db_commands.add_parser(
+        "backup", help="write a consistent copy of the database to FILE (safe while running)"
+    )
+    save.add_argument("file")
+    save.set_defaults(handler=_db_backup)
+    load = db_commands.add_parser(
+        "restore", help="replace the database by the backup FILE (stop paperboy first)"
+    )
+    load.add_argument("file")
+    load.set_defaults(handler=_db_restore)
+
+
+def _db_backup(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    how = backups.backup(settings.database(), Path(args.file))
+    print(f"backed up to {args.file} ({how})")
+    return 0
+
+
+def _db_restore(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    how = backups.restore(settings.database(), Path(args.file))
+    engine = create_engine(settings.database())
+    try:
+        upgrade(engine)
+        people = backups.row_count(engine, "subscribers")
+        print(
+            f"restored {args.file} ({how}): {_count(people, 'subscriber')},"
+            f" at migration {current(engine)}"
+        )
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _subscriber_export(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        document = app.pipeline.records.export(args.email)
+    print(json.dumps(document, ensure_ascii=False, indent=2, default=_iso))
+    return 0
+
+
 def _subscriber_remove(args: argparse.Namespace) -> int:
     with _app(args) as app:
-        removed = app.pipeline.roster.remove_subscriber(args.email)
+        if args.erase:
+            removed = app.pipeline.records.erase(args.email)
+        else:
+            removed = app.pipeline.roster.remove_subscriber(args.email)
     print(f"removed {args.email}" if removed else f"no subscriber {args.email}")
     return 0 if removed else 1
 

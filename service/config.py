@@ -214,6 +214,27 @@ class SmtpSettings(BaseModel):
     validate_certs: bool = True
 
 
+class DkimSettings(BaseModel):
+    """Optional DKIM signing (RFC 6376) of each message as it leaves; all three set, or none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    selector: str | None = None
+    domain: str | None = None
+    private_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> DkimSettings:
+        given = [v is not None for v in (self.selector, self.domain, self.private_key)]
+        if any(given) and not all(given):
+            raise ValueError("selector, domain and private_key are set together, or none")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.private_key is not None
+
+
 class MailSettings(BaseModel):
     """Digests, alerts and how they leave: the sender, the headers, retries and rate limits."""
 
@@ -233,6 +254,7 @@ class MailSettings(BaseModel):
     source_failing_after: timedelta = timedelta(days=1)
     keep_sent: timedelta = timedelta(days=30)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    dkim: DkimSettings = Field(default_factory=DkimSettings)
 
     _durations = field_validator(
         "retry_base", "retry_max", "source_failing_after", "keep_sent", mode="before"
@@ -293,6 +315,38 @@ class WebSettings(BaseModel):
     )
 
 
+class ImapSettings(BaseModel):
+    """The IMAP mailbox that bounces, complaints and unsubscribe mails arrive in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str | None = None  # None: no IMAP mailbox is read
+    port: int = Field(default=993, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "tls"
+    username: str | None = None
+    password: SecretStr | None = None
+    folder: str = "INBOX"
+    validate_certs: bool = True
+
+
+class BounceSettings(BaseModel):
+    """Where bounces come back to (VERP envelope senders) and how they are acted on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Envelope sender ``<local_part>+<delivery id>@<domain>``; None: the From address.
+    local_part: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,40}$")
+    domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
+    soft_limit: int = Field(default=3, ge=1)
+    interval: timedelta = timedelta(minutes=10)
+    maildir: Path | None = None
+    imap: ImapSettings = Field(default_factory=ImapSettings)
+
+    _durations = field_validator("interval", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+
 class Settings(BaseSettings):
     """Every setting paperboy reads."""
 
@@ -314,6 +368,7 @@ class Settings(BaseSettings):
     feeds: FeedSettings = Field(default_factory=FeedSettings)
     matching: MatchSettings = Field(default_factory=MatchSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    bounces: BounceSettings = Field(default_factory=BounceSettings)
     sources: list[SourceSettings] = Field(
         default_factory=lambda: [
             SourceSettings(id="inbox", location="inbox", interval=timedelta(minutes=1)),
@@ -368,6 +423,13 @@ class Settings(BaseSettings):
     def maildir(self) -> Path:
         """The maildir that the ``maildir`` sender writes to (relative: inside data_dir)."""
         path = self.mail.maildir
+        return path if path.is_absolute() else self.data_dir / path
+
+    def bounce_maildir(self) -> Path | None:
+        """The Maildir bounces arrive in, if one is set (relative: inside data_dir)."""
+        path = self.bounces.maildir
+        if path is None:
+            return None
         return path if path.is_absolute() else self.data_dir / path
 
     def resolve(self, location: str) -> str:

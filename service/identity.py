@@ -6,6 +6,9 @@ source later gives both, so the two never become two papers.
 
 A mailbox's key is its address as mail providers compare it: ``You@Example.org`` and
 ``you@example.org`` are one subscriber.
+
+A delivery's key, on the way back, is its VERP envelope sender ``<local>+<delivery id>@<domain>``
+(the bounce address of that one message).
 """
 
 from __future__ import annotations
@@ -47,6 +50,23 @@ def mailbox_key(email: str) -> str:
     case-insensitively in practice, though RFC 5321 lets the local part differ)."""
     local, _, domain = email.strip().rpartition("@")
     return f"{local.lower()}@{domain.lower()}"
+
+
+def verp_address(local_part: str, domain: str, delivery_id: int) -> str:
+    """The envelope sender that makes a bounce name its delivery: ``bounces+42@example.org``."""
+    return f"{local_part}+{delivery_id}@{domain}"
+
+
+def verp_delivery(address: str, local_part: str | None = None) -> int | None:
+    """The delivery id a VERP address names (any local part when ``local_part`` is None), or
+    None when ``address`` is not one."""
+    local, _, _ = address.strip().strip("<>").rpartition("@")
+    base, plus, tail = local.partition("+")
+    if not plus or not tail.isdigit() or len(tail) > 18:
+        return None
+    if local_part is not None and base.lower() != local_part.lower():
+        return None
+    return int(tail)
 
 
 def split_arxiv_id(text: str) -> tuple[str, int | None] | None:

@@ -24,10 +24,11 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from service import __version__, polling, tokens, windows
+from service import __version__, identity, polling, tokens, windows
 from service import digest as digests
 from service.clock import Clock
 from service.config import Settings
+from service.deliver.dkim import DkimSigner
 from service.digest import Candidate, Digest, Hit
 from service.errors import DeliveryError, MailConfigError
 from service.match.results import Match
@@ -38,6 +39,7 @@ from service.model import (
     Profile,
     Subscriber,
     SubscriberStatus,
+    Suppression,
 )
 from service.render.email import EmailRenderer, Letterhead, Rendered
 from service.render.feeds import ALL, FORMATS, FeedEntry, FeedMeta, Format, render_feed, slugs
@@ -45,6 +47,7 @@ from service.render.papers import reasons_from_json
 from service.store.outbox import FeedSource, MatchRow, NewDelivery, Outbox
 from service.store.repository import Store
 from service.store.subscriptions import Subscriptions
+from service.store.suppressions import Suppressions
 from service.windows import Window
 
 log = logging.getLogger(__name__)
@@ -140,6 +143,11 @@ class Mailroom:
         self.store = store
         self.subscriptions = subscriptions
         self.outbox = Outbox(store.engine)
+        self.suppressions = Suppressions(store.engine)
+        dkim = settings.mail.dkim
+        self.signer: DkimSigner | None = None
+        if dkim.selector and dkim.domain and dkim.private_key:
+            self.signer = DkimSigner(dkim.selector, dkim.domain, dkim.private_key)
         self.clock = clock
         self.env = env
         self.sender = sender
@@ -172,10 +180,13 @@ class Mailroom:
         states = self.outbox.windows()
         done = []
         health: Health | None = None  # the sources' health, read once for every digest
+        suppressed = self.suppressions.all()
         for owner in self.subscriptions.subscribers():
             state = states.get(owner.id)
             if state is None or owner.status is not SubscriberStatus.ACTIVE:
                 continue
+            if identity.mailbox_key(owner.email) in suppressed:
+                continue  # its window stays open: lifting the suppression sends what waits
             zone = ZoneInfo(owner.timezone)
             window = windows.due_window(
                 owner.schedule, zone, state.window_end, state.next_window_at, now
@@ -316,6 +327,7 @@ class Mailroom:
         owners = {s.id: s for s in self.subscriptions.subscribers()}
         papers = {p.id: p for p in self.store.papers(ids=sorted({m.document_id for m in rows}))}
         wanted: dict[int, list[Candidate]] = {}
+        suppressed: dict[str, Suppression] | None = None  # read once, when a match wants it
         for match in rows:
             profile = profiles.get(match.profile_id)
             paper = papers.get(match.document_id)
@@ -323,6 +335,10 @@ class Mailroom:
                 continue
             owner = owners[profile.subscriber_id]
             if owner.status is not SubscriberStatus.ACTIVE:
+                continue
+            if suppressed is None:
+                suppressed = self.suppressions.all()
+            if identity.mailbox_key(owner.email) in suppressed:
                 continue
             candidate = Candidate(profile, paper, match.score, match.reasons)
             if digests.wants_alert(candidate):
@@ -366,7 +382,7 @@ class Mailroom:
         if self.sender is None:
             raise DeliveryError("no sender is configured", transient=True)
         totals = SendResult()
-        envelope_from = _addr_spec(self.settings.mail.from_address)
+        from_address = _addr_spec(self.settings.mail.from_address)
         while not self.stopping:
             claimed = self.outbox.claim(self.clock.now(), LEASE, limit)
             if not claimed:
@@ -381,7 +397,7 @@ class Mailroom:
                         delivery.id,
                         delivery.attempts + 1,
                         delivery.recipient,
-                        envelope_from,
+                        self.envelope_sender(delivery.id, from_address),
                         message,
                         batch,
                     )
@@ -392,6 +408,15 @@ class Mailroom:
             _log_batch(batch)
             totals = _add(totals, **asdict(batch))
         return totals
+
+    def envelope_sender(self, delivery_id: int, from_address: str) -> str:
+        """The envelope sender (the Return-Path the receiving MTA adds) of one delivery: its
+        VERP address when ``bounces.local_part`` is set, else the From address."""
+        bounces = self.settings.bounces
+        if bounces.local_part is None:
+            return from_address
+        domain = bounces.domain or from_address.rpartition("@")[2] or "localhost"
+        return identity.verp_address(bounces.local_part, domain, delivery_id)
 
     async def _send_one(
         self,
@@ -405,6 +430,8 @@ class Mailroom:
         """Make attempt number ``attempt`` (counting from 1) at one delivery."""
         assert self.sender is not None
         started = time.perf_counter()
+        if self.signer is not None:  # signed as it leaves: a retry signs afresh
+            message = self.signer.sign(message)
         try:
             await self.sender.send(envelope_from, [recipient], message)
         except MailConfigError:

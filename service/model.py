@@ -433,3 +433,13 @@ def slots_maker(cls: type[_T], *given: str) -> Callable[..., _T]:
     body.append("    return made")
     exec("\n".join(body), namespace)  # our own code, from the dataclass fields
     return namespace["make"]  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """An address that gets nothing until an operator lifts it, and why."""
+
+    email: str
+    reason: str  # hard, soft, complaint
+    detail: str
+    at: datetime

@@ -212,6 +212,17 @@ async def serve(
     scheduler.add_job(send, "interval", seconds=send_every, id="send", next_run_time=now)
     cleanup = store_job("cleanup", app.pipeline.cleanup)
     scheduler.add_job(cleanup, "interval", hours=1, id="cleanup", executor="store")
+    if app.bounce_mailboxes():
+
+        def read_bounces() -> None:
+            try:
+                app.check_bounces()
+            except MailConfigError as exc:  # the mailbox is unreachable: next time, maybe
+                log.error("bounce mailbox: %s", exc)
+
+        bounces = store_job("bounces", read_bounces)
+        every = app.settings.bounces.interval.total_seconds()
+        scheduler.add_job(bounces, "interval", seconds=every, id="bounces", **store)
 
     _on_signals(loop, stop)
     log.info(

@@ -31,6 +31,10 @@ id = "inbox"
 kind = "listing"
 location = "inbox"
 interval = "1s"
+
+[bounces]
+maildir = "bounces"
+interval = "1s"
 """
 
 PROFILES = """
@@ -91,6 +95,11 @@ def test_run_polls_the_inbox_mails_and_stops_cleanly_on_sigterm(tmp_path: Path) 
 
         # The poll queues an instant digest and wakes the sender at once (not in 30 s).
         assert wait_for(delivered, 20), "no message arrived"
+        # A hard bounce for it arrives in the bounce Maildir: the scheduler reads it.
+        returns = mailbox.Maildir(data / "bounces", create=True)
+        hard = (Path(__file__).parent / "bounces" / "postfix-hard.eml").read_bytes()
+        returns.add(hard.replace(b"gone@example.net", b"ann@example.org"))
+        assert wait_for(lambda: "processed" in returns.list_folders() and len(returns) == 0, 20)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     finally:
@@ -102,6 +111,7 @@ def test_run_polls_the_inbox_mails_and_stops_cleanly_on_sigterm(tmp_path: Path) 
     # One line per snapshot and per send batch; nothing from the libraries.
     assert f"INFO service.pipeline.ingest: inbox: {inbox / 'capture.txt'}: 1 paper, 1 new," in log
     assert "INFO service.mailroom: sent 1, to retry 0, failed 0, dead 0" in log
+    assert "WARNING service.pipeline.returns: suppressed ann@example.org (hard)" in log
     assert not [line for line in log.splitlines() if " service." not in line], log
     box = mailbox.Maildir(maildir, create=False)
     [key] = box.keys()

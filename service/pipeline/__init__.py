@@ -17,6 +17,8 @@ from service.mailroom import Mailroom, Sender
 from service.pipeline.ingest import BAD_OUTCOMES, FILES_SOURCE, Fetcher, Ingest
 from service.pipeline.matching import MATCHED_EVENTS, Matching, reasons_json
 from service.pipeline.membership import Membership, Signup
+from service.pipeline.records import Records
+from service.pipeline.returns import Returns
 from service.pipeline.roster import Roster
 from service.render.templates import environment
 from service.store.repository import Store
@@ -69,6 +71,12 @@ class Pipeline:
         self.ingest = Ingest(settings, store, clock, self.matching, self.rng, fetcher)
         self.membership = Membership(
             settings, self.subscriptions, clock, self.matching, self.roster, self.mailroom
+        )
+        self.returns = Returns(
+            settings, clock, self.subscriptions, self.membership, self.mailroom.suppressions
+        )
+        self.records = Records(
+            self.subscriptions, self.mailroom, self.roster, self.mailroom.suppressions
         )
 
     def cleanup(self) -> tuple[int, int]:

@@ -41,7 +41,15 @@ from service.model import (
     SubscriberStatus,
 )
 from service.store.claimer import Claimer
-from service.store.tables import deliveries, matches, profiles, sent, sources, subscribers
+from service.store.tables import (
+    deliveries,
+    matches,
+    profiles,
+    sent,
+    sources,
+    subscribers,
+    suppressions,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,18 +453,29 @@ ACTIVE = SubscriberStatus.ACTIVE.value
 
 def _claimable(db: sa.Connection, due: sa.ColumnElement[bool], limit: int) -> list[int]:
     """Up to ``limit`` due deliveries, locked. A digest or an alert of a subscriber who is no
-    longer active (unsubscribed or paused since it was queued: a race with planning) is
-    cancelled here instead, so that none is ever sent."""
+    longer active (unsubscribed or paused since it was queued: a race with planning), and
+    anything at all to a suppressed mailbox, is cancelled here instead, so that none is ever
+    sent."""
     while True:
         rows = db.execute(
-            sa.select(deliveries.c.id, deliveries.c.kind, subscribers.c.status)
+            sa.select(
+                deliveries.c.id,
+                deliveries.c.kind,
+                subscribers.c.status,
+                suppressions.c.mailbox.label("suppressed"),
+            )
             .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .outerjoin(suppressions, suppressions.c.mailbox == subscribers.c.email_key)
             .where(due)
             .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True, of=deliveries)
         ).all()
-        stale = [r.id for r in rows if r.kind not in NOTICES and r.status != ACTIVE]
+        stale = [
+            r.id
+            for r in rows
+            if (r.kind not in NOTICES and r.status != ACTIVE) or r.suppressed is not None
+        ]
         if not stale:
             return [r.id for r in rows]
         cancel(db, stale)

@@ -246,3 +246,28 @@ sent = sa.Table(
     ),
     sa.Column("at", UTCDateTime, nullable=False),
 )
+
+# Addresses that get nothing until an operator lifts it (hard bounces, soft bounces in a row,
+# complaints), by mailbox key, so that removing and re-adding a subscriber does not lift it.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("mailbox", sa.String(320), primary_key=True),  # identity.mailbox_key
+    sa.Column("email", sa.String(320), nullable=False),  # as the bounce named it
+    sa.Column("reason", sa.String(16), nullable=False),  # hard, soft, complaint
+    sa.Column("detail", sa.Text, nullable=False),  # the status and diagnostic
+    sa.Column("suppressed_at", UTCDateTime, nullable=False),
+)
+
+# What came back for each delivery: a bounce (hard or soft) or a complaint, once per kind.
+bounces = sa.Table(
+    "bounces",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("mailbox", sa.String(320), nullable=False, index=True),
+    sa.Column("delivery_id", sa.Integer, index=True),  # None: no delivery could be found
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16)),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,161 @@
+"""What comes back: bounces, complaints and mailto unsubscribes, read from the bounce mailbox
+and acted on.
+
+- a hard bounce (5.x.x, failed) suppresses the address at once;
+- soft bounces (4.x.x, or delayed) suppress it when the last ``bounces.soft_limit`` messages
+  sent to it all bounced (one sent in between and not bounced resets the run);
+- a complaint (ARF) unsubscribes the subscriber and suppresses the address;
+- a mail to the List-Unsubscribe mailto carrying a valid token unsubscribes.
+
+A suppressed address gets nothing (planning, alerts and the outbox skip it), whatever its
+subscriber's status, until ``unsuppress``. A message that cannot be read is moved to the
+mailbox's ``rejected`` folder and reported; nothing it says is acted on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from service.clock import Clock
+from service.config import Settings
+from service.deliver.mailbox import PROCESSED, REJECTED, ReturnBox
+from service.errors import ParseError
+from service.model import Suppression
+from service.parse import bounces
+from service.parse.bounces import Kind, Returned
+from service.pipeline.membership import Membership
+from service.store.subscriptions import Subscriptions
+from service.store.suppressions import Sent, Suppressions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Handled:
+    """What one pass over a mailbox did."""
+
+    read: int = 0
+    hard: int = 0
+    soft: int = 0
+    complaints: int = 0
+    unsubscribed: int = 0
+    suppressed: list[str] = field(default_factory=list)  # addresses newly suppressed
+    unmatched: int = 0  # about no address paperboy knows (or a wrong token)
+    rejected: list[str] = field(default_factory=list)  # why each unreadable one was set aside
+
+
+class Returns:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        subscriptions: Subscriptions,
+        membership: Membership,
+        suppressions: Suppressions,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.subscriptions = subscriptions
+        self.membership = membership
+        self.store = suppressions
+
+    def process(self, box: ReturnBox, name: str) -> Handled:
+        """Read every message waiting in ``box`` (called ``name`` in reports), act on it, and
+        move it to ``processed`` (or ``rejected``)."""
+        handled = Handled()
+        local_part = self.settings.bounces.local_part
+        for key, raw in box.messages():
+            handled.read += 1
+            source = f"{name} message {key}"
+            try:
+                found = bounces.read(raw, source=source, local_part=local_part)
+                for returned in found:
+                    self.act(returned, handled, source)
+            except ParseError as exc:
+                log.warning("bounce mailbox: set aside in %r: %s", REJECTED, exc)
+                handled.rejected.append(str(exc))
+                box.file(key, REJECTED)
+                continue
+            box.file(key, PROCESSED)
+        if handled.read:
+            log.info(
+                "bounces: %d read, %d hard, %d soft, %d complaints, %d unsubscribed,"
+                " %d suppressed, %d unmatched, %d set aside",
+                handled.read,
+                handled.hard,
+                handled.soft,
+                handled.complaints,
+                handled.unsubscribed,
+                len(handled.suppressed),
+                handled.unmatched,
+                len(handled.rejected),
+            )
+        return handled
+
+    def act(self, returned: Returned, handled: Handled, source: str) -> None:
+        """Do what one ``Returned`` calls for (see the module docstring)."""
+        now = self.clock.now()
+        if returned.kind is Kind.UNSUBSCRIBE:
+            assert returned.token is not None
+            owner = self.membership.subscriber(returned.token, "unsubscribe")
+            if owner is None:
+                log.info("unsubscribe mail from %s: the token is not valid", returned.recipient)
+                handled.unmatched += 1
+                return
+            self.membership.unsubscribe(owner.id)
+            handled.unsubscribed += 1
+            return
+        delivery = self.store.delivery(returned.delivery_id, returned.message_id)
+        email = delivery.recipient if delivery is not None else returned.recipient
+        if not email:
+            raise ParseError(source=source, expected="the address the report is about")
+        if returned.kind is Kind.COMPLAINT:
+            handled.complaints += 1
+            self.store.record_bounce(email, _id(delivery), "complaint", None, returned.detail, now)
+            owner = self.subscriptions.subscriber(email)
+            if owner is None:
+                handled.unmatched += 1
+            else:
+                self.membership.unsubscribe(owner.id)
+                handled.unsubscribed += 1
+            self._suppress(email, "complaint", f"feedback: {returned.detail}", handled)
+            return
+        if delivery is None and self.subscriptions.subscriber(email) is None:
+            log.info("bounce for %s: no such subscriber or delivery", email)
+            handled.unmatched += 1
+            return
+        detail = f"{returned.status or ''} {returned.detail}".strip()
+        self.store.record_bounce(
+            email, _id(delivery), returned.kind.value, returned.status, detail, now
+        )
+        if returned.kind is Kind.HARD:
+            handled.hard += 1
+            self._suppress(email, "hard", detail, handled)
+        else:
+            handled.soft += 1
+            limit = self.settings.bounces.soft_limit
+            if self.store.bounced_in_a_row(email, limit):
+                self._suppress(
+                    email, "soft", f"{limit} soft bounces in a row, last: {detail}", handled
+                )
+
+    def _suppress(self, email: str, reason: str, detail: str, handled: Handled) -> None:
+        if self.store.suppress(email, reason, detail, self.clock.now()):
+            log.warning("suppressed %s (%s): %s", email, reason, detail)
+            handled.suppressed.append(email)
+
+    def suppressions(self) -> dict[str, Suppression]:
+        """Every suppressed address, by mailbox key."""
+        return self.store.all()
+
+    def unsuppress(self, email: str) -> bool:
+        """Lift ``email``'s suppression (an operator's decision); whether there was one."""
+        lifted = self.store.lift(email)
+        if lifted:
+            log.info("suppression of %s lifted", email)
+        return lifted
+
+
+def _id(delivery: Sent | None) -> int | None:
+    return delivery.id if delivery is not None else None
