@@ -4,7 +4,8 @@
 - ``roster`` (:class:`Roster`): subscribers and their profiles, and profiles files;
 - ``matching`` (:class:`Matching`): the profile index, back-fill and previews;
 - ``mailroom`` (:class:`~service.mailroom.Mailroom`): digests planned, rendered and sent;
-- ``membership`` (:class:`Membership`): people joining, confirming and leaving on the web.
+- ``membership`` (:class:`Membership`): people joining, confirming and leaving on the web;
+- ``tastes`` (:class:`Tastes`): papers profiles like or refused (by hand, library files, 👍/👎).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from service.pipeline.ingest import BAD_OUTCOMES, FILES_SOURCE, Fetcher, Ingest
 from service.pipeline.matching import MATCHED_EVENTS, Matching, reasons_json
 from service.pipeline.membership import Membership, Signup
 from service.pipeline.roster import Roster
+from service.pipeline.tastes import Tastes
 from service.render.templates import environment
+from service.store.likes import Likes
 from service.store.repository import Store
 from service.store.subscriptions import Subscriptions
 
@@ -33,6 +36,7 @@ __all__ = [
     "Pipeline",
     "Roster",
     "Signup",
+    "Tastes",
     "reasons_json",
 ]
 
@@ -64,9 +68,13 @@ class Pipeline:
             sender,
             self.rng,
         )
-        self.matching = Matching(settings, store, self.subscriptions, clock, self.mailroom)
+        self.likes = Likes(store.engine)
+        self.matching = Matching(
+            settings, store, self.subscriptions, clock, self.mailroom, self.likes
+        )
         self.roster = Roster(settings, self.subscriptions, clock, self.matching)
         self.ingest = Ingest(settings, store, clock, self.matching, self.rng, fetcher)
+        self.tastes = Tastes(self.subscriptions, self.likes, clock, self.matching)
         self.membership = Membership(
             settings, self.subscriptions, clock, self.matching, self.roster, self.mailroom
         )
