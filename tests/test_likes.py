@@ -242,3 +242,20 @@ def test_profile_add_with_likes_and_a_library_file(
     status, _, err = cli("feedback", "jane@example.org", "Nothing by this title", "up")
     assert status == 1
     assert "no stored paper" in err
+
+
+def test_the_digest_says_which_liked_paper_a_match_is_like() -> None:
+    from service.digest import Hit
+    from service.match.results import Reason
+    from service.render.papers import why
+
+    hit = Hit(
+        "sky",
+        1.2,
+        (
+            Reason("like: Supernova light curves", "like", ()),
+            Reason("supernova", "title", ((0, 9),)),
+            Reason("supernova", "abstract", ((4, 13),)),
+        ),
+    )
+    assert why(hit) == "sky: like: Supernova light curves, supernova (title, abstract)"

@@ -7,7 +7,7 @@ import random
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service import subscribers
 from service.clock import Clock
@@ -15,7 +15,6 @@ from service.config import Settings
 from service.errors import InvalidValue
 from service.identity import mailbox_key
 from service.mailroom import Mailroom
-from service.match import similar
 from service.match.corpus import Corpus
 from service.match.index import (
     Document,
@@ -33,6 +32,9 @@ from service.model import Paper, Profile, Summary
 from service.store.likes import Likes
 from service.store.repository import Store
 from service.store.subscriptions import Subscriptions
+
+if TYPE_CHECKING:  # scikit-learn is imported only once somebody likes a paper (it is slow)
+    from service.match import similar
 
 # The events after which a paper is matched: it arrived, came back, or changed.
 MATCHED_EVENTS = ("new", "listed", "updated")
@@ -297,6 +299,8 @@ class Matching:
         Models are retrained only for profiles whose likes changed; the vocabulary is refitted
         (and every model retrained) when enough papers arrived since the last fit.
         """
+        from service.match import similar
+
         with self._similar_lock:
             self.likes.join()
             liked: dict[int, set[int]] = {}
@@ -363,6 +367,8 @@ class Matching:
 
     def _fit(self) -> None:
         """Fit the vocabulary on every stored paper and sample the background (lock held)."""
+        from service.match import similar
+
         stored = self.store.all_papers()
         texts = [similar.text_from_paper(p) for p in stored]
         self._features = similar.Features.fit(texts)
@@ -377,6 +383,8 @@ class Matching:
         """Query matches merged with similarity matches of the same papers (one per profile
         and paper), without papers a profile refused."""
         synced = self._sync_similar()
+        from service.match import similar
+
         merged = {(m.profile_id, m.document_id): m for m in found}
         if synced is not None and papers:
             features, index = synced
