@@ -259,3 +259,13 @@ def test_the_digest_says_which_liked_paper_a_match_is_like() -> None:
         ),
     )
     assert why(hit) == "sky: like: Supernova light curves, supernova (title, abstract)"
+
+
+def test_scikit_learn_waits_until_somebody_likes_a_paper() -> None:
+    """Importing it takes seconds: a command that matches no similarity profile never does."""
+    import subprocess
+    import sys
+
+    code = "import sys, service.cli; print('sklearn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

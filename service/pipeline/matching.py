@@ -299,8 +299,6 @@ class Matching:
         Models are retrained only for profiles whose likes changed; the vocabulary is refitted
         (and every model retrained) when enough papers arrived since the last fit.
         """
-        from service.match import similar
-
         with self._similar_lock:
             self.likes.join()
             liked: dict[int, set[int]] = {}
@@ -314,6 +312,8 @@ class Matching:
             if not liked:
                 self._similar, self._trained = None, {}
                 return None
+            from service.match import similar
+
             if (
                 self._features is None
                 or self._similar is None
@@ -383,10 +383,10 @@ class Matching:
         """Query matches merged with similarity matches of the same papers (one per profile
         and paper), without papers a profile refused."""
         synced = self._sync_similar()
-        from service.match import similar
-
         merged = {(m.profile_id, m.document_id): m for m in found}
         if synced is not None and papers:
+            from service.match import similar
+
             features, index = synced
             with_query = {p.id for p in self.subscriptions.profiles() if p.spec.query.strip()}
             only = {
