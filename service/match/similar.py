@@ -41,8 +41,9 @@ DISLIKE_WEIGHT = 3.0
 # keeps a one-like profile on topic, the SVM learns what sets the likes apart.
 CENTROID_WEIGHT = 0.5
 DISLIKE_CENTROID_WEIGHT = 0.5
-# Weights kept per profile: the largest in size. Scoring cost and memory grow with it.
-KEPT_WEIGHTS = 1000
+# Weights kept per profile: the largest in size. Scoring cost and memory grow with it: 300
+# scores 1,000 papers against 100,000 profiles in ~9 s and 1.1 GB (1,000: 35 s, 1.9 GB).
+KEPT_WEIGHTS = 300
 # Terms kept per liked paper to find the closest one for a reason.
 KEPT_LIKE_TERMS = 40
 # Share of the background a likes-only profile matches: ~15 of a 1,000-paper day.
