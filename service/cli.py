@@ -33,6 +33,7 @@ from service.model import (
     Summary,
     Suppression,
 )
+from service.parse import library
 from service.pipeline import BAD_OUTCOMES, reasons_json
 from service.render.papers import byline, marked
 from service.store import backup as backups
@@ -319,7 +320,23 @@ def _subscription_commands(commands: Any) -> None:
     )
     add.add_argument("email")
     add.add_argument("name")
-    add.add_argument("query", help="what to look for (the query language is below)")
+    add.add_argument(
+        "query",
+        nargs="?",
+        help="what to look for (the query language is below); optional with --like/--like-file",
+    )
+    add.add_argument(
+        "--like",
+        nargs="+",
+        default=[],
+        metavar="PAPER",
+        help="papers the profile is like: arXiv id, DOI or exact title of a stored paper",
+    )
+    add.add_argument(
+        "--like-file",
+        metavar="FILE",
+        help="liked papers from a library: BibTeX (.bib), Zotero CSV or RIS",
+    )
     add.add_argument("--min-upvotes", type=int, metavar="N", help="default 0")
     add.add_argument("--max-items", type=int, metavar="N", help="default 20")
     add.add_argument(
@@ -334,6 +351,7 @@ def _subscription_commands(commands: Any) -> None:
         help="send a note when nothing matched (default: no)",
     )
     add.set_defaults(handler=_profile_add)
+    _feedback_parser(commands)
     listing = actions.add_parser("list", help="list profiles")
     listing.add_argument("email", nargs="?")
     listing.add_argument("--json", action="store_true", help="print JSON lines for scripts")
@@ -661,7 +679,11 @@ def _subscriber_remove(args: argparse.Namespace) -> int:
 
 
 def _profile_add(args: argparse.Namespace) -> int:
-    given: dict[str, Any] = {"query": args.query}
+    references = [library.reference(text) for text in args.like]
+    if args.like_file is not None:
+        origin, text = _read_profiles_file(args.like_file)
+        references += library.read_library(text, origin)
+    given: dict[str, Any] = {} if args.query is None else {"query": args.query}
     for field in ("min_upvotes", "max_items", "alert_threshold", "send_when_empty"):
         if getattr(args, field) is not None:
             given[field] = getattr(args, field)
@@ -671,9 +693,37 @@ def _profile_add(args: argparse.Namespace) -> int:
         owner = _stored(app, args.email)
         stored = [p.spec for p in app.pipeline.subscriptions.profiles(owner.id)] if owner else []
         known = next((spec for spec in stored if spec.name == args.name), None)
-        spec = replace(known or ProfileSpec(name=args.name, query=args.query), **given)
+        if known is None and args.query is None and not references:
+            raise ConfigError("give a QUERY, --like or --like-file", where=args.name)
+        spec = replace(known or ProfileSpec(name=args.name, query=""), **given)
         saved = app.pipeline.roster.save_profile(args.email, spec)
+        likes = app.pipeline.tastes.like(args.email, args.name, references, "cli")
     print(f"{args.email}: profile {saved.spec.name!r} saved")
+    waiting = [like for like in likes if like.paper_id is None]
+    if likes:
+        note = f", {len(waiting)} not stored yet (kept: they join when they arrive)"
+        print(f"{_count(len(likes) - len(waiting), 'liked paper')} found{note if waiting else ''}")
+        for like in waiting:
+            print(f"  not stored yet: {like.label}")
+    return 0
+
+
+def _feedback_parser(commands: Any) -> None:
+    feedback = commands.add_parser(
+        "feedback", help="say whether a paper was what a profile wants (up, down or clear)"
+    )
+    feedback.add_argument("email")
+    feedback.add_argument("paper", help="arXiv id, DOI or exact title of a stored paper")
+    feedback.add_argument("vote", choices=["up", "down", "clear"])
+    feedback.add_argument("--profile", metavar="NAME", help="which profile (when several)")
+    feedback.set_defaults(handler=_feedback)
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    with _app(args) as app:
+        profile, _ = app.pipeline.tastes.feedback(args.email, args.paper, args.vote, args.profile)
+    done = {"up": "liked", "down": "refused (not shown again)", "clear": "vote cleared"}
+    print(f"{args.email}: {args.paper} {done[args.vote]} for {profile.spec.name!r}")
     return 0
 
 

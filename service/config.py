@@ -286,6 +286,8 @@ class MatchSettings(BaseModel):
 
     # Added to every match's score: upvote_boost × ln(1 + the paper's upvotes).
     upvote_boost: float = Field(default=0.0, ge=0.0, le=100.0, allow_inf_nan=False)
+    # A profile of liked papers alone matches this share of the papers like its background.
+    similar_rate: float = Field(default=0.015, gt=0.0, le=0.5, allow_inf_nan=False)
 
 
 class WebSettings(BaseModel):

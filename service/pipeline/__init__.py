@@ -4,7 +4,8 @@
 - ``roster`` (:class:`Roster`): subscribers and their profiles, and profiles files;
 - ``matching`` (:class:`Matching`): the profile index, back-fill and previews;
 - ``mailroom`` (:class:`~service.mailroom.Mailroom`): digests planned, rendered and sent;
-- ``membership`` (:class:`Membership`): people joining, confirming and leaving on the web.
+- ``membership`` (:class:`Membership`): people joining, confirming and leaving on the web;
+- ``tastes`` (:class:`Tastes`): papers profiles like or refused (by hand, library files, 👍/👎).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from service.pipeline.membership import Membership, Signup
 from service.pipeline.records import Records
 from service.pipeline.returns import Returns
 from service.pipeline.roster import Roster
+from service.pipeline.tastes import Tastes
 from service.render.templates import environment
+from service.store.likes import Likes
 from service.store.repository import Store
 from service.store.subscriptions import Subscriptions
 
@@ -35,6 +38,7 @@ __all__ = [
     "Pipeline",
     "Roster",
     "Signup",
+    "Tastes",
     "reasons_json",
 ]
 
@@ -66,9 +70,13 @@ class Pipeline:
             sender,
             self.rng,
         )
-        self.matching = Matching(settings, store, self.subscriptions, clock, self.mailroom)
+        self.likes = Likes(store.engine)
+        self.matching = Matching(
+            settings, store, self.subscriptions, clock, self.mailroom, self.likes
+        )
         self.roster = Roster(settings, self.subscriptions, clock, self.matching)
         self.ingest = Ingest(settings, store, clock, self.matching, self.rng, fetcher)
+        self.tastes = Tastes(self.subscriptions, self.likes, clock, self.matching)
         self.membership = Membership(
             settings, self.subscriptions, clock, self.matching, self.roster, self.mailroom
         )

@@ -4,10 +4,11 @@ against every profile at once, back-fill for new or changed profiles, and previe
 from __future__ import annotations
 
 import gc
+import random
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service import subscribers
 from service.clock import Clock
@@ -27,10 +28,14 @@ from service.match.index import (
     prepare,
 )
 from service.match.query import Query, parse_query
-from service.match.results import Match
+from service.match.results import Match, new_match
 from service.model import Paper, Profile, Summary
+from service.store.likes import Likes
 from service.store.repository import Store
 from service.store.subscriptions import Subscriptions
+
+if TYPE_CHECKING:  # scikit-learn is imported only once somebody likes a paper (it is slow)
+    from service.match import similar
 
 # The events after which a paper is matched: it arrived, came back, or changed.
 MATCHED_EVENTS = ("new", "listed", "updated")
@@ -41,6 +46,12 @@ AGE_CHECK = timedelta(minutes=10)
 # Kept prepared: the window and a margin, so that a window asked for a moment ago (or until
 # the next age check) is still whole.
 KEPT = PREVIEW_WINDOW + AGE_CHECK
+# Stored papers sampled as the background every similarity model is trained against.
+BACKGROUND = 1000
+# The tf-idf vocabulary is refitted when the papers stored since the last fit reach this share
+# of those it was fitted on (and at least REFIT_MIN of them).
+REFIT_SHARE = 0.25
+REFIT_MIN = 1000
 
 
 class Matching:
@@ -51,8 +62,10 @@ class Matching:
         subscriptions: Subscriptions,
         clock: Clock,
         mailroom: Mailroom,
+        likes: Likes | None = None,
     ) -> None:
         self.settings = settings
+        self.likes = likes or Likes(store.engine)
         self.store = store
         self.subscriptions = subscriptions
         self.clock = clock
@@ -69,6 +82,18 @@ class Matching:
         self._first_seen: dict[int, datetime] = {}
         self._seen_event = 0
         self._aged_at = datetime.min.replace(tzinfo=UTC)
+        # Similarity profiles: features fitted on the stored papers, one model per profile
+        # with liked papers, trained on (liked, refused) as recorded in ``_trained``.
+        self._similar_lock = threading.RLock()
+        self._features: similar.Features | None = None
+        self._fitted_on = 0
+        self._arrived = 0  # papers stored since the fit
+        self._background_ids: list[int] = []
+        self._background: Any = None
+        self._similar: similar.SimilarityIndex | None = None
+        self._trained: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self._titles: dict[int, str] = {}
+        self._refused: dict[int, frozenset[int]] = {}
 
     def preview(
         self, query: str | Query, *, since: datetime | None = None, limit: int = 20
@@ -168,6 +193,10 @@ class Matching:
             raise InvalidValue(
                 f"several subscribers have it ({owners}); name one", field="profile", value=name
             )
+        if not found[0][1].spec.query.strip():
+            raise InvalidValue(
+                "this profile has no query (it ranks by liked papers)", field="profile", value=name
+            )
         return parse_query(found[0][1].spec.query)
 
     def profiles_changed(self, fresh: Sequence[Profile] = ()) -> int:
@@ -201,14 +230,14 @@ class Matching:
                 papers.update(
                     (p.id, prepare(document_from_paper(p))) for p in self.store.papers(ids=missing)
                 )
-            if ids:
+            if ids and profile.spec.query.strip():
                 query = parse_query(profile.spec.query)
                 documents = [papers[i] for i in ids if i in papers]
                 found += self._match_query(query, documents, profile_id=profile.id)
         return self.subscriptions.save_matches(
             ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
             self.clock.now(),
-        )
+        ) + self._backfill_similar(fresh)
 
     def _match_query(
         self,
@@ -253,7 +282,9 @@ class Matching:
             self._index = ProfileIndex(stats=self._stats(), upvote_boost=boost)
             self._indexed = {}
         index = self._index
-        current = {p.id: p.spec.query for p in self.subscriptions.profiles()}
+        current = {
+            p.id: p.spec.query for p in self.subscriptions.profiles() if p.spec.query.strip()
+        }
         for profile_id in set(self._indexed) - set(current):
             index.remove(profile_id)
             del self._indexed[profile_id]
@@ -266,6 +297,158 @@ class Matching:
                 index.add(profile_id, parse_query(text))
             self._indexed[profile_id] = text
         return index
+
+    # -- similarity profiles ----------------------------------------------------------------
+
+    def likes_changed(self, changed: Sequence[Profile] = ()) -> int:
+        """Liked or refused papers of ``changed`` profiles were saved: retrain their models and
+        score their subscriber's open window again. Returns the matches saved."""
+        return self._backfill_similar(changed)
+
+    def _sync_similar(self) -> tuple[similar.Features, similar.SimilarityIndex] | None:
+        """The similarity index brought up to date with the likes (``None``: nobody has any).
+
+        Models are retrained only for profiles whose likes changed; the vocabulary is refitted
+        (and every model retrained) when enough papers arrived since the last fit.
+        """
+        with self._similar_lock:
+            self.likes.join()
+            liked: dict[int, set[int]] = {}
+            refused: dict[int, set[int]] = {}
+            for like in self.likes.of():
+                if like.paper_id is None:
+                    continue
+                chosen = liked if like.vote == "up" else refused
+                chosen.setdefault(like.profile_id, set()).add(like.paper_id)
+            self._refused = {p: frozenset(ids) for p, ids in refused.items()}
+            if not liked:
+                self._similar, self._trained = None, {}
+                return None
+            from service.match import similar
+
+            if (
+                self._features is None
+                or self._similar is None
+                or self._arrived >= max(REFIT_MIN, REFIT_SHARE * self._fitted_on)
+            ):
+                self._fit()
+            assert self._features is not None and self._similar is not None
+            features, index = self._features, self._similar
+            wanted = {
+                p: (tuple(sorted(ids)), tuple(sorted(refused.get(p, set()) - ids)))
+                for p, ids in liked.items()
+            }
+            for profile_id in set(self._trained) - set(wanted):
+                index.remove(profile_id)
+                del self._trained[profile_id]
+            stale = {p: w for p, w in wanted.items() if self._trained.get(p) != w}
+            if stale:
+                needed = sorted({i for up, down in stale.values() for i in up + down})
+                stored = {p.id: p for p in self.store.papers(ids=needed)}
+                models = []
+                for profile_id, (wanted_up, wanted_down) in stale.items():
+                    up = tuple(i for i in wanted_up if i in stored)
+                    down = tuple(i for i in wanted_down if i in stored)
+                    if not up:
+                        continue
+                    for i in up:
+                        self._titles[i] = stored[i].title
+                    rows = features.transform(
+                        [similar.text_from_paper(stored[i]) for i in up + down]
+                    )
+                    keep = [
+                        n for n, i in enumerate(self._background_ids) if i not in set(up + down)
+                    ]
+                    models.append(
+                        similar.train(
+                            profile_id,
+                            up,
+                            rows[: len(up)],
+                            rows[len(up) :],
+                            self._background[keep],
+                            rate=self.settings.matching.similar_rate,
+                        )
+                    )
+                    self._trained[profile_id] = (up, down)
+                if len(models) > 1:
+                    index.put_many(models)
+                else:
+                    for model in models:
+                        index.put(model)
+            return features, index
+
+    def _fit(self) -> None:
+        """Fit the vocabulary on every stored paper and sample the background (lock held)."""
+        from service.match import similar
+
+        stored = self.store.all_papers()
+        texts = [similar.text_from_paper(p) for p in stored]
+        self._features = similar.Features.fit(texts)
+        sample = random.Random(len(texts)).sample(range(len(texts)), min(BACKGROUND, len(texts)))
+        self._background_ids = [texts[n].id for n in sample]
+        self._background = self._features.transform([texts[n] for n in sample])
+        self._fitted_on, self._arrived = len(texts), 0
+        self._similar = similar.SimilarityIndex(self._features.width)
+        self._trained = {}
+
+    def _with_similarity(self, found: list[Match], papers: Sequence[Paper]) -> list[Match]:
+        """Query matches merged with similarity matches of the same papers (one per profile
+        and paper), without papers a profile refused."""
+        synced = self._sync_similar()
+        merged = {(m.profile_id, m.document_id): m for m in found}
+        if synced is not None and papers:
+            from service.match import similar
+
+            features, index = synced
+            with_query = {p.id for p in self.subscriptions.profiles() if p.spec.query.strip()}
+            only = {
+                profile_id: frozenset(d for p, d in merged if p == profile_id)
+                for profile_id in self._trained
+                if profile_id in with_query
+            }
+            texts = [similar.text_from_paper(p) for p in papers]
+            with self._similar_lock:
+                sim = similar.matches(index, features, texts, self._titles, only=only)
+            for match in sim:
+                key = (match.profile_id, match.document_id)
+                query = merged.get(key)
+                reasons = (query.reasons if query else ()) + match.reasons
+                # With a query the likes rank what it matched: the similarity score orders.
+                merged[key] = new_match(match.profile_id, match.document_id, match.score, reasons)
+        # Not shown: what the profile refused, and what it named as liked (it has them).
+        refused, trained = self._refused, self._trained
+        return [
+            m
+            for m in merged.values()
+            if m.document_id not in refused.get(m.profile_id, ())
+            and m.document_id not in trained.get(m.profile_id, ((), ()))[0]
+        ]
+
+    def _backfill_similar(self, changed: Sequence[Profile]) -> int:
+        """Score the open window of ``changed`` profiles again (their likes changed)."""
+        if not changed:
+            return 0
+        windows = self.mailroom.outbox.windows({p.subscriber_id for p in changed})
+        found: list[Match] = []
+        for profile in changed:
+            state = windows.get(profile.subscriber_id)
+            if state is None:
+                continue
+            ids = self.store.touched_since(state.window_end, MATCHED_EVENTS)
+            papers = self.store.papers(ids=ids)
+            query: list[Match] = []
+            if profile.spec.query.strip():
+                query = self._match_query(
+                    parse_query(profile.spec.query),
+                    map(document_from_paper, papers),
+                    profile_id=profile.id,
+                )
+            merged = self._with_similarity(query, papers)
+            found += [m for m in merged if m.profile_id == profile.id]
+        return self.subscriptions.save_matches(
+            ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
+            self.clock.now(),
+        )
 
     def match_snapshot(self, summary: Summary) -> None:
         """Match the snapshot's new and updated papers against every profile at once."""
@@ -283,10 +466,14 @@ class Matching:
                 for document in documents:
                     if document.id in fresh:
                         self._count(document)
+        with self._similar_lock:
+            self._arrived += len(fresh)
         index = self._sync_index()
-        if not len(index):
+        found = index.match(documents, stats=self._stats()) if len(index) else []
+        papers = self.store.papers(ids=sorted(touched))
+        found = self._with_similarity(found, papers)
+        if not found:
             return
-        found = index.match(documents, stats=self._stats())
         self.subscriptions.save_matches(
             ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
             self.clock.now(),

@@ -54,7 +54,8 @@ class Roster:
         """Create or update a profile; an invalid query is refused here, never at send time."""
         owner = self._subscriber(email)
         self._refuse_declared(owner)
-        parse_query(spec.query)
+        if spec.query.strip():  # a blank query: the profile ranks by its liked papers alone
+            parse_query(spec.query)
         profile, fresh = self.subscriptions.save_profile(
             owner.id, subscribers.check_profile(spec), self.clock.now()
         )

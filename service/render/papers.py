@@ -114,11 +114,16 @@ def why(hit: Hit) -> str:
     for reason in hit.reasons:
         if reason.field == "upvotes":
             continue
+        if reason.field == "like":  # "like: <title>" says it all
+            fields.setdefault(reason.term, [])
+            continue
         fields.setdefault(reason.term, [])
         name = _FIELD_NAMES.get(reason.field, reason.field)
         if name not in fields[reason.term]:
             fields[reason.term].append(name)
-    terms = ", ".join(f"{term} ({', '.join(where)})" for term, where in fields.items())
+    terms = ", ".join(
+        f"{term} ({', '.join(where)})" if where else term for term, where in fields.items()
+    )
     return f"{hit.profile}: {terms}" if terms else hit.profile
 
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from service import tokens, windows
 from service.identity import mailbox_key
 from service.model import Profile, ProfileSpec, Schedule, Subscriber, SubscriberStatus
-from service.store.tables import matches, profiles, subscribers
+from service.store.tables import matches, profile_likes, profiles, subscribers
 
 FIRST_WINDOW = timedelta(days=1)
 """How far back a new subscriber's first window opens: their first digest holds the last day's
@@ -150,6 +150,7 @@ class Subscriptions:
                 fresh = old.scalar_one() != spec.query
                 if fresh:
                     db.execute(matches.delete().where(matches.c.profile_id == found))
+                db.execute(profile_likes.delete().where(profile_likes.c.profile_id == found))
                 db.execute(profiles.update().where(profiles.c.id == found).values(**values))
             row = db.execute(sa.select(profiles).where(mine)).one()
         return _profile(row), fresh
@@ -164,6 +165,7 @@ class Subscriptions:
             ).scalar_one_or_none()
             if found is not None:
                 db.execute(matches.delete().where(matches.c.profile_id == found))
+                db.execute(profile_likes.delete().where(profile_likes.c.profile_id == found))
                 db.execute(profiles.delete().where(profiles.c.id == found))
         return found
 
@@ -199,6 +201,7 @@ class Subscriptions:
 def _delete_profiles(db: sa.Connection, subscriber_ids: Sequence[int]) -> None:
     ids = sa.select(profiles.c.id).where(profiles.c.subscriber_id.in_(subscriber_ids))
     db.execute(matches.delete().where(matches.c.profile_id.in_(ids)))
+    db.execute(profile_likes.delete().where(profile_likes.c.profile_id.in_(ids)))
     db.execute(profiles.delete().where(profiles.c.subscriber_id.in_(subscriber_ids)))
 
 

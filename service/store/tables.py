@@ -185,6 +185,25 @@ profiles = sa.Table(
     sa.UniqueConstraint("subscriber_id", "name"),
 )
 
+# Papers a profile likes (vote "up") or refused (vote "down"): named by hand, from a library
+# file or by a feedback click. ``ref`` is the identity key it was named by ("arxiv:...",
+# "doi:...", "title:..."); ``paper_id`` joins it to a stored paper, now or when it arrives.
+profile_likes = sa.Table(
+    "profile_likes",
+    metadata,
+    sa.Column(
+        "profile_id", sa.Integer, sa.ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("ref", sa.Text, primary_key=True),
+    sa.Column("lookup", sa.JSON, nullable=False),  # every key it may be found under, best first
+    sa.Column("paper_id", sa.Integer, sa.ForeignKey("papers.id"), index=True),
+    sa.Column("vote", sa.String(8), nullable=False),  # up, down
+    sa.Column("label", sa.Text, nullable=False),  # as named: a title, an id
+    sa.Column("origin", sa.String(16), nullable=False),  # cli, file, feedback, web
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 matches = sa.Table(
     "matches",
     metadata,
