@@ -14,7 +14,7 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,7 +42,7 @@ from service.model import (
 from service.render.email import EmailRenderer, Letterhead, Rendered
 from service.render.feeds import ALL, FORMATS, FeedEntry, FeedMeta, Format, render_feed, slugs
 from service.render.papers import reasons_from_json
-from service.store.outbox import FeedSource, MatchRow, NewDelivery, Outbox
+from service.store.outbox import Closing, FeedSource, MatchRow, NewDelivery, Outbox
 from service.store.repository import Store
 from service.store.subscriptions import Subscriptions
 from service.windows import Window
@@ -54,6 +54,9 @@ PUBLISHED = frozenset({SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The folders ``feeds export`` writes: one per feed token.
 _TOKEN_FOLDER = re.compile(r"\d+\.[A-Za-z0-9_-]{24}")
+
+PLAN_BATCH = 500
+"""Subscribers planned together: read in a few queries and written in one transaction."""
 
 LEASE = timedelta(minutes=10)
 """How long a sender holds a claimed delivery; a claim older than this is taken again."""
@@ -167,11 +170,16 @@ class Mailroom:
     # -- planning -------------------------------------------------------------------------------
 
     def plan(self) -> list[Planned]:
-        """Close every due window: one digest per subscriber, queued in the outbox."""
+        """Close every due window: one digest per subscriber, queued in the outbox.
+
+        Subscribers are planned ``PLAN_BATCH`` at a time: their profiles, candidates and papers
+        read in a few queries, and their deliveries, ledger and windows written in one
+        transaction (``Outbox.close_windows``), so a crash leaves each window either closed
+        with its delivery or open.
+        """
         now = self.clock.now()
         states = self.outbox.windows()
-        done = []
-        health: Health | None = None  # the sources' health, read once for every digest
+        due: list[tuple[Subscriber, Window]] = []
         for owner in self.subscriptions.subscribers():
             state = states.get(owner.id)
             if state is None or owner.status is not SubscriberStatus.ACTIVE:
@@ -186,9 +194,67 @@ class Mailroom:
                     if upcoming is not None:
                         self.outbox.set_next_window(owner.id, upcoming)
                 continue
-            if health is None:
-                health = self._health(now)
-            done.append(self._close(owner, window, now, health, record=True))
+            due.append((owner, window))
+        if not due:
+            return []
+        health = self._health(now)  # the sources' health, read once for every digest
+        done: list[Planned] = []
+        for start in range(0, len(due), PLAN_BATCH):
+            done += self._close_batch(due[start : start + PLAN_BATCH], now, health)
+        return done
+
+    def _close_batch(
+        self, batch: Sequence[tuple[Subscriber, Window]], now: datetime, health: Health
+    ) -> list[Planned]:
+        """Close a batch of due windows: read in bulk, compose and render each digest, then
+        write every delivery in one transaction."""
+        profiles = self.subscriptions.profiles_of([owner.id for owner, _ in batch])
+        rows = self.outbox.candidates_of({o.id: (w.start, w.end) for o, w in batch})
+        papers = {
+            p.id: p
+            for p in self.store.papers(
+                ids=sorted({r.paper_id for found in rows.values() for r in found})
+            )
+        }
+        closing: list[Closing] = []
+        composed_by: dict[int, Digest | None] = {}
+        for owner, window in batch:
+            mine = profiles.get(owner.id, [])
+            composed = digests.compose(
+                owner,
+                DeliveryKind.DIGEST,
+                window,
+                _candidates(mine, rows.get(owner.id, ()), papers),
+                notes=health.notes,
+                healthy=health.healthy,
+                send_when_empty=any(p.spec.send_when_empty for p in mine),
+            )
+            composed_by[owner.id] = composed
+            closing.append(
+                Closing(
+                    owner.id,
+                    composed.key if composed is not None else window.key,
+                    self._queue(composed, now) if composed is not None else None,
+                    window.end,
+                    windows.next_boundary(owner.schedule, ZoneInfo(owner.timezone), now),
+                )
+            )
+        ids = self.outbox.close_windows(closing, now)
+        queued = sum(1 for i in ids.values() if i is not None)
+        if queued:
+            log.info("planned %d digest%s", queued, "" if queued == 1 else "s")
+        done = []
+        for owner, window in batch:
+            composed = composed_by[owner.id]
+            done.append(
+                Planned(
+                    owner.email,
+                    DeliveryKind.DIGEST,
+                    window,
+                    len(composed.paper_ids) if composed else 0,
+                    ids[owner.id],
+                )
+            )
         return done
 
     def _health(self, now: datetime) -> Health:
@@ -245,15 +311,8 @@ class Mailroom:
     def _candidates(
         self, owner: Subscriber, profiles: Sequence[Profile], rows: Sequence[MatchRow]
     ) -> list[Candidate]:
-        by_id = {p.id: p for p in profiles}
         papers = {p.id: p for p in self.store.papers(ids=sorted({r.paper_id for r in rows}))}
-        return [
-            Candidate(
-                by_id[r.profile_id], papers[r.paper_id], r.score, reasons_from_json(r.reasons)
-            )
-            for r in rows
-            if r.profile_id in by_id and r.paper_id in papers
-        ]
+        return _candidates(profiles, rows, papers)
 
     def _queue(self, composed: Digest, now: datetime) -> NewDelivery:
         rendered = self.renderer.render(composed, now)
@@ -555,6 +614,18 @@ class Mailroom:
     def cleanup(self) -> int:
         """Forget the bytes of messages sent longer ago than ``mail.keep_sent``."""
         return self.outbox.forget_sent_bodies(self.clock.now() - self.settings.mail.keep_sent)
+
+
+def _candidates(
+    profiles: Sequence[Profile], rows: Sequence[MatchRow], papers: Mapping[int, Paper]
+) -> list[Candidate]:
+    """The match rows of these profiles as candidates, with their papers."""
+    by_id = {p.id: p for p in profiles}
+    return [
+        Candidate(by_id[r.profile_id], papers[r.paper_id], r.score, reasons_from_json(r.reasons))
+        for r in rows
+        if r.profile_id in by_id and r.paper_id in papers
+    ]
 
 
 def _new_delivery(composed: Digest, rendered: Rendered) -> NewDelivery:

@@ -101,6 +101,19 @@ class Subscriptions:
         with self.engine.connect() as db:
             return [_profile(row) for row in db.execute(query)]
 
+    def profiles_of(self, subscriber_ids: Sequence[int]) -> dict[int, list[Profile]]:
+        """The profiles of many subscribers in one query, by subscriber id, in name order."""
+        query = (
+            sa.select(profiles)
+            .where(profiles.c.subscriber_id.in_(list(subscriber_ids)))
+            .order_by(profiles.c.subscriber_id, profiles.c.name)
+        )
+        found: dict[int, list[Profile]] = {}
+        with self.engine.connect() as db:
+            for row in db.execute(query):
+                found.setdefault(row.subscriber_id, []).append(_profile(row))
+        return found
+
     def profile(self, profile_id: int) -> Profile | None:
         with self.engine.connect() as db:
             row = db.execute(sa.select(profiles).where(profiles.c.id == profile_id)).first()
