@@ -16,6 +16,9 @@ from service.model import Profile, ProfileSpec, Subscriber
 from service.pipeline.matching import Matching
 from service.store.subscriptions import Subscriptions
 
+IMPORT_BATCH = 1000
+"""Subscribers of a profiles file saved in one transaction."""
+
 
 class Roster:
     """Who gets what. A change to the profiles reaches matching at once (index, back-fill)."""
@@ -92,24 +95,27 @@ class Roster:
     def _apply_profiles(
         self, declared: Sequence[subscribers.Declared], *, prune: bool
     ) -> tuple[int, int]:
+        """Save the declared subscribers and profiles, ``IMPORT_BATCH`` subscribers to a
+        transaction (a big import is a few statements a batch, not a few per subscriber)."""
         now = self.clock.now()
         saved_profiles = 0
         fresh: list[Profile] = []
-        for item in declared:
-            owner = self.subscriptions.save_subscriber(
-                item.email, item.timezone, str(item.schedule), now, declared=prune
+        for start in range(0, len(declared), IMPORT_BATCH):
+            batch = declared[start : start + IMPORT_BATCH]
+            owners, changed = self.subscriptions.save_many(
+                [(d.email, d.timezone, str(d.schedule), d.profiles) for d in batch],
+                now,
+                declared_here=prune,
             )
-            names = set()
-            for spec in item.profiles:
-                profile, changed = self.subscriptions.save_profile(owner.id, spec, now)
-                if changed:
-                    fresh.append(profile)
-                names.add(spec.name)
-                saved_profiles += 1
+            fresh += changed
+            saved_profiles += sum(len(d.profiles) for d in batch)
             if prune:
-                for profile in self.subscriptions.profiles(owner.id):
-                    if profile.spec.name not in names:
-                        self.subscriptions.remove_profile(owner.id, profile.spec.name)
+                held = self.subscriptions.profiles_of(owners)
+                for owner, item in zip(owners, batch, strict=True):
+                    names = {spec.name for spec in item.profiles}
+                    for profile in held.get(owner, []):
+                        if profile.spec.name not in names:
+                            self.subscriptions.remove_profile(owner, profile.spec.name)
         if prune:
             mailboxes = {mailbox_key(item.email) for item in declared}
             for known in self.subscriptions.subscribers():

@@ -81,6 +81,142 @@ class Subscriptions:
         assert saved is not None
         return saved
 
+    def save_many(
+        self,
+        declared: Sequence[tuple[str, str, str, Sequence[ProfileSpec]]],
+        now: datetime,
+        *,
+        declared_here: bool = False,
+    ) -> tuple[list[int], list[Profile]]:
+        """``save_subscriber`` and ``save_profile`` for many (email, timezone, schedule,
+        profiles) at once, in one transaction, a few statements for the lot. Returns the
+        subscribers' ids, in order, and the profiles whose query is new."""
+        if not declared:
+            return [], []
+        keys = [mailbox_key(email) for email, *_ in declared]
+        with self.engine.begin() as db:
+            known = {
+                row.email_key: row
+                for row in db.execute(
+                    sa.select(
+                        subscribers.c.id,
+                        subscribers.c.email_key,
+                        subscribers.c.timezone,
+                        subscribers.c.schedule,
+                    ).where(subscribers.c.email_key.in_(keys))
+                )
+            }
+            added, moved, kept = [], [], []
+            for key, (email, timezone, schedule, _) in zip(keys, declared, strict=True):
+                values = {"timezone": timezone, "schedule": schedule, "updated_at": now}
+                found = known.get(key)
+                if found is None:
+                    added.append(
+                        {
+                            "email": email,
+                            "email_key": key,
+                            "status": SubscriberStatus.ACTIVE.value,
+                            "declared": declared_here,
+                            "created_at": now,
+                            "token": tokens.new_secret(),
+                            "window_end": now - FIRST_WINDOW,
+                            "next_window_at": windows.next_boundary(
+                                Schedule.parse(schedule), ZoneInfo(timezone), now
+                            ),
+                            **values,
+                        }
+                    )
+                elif (found.timezone, found.schedule) != (timezone, schedule):
+                    moved.append({"sid": found.id, **values})  # planned afresh
+                else:
+                    kept.append({"sid": found.id, **values})
+            if added:
+                db.execute(subscribers.insert(), added)
+            for rows, extra in ((moved, {"next_window_at": None}), (kept, {})):
+                if rows:
+                    db.execute(
+                        subscribers.update()
+                        .where(subscribers.c.id == sa.bindparam("sid"))
+                        .values(
+                            timezone=sa.bindparam("timezone"),
+                            schedule=sa.bindparam("schedule"),
+                            updated_at=sa.bindparam("updated_at"),
+                            declared=declared_here,
+                            **extra,
+                        ),
+                        rows,
+                    )
+            ids = {
+                row.email_key: row.id
+                for row in db.execute(
+                    sa.select(subscribers.c.email_key, subscribers.c.id).where(
+                        subscribers.c.email_key.in_(keys)
+                    )
+                )
+            }
+            owners = [ids[key] for key in keys]
+            fresh_keys = self._save_profiles(db, owners, [d[3] for d in declared], now)
+            fresh = [
+                _profile(row)
+                for row in db.execute(
+                    sa.select(profiles).where(profiles.c.subscriber_id.in_(owners))
+                )
+                if (row.subscriber_id, row.name) in fresh_keys
+            ]
+        return owners, fresh
+
+    def _save_profiles(
+        self,
+        db: sa.Connection,
+        owners: Sequence[int],
+        specs: Sequence[Sequence[ProfileSpec]],
+        now: datetime,
+    ) -> set[tuple[int, str]]:
+        """Insert or update these subscribers' profiles; the (subscriber id, name) of those
+        whose query is new (their old matches are deleted)."""
+        known = {
+            (row.subscriber_id, row.name): row
+            for row in db.execute(
+                sa.select(
+                    profiles.c.id, profiles.c.subscriber_id, profiles.c.name, profiles.c.query
+                ).where(profiles.c.subscriber_id.in_(list(owners)))
+            )
+        }
+        added, changed, stale, fresh = [], [], [], set()
+        for owner, mine in zip(owners, specs, strict=True):
+            for spec in mine:
+                values = {
+                    "query": spec.query,
+                    "min_upvotes": spec.min_upvotes,
+                    "max_items": spec.max_items,
+                    "alert_threshold": spec.alert_threshold,
+                    "send_when_empty": spec.send_when_empty,
+                    "updated_at": now,
+                }
+                found = known.get((owner, spec.name))
+                if found is None:
+                    fresh.add((owner, spec.name))
+                    added.append(
+                        {"subscriber_id": owner, "name": spec.name, "created_at": now, **values}
+                    )
+                    continue
+                if found.query != spec.query:
+                    fresh.add((owner, spec.name))
+                    stale.append(found.id)
+                changed.append({"pid": found.id, **values})
+        for start in range(0, len(stale), 500):
+            db.execute(matches.delete().where(matches.c.profile_id.in_(stale[start : start + 500])))
+        if added:
+            db.execute(profiles.insert(), added)
+        if changed:
+            db.execute(
+                profiles.update()
+                .where(profiles.c.id == sa.bindparam("pid"))
+                .values({name: sa.bindparam(name) for name in changed[0] if name != "pid"}),
+                changed,
+            )
+        return fresh
+
     def remove_subscriber(self, email: str) -> bool:
         with self.engine.begin() as db:
             found = db.execute(
