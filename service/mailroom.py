@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import random
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +45,7 @@ from service.model import (
 from service.render.email import EmailRenderer, Letterhead, Rendered
 from service.render.feeds import ALL, FORMATS, FeedEntry, FeedMeta, Format, render_feed, slugs
 from service.render.papers import reasons_from_json
+from service.render.templates import environment
 from service.store.outbox import Closing, FeedSource, MatchRow, NewDelivery, Outbox
 from service.store.repository import Store
 from service.store.subscriptions import Subscriptions
@@ -57,6 +61,12 @@ _TOKEN_FOLDER = re.compile(r"\d+\.[A-Za-z0-9_-]{24}")
 
 PLAN_BATCH = 500
 """Subscribers planned together: read in a few queries and written in one transaction."""
+
+POOL_MIN = 2000
+"""Due digests from which rendering is spread over processes (fewer are quicker here)."""
+
+RENDER_SLICE = 50
+"""Digests sent to a rendering process at a time."""
 
 LEASE = timedelta(minutes=10)
 """How long a sender holds a claimed delivery; a claim older than this is taken again."""
@@ -199,12 +209,37 @@ class Mailroom:
             return []
         health = self._health(now)  # the sources' health, read once for every digest
         done: list[Planned] = []
-        for start in range(0, len(due), PLAN_BATCH):
-            done += self._close_batch(due[start : start + PLAN_BATCH], now, health)
+        with self._render_pool(len(due)) as pool:
+            for start in range(0, len(due), PLAN_BATCH):
+                done += self._close_batch(due[start : start + PLAN_BATCH], now, health, pool)
         return done
 
+    @contextmanager
+    def _render_pool(self, due: int) -> Iterator[ProcessPoolExecutor | None]:
+        """Processes to render ``due`` digests in: ``mail.render_processes`` of them (0: one
+        per core) when there are enough digests to pay for starting them, else None (rendered
+        here)."""
+        processes = self.settings.mail.render_processes or os.cpu_count() or 1
+        if processes < 2 or due < POOL_MIN:
+            yield None
+            return
+        pool = ProcessPoolExecutor(
+            processes,
+            mp_context=multiprocessing.get_context("spawn"),  # no forked engine or threads
+            initializer=_start_renderer,
+            initargs=(self.settings.templates_dir, self.letterhead),
+        )
+        try:
+            yield pool
+        finally:
+            pool.shutdown(cancel_futures=True)
+
     def _close_batch(
-        self, batch: Sequence[tuple[Subscriber, Window]], now: datetime, health: Health
+        self,
+        batch: Sequence[tuple[Subscriber, Window]],
+        now: datetime,
+        health: Health,
+        pool: ProcessPoolExecutor | None = None,
     ) -> list[Planned]:
         """Close a batch of due windows: read in bulk, compose and render each digest, then
         write every delivery in one transaction."""
@@ -216,11 +251,10 @@ class Mailroom:
                 ids=sorted({r.paper_id for found in rows.values() for r in found})
             )
         }
-        closing: list[Closing] = []
         composed_by: dict[int, Digest | None] = {}
         for owner, window in batch:
             mine = profiles.get(owner.id, [])
-            composed = digests.compose(
+            composed_by[owner.id] = digests.compose(
                 owner,
                 DeliveryKind.DIGEST,
                 window,
@@ -229,20 +263,22 @@ class Mailroom:
                 healthy=health.healthy,
                 send_when_empty=any(p.spec.send_when_empty for p in mine),
             )
-            composed_by[owner.id] = composed
-            closing.append(
-                Closing(
-                    owner.id,
-                    composed.key if composed is not None else window.key,
-                    self._queue(composed, now) if composed is not None else None,
-                    window.end,
-                    windows.next_boundary(owner.schedule, ZoneInfo(owner.timezone), now),
-                )
+        queued = self._render_all([d for d in composed_by.values() if d is not None], now, pool)
+        closing = [
+            Closing(
+                owner.id,
+                composed.key if composed is not None else window.key,
+                queued.get(owner.id),
+                window.end,
+                windows.next_boundary(owner.schedule, ZoneInfo(owner.timezone), now),
             )
+            for owner, window in batch
+            for composed in (composed_by[owner.id],)
+        ]
         ids = self.outbox.close_windows(closing, now)
-        queued = sum(1 for i in ids.values() if i is not None)
-        if queued:
-            log.info("planned %d digest%s", queued, "" if queued == 1 else "s")
+        count = sum(1 for i in ids.values() if i is not None)
+        if count:
+            log.info("planned %d digest%s", count, "" if count == 1 else "s")
         done = []
         for owner, window in batch:
             composed = composed_by[owner.id]
@@ -313,6 +349,19 @@ class Mailroom:
     ) -> list[Candidate]:
         papers = {p.id: p for p in self.store.papers(ids=sorted({r.paper_id for r in rows}))}
         return _candidates(profiles, rows, papers)
+
+    def _render_all(
+        self, composed: Sequence[Digest], now: datetime, pool: ProcessPoolExecutor | None
+    ) -> dict[int, NewDelivery]:
+        """Each digest rendered and ready to queue, by subscriber id: in ``pool`` when there
+        is one (in slices, so that each process gets a share), else here."""
+        if pool is None:
+            return {d.subscriber.id: self._queue(d, now) for d in composed}
+        slices = [composed[i : i + RENDER_SLICE] for i in range(0, len(composed), RENDER_SLICE)]
+        rendered = [r for done in pool.map(_render_many, slices, [now] * len(slices)) for r in done]
+        return {
+            d.subscriber.id: _new_delivery(d, r) for d, r in zip(composed, rendered, strict=True)
+        }
 
     def _queue(self, composed: Digest, now: datetime) -> NewDelivery:
         rendered = self.renderer.render(composed, now)
@@ -626,6 +675,20 @@ def _candidates(
         for r in rows
         if r.profile_id in by_id and r.paper_id in papers
     ]
+
+
+_WORKER: dict[str, EmailRenderer] = {}  # a rendering process's renderer
+
+
+def _start_renderer(templates_dir: Path | None, letterhead: Letterhead) -> None:
+    """Set up a rendering process: the templates compiled once."""
+    _WORKER["renderer"] = EmailRenderer(environment(templates_dir), letterhead)
+
+
+def _render_many(composed: Sequence[Digest], now: datetime) -> list[Rendered]:
+    """Render digests in a rendering process."""
+    renderer = _WORKER["renderer"]
+    return [renderer.render(digest, now) for digest in composed]
 
 
 def _new_delivery(composed: Digest, rendered: Rendered) -> NewDelivery:

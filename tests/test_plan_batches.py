@@ -3,6 +3,7 @@ its delivery or open, and the next run closes the open ones, each once."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from mail import ingest, listing, make_app
+from mail import ingest, listing, make_app, parse, parts
 
 from service import mailroom
 from service.app import App
@@ -20,6 +21,21 @@ from service.model import DeliveryKind, ProfileSpec
 T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
 NEXT_MORNING = datetime(2026, 6, 2, 5, 30, tzinfo=UTC)  # 07:30 in Berlin
 NAMES = ("ann", "bob", "cid", "dan", "eve")
+
+
+def shown(raw: bytes | None) -> tuple[str, str, str, str]:
+    """What a message shows: subject, Message-ID, text and HTML, the subscriber's secret
+    links masked (each database makes its own secrets)."""
+    assert raw is not None
+    message = parse(raw)
+    text, html = parts(message)
+    secret = re.compile(r"(unsubscribe|manage|feeds)(/|%20| )[A-Za-z0-9._-]+")
+    return (
+        str(message["Subject"]),
+        str(message["Message-ID"]),
+        secret.sub(r"\1/…", text),
+        secret.sub(r"\1/…", html),
+    )
 
 
 class Crash(Exception):
@@ -113,3 +129,23 @@ def test_a_crash_while_composing_a_batch_leaves_its_windows_open(
         monkeypatch.setattr(app.mailroom.renderer, "render", rendered)
         assert len(app.mailroom.plan()) == 3
         assert set(closed_and_delivered(app, opened_at).values()) == {(True, True)}
+
+
+def test_digests_rendered_in_processes_are_the_ones_rendered_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mailroom, "PLAN_BATCH", 2)
+    messages = {}
+    for processes in (1, 2):
+        monkeypatch.setattr(mailroom, "POOL_MIN", 0)
+        clock = FixedClock(T0)
+        url = f"sqlite:///{tmp_path / f'{processes}.db'}"
+        with make_app(tmp_path / str(processes), url, clock, render_processes=processes) as app:
+            subscribe(app, tmp_path, clock)
+            assert len(app.mailroom.plan()) == len(NAMES)
+            messages[processes] = {
+                d.recipient: shown(app.mailroom.outbox.message(d.id))
+                for d in app.mailroom.outbox.deliveries()
+            }
+    assert len(messages[2]) == len(NAMES)
+    assert messages[2] == messages[1]
