@@ -35,6 +35,10 @@ from service.store.subscriptions import Subscriptions
 MATCHED_EVENTS = ("new", "listed", "updated")
 # Previews over papers first seen this recently are served from memory.
 PREVIEW_WINDOW = timedelta(days=30)
+# Papers matched and stored at a time.
+MATCH_SLICE = 50
+# After storing this many matches at once, the database's planner statistics are refreshed.
+ANALYZE_AFTER = 10_000
 # How often papers that aged out of the window are dropped from it.
 AGE_CHECK = timedelta(minutes=10)
 
@@ -274,12 +278,28 @@ class Matching:
         index = self._sync_index()
         if not len(index):
             return
-        found = index.match(documents, stats=self._stats())
-        self.subscriptions.save_matches(
-            ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
-            self.clock.now(),
-        )
-        self.mailroom.alert(found)
+        # Matched and stored a slice of papers at a time: a day's matches for many profiles
+        # never all live as objects at once. Only those that may want an alert are kept.
+        alerting = {
+            p.id for p in self.subscriptions.profiles() if p.spec.alert_threshold is not None
+        }
+        stats, now = self._stats(), self.clock.now()
+        kept: list[Match] = []
+        stored = 0
+        for start in range(0, len(documents), MATCH_SLICE):
+            found = index.match(documents[start : start + MATCH_SLICE], stats=stats)
+            stored += self.subscriptions.save_matches(
+                ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found), now
+            )
+            kept += (m for m in found if m.profile_id in alerting or _followed(m))
+        if stored >= ANALYZE_AFTER:
+            self.subscriptions.analyze_matches()
+        self.mailroom.alert(kept)
+
+
+def _followed(match: Match) -> bool:
+    """A match through a followed author or group (worth an alert whatever its score)."""
+    return any(reason.field in ("author", "org") for reason in match.reasons)
 
 
 def reasons_json(match: Match) -> list[dict[str, Any]]:

@@ -334,6 +334,13 @@ class Subscriptions:
             db.execute(matches.insert(), rows)
         return len(rows)
 
+    def analyze_matches(self) -> None:
+        """Refresh PostgreSQL's statistics of the matches after a big ingest, so that the
+        planner knows how many there are (SQLite plans by its indexes without them)."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.begin() as db:
+                db.execute(sa.text("ANALYZE matches"))
+
     def matches(self, profile_id: int) -> list[tuple[int, float, Any]]:
         """(paper id, score, reasons) of a profile, best first."""
         query = (
