@@ -211,6 +211,8 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = None
     timeout: float = Field(default=30.0, gt=0)
     max_per_second: float = Field(default=10.0, gt=0)
+    # Connections used at once (messages in flight), all kept to max_per_second together.
+    connections: int = Field(default=1, ge=1, le=100)
     validate_certs: bool = True
 
 

@@ -7,6 +7,7 @@ twice, or after a crash, without a window sent twice or skipped.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import multiprocessing
@@ -35,6 +36,7 @@ from service.digest import Candidate, Digest, Hit
 from service.errors import DeliveryError, MailConfigError
 from service.match.results import Match
 from service.model import (
+    Delivery,
     DeliveryKind,
     DeliveryStatus,
     Paper,
@@ -464,31 +466,78 @@ class Mailroom:
             raise DeliveryError("no sender is configured", transient=True)
         totals = SendResult()
         envelope_from = _addr_spec(self.settings.mail.from_address)
+        lanes = asyncio.Semaphore(max(1, getattr(self.sender, "concurrency", 1)))
         while not self.stopping:
             claimed = self.outbox.claim(self.clock.now(), LEASE, limit)
             if not claimed:
                 break
-            batch = SendResult()
-            for index, (delivery, message) in enumerate(claimed):
-                if self.stopping:
-                    self.outbox.release([d.id for d, _ in claimed[index:]])
-                    break
+            batch = await self._send_batch(claimed, envelope_from, lanes)
+            _log_batch(batch)
+            totals = _add(totals, **asdict(batch))
+        return totals
+
+    async def _send_batch(
+        self,
+        claimed: Sequence[tuple[Delivery, bytes]],
+        envelope_from: str,
+        lanes: asyncio.Semaphore,
+    ) -> SendResult:
+        """Send a claimed batch, as many at once as the sender has lanes (SMTP connections,
+        maildir writers), in claim order. Claims not tried (a stop, a sender that cannot work)
+        are given back; a ``MailConfigError`` is raised once the messages in flight are done."""
+        batch = SendResult()
+        tried: set[int] = set()
+        failure: list[MailConfigError] = []
+
+        async def one(delivery: Delivery, message: bytes) -> None:
+            nonlocal batch
+            async with lanes:
+                if self.stopping or failure:
+                    return
+                tried.add(delivery.id)
                 try:
-                    batch = await self._send_one(
+                    done = await self._send_one(
                         delivery.id,
                         delivery.attempts + 1,
                         delivery.recipient,
                         envelope_from,
                         message,
-                        batch,
+                        SendResult(),
                     )
                 except MailConfigError as exc:
-                    self.outbox.release([d.id for d, _ in claimed[index:]], error=str(exc))
-                    _log_batch(batch)
-                    raise
+                    tried.discard(delivery.id)  # no attempt: given back below
+                    failure.append(exc)
+                    return
+                batch = _add(batch, **asdict(done))
+
+        await asyncio.gather(*(one(d, m) for d, m in claimed))
+        untried = [d.id for d, _ in claimed if d.id not in tried]
+        if failure:
+            self.outbox.release(untried, error=str(failure[0]))
             _log_batch(batch)
-            totals = _add(totals, **asdict(batch))
-        return totals
+            raise failure[0]
+        self.outbox.release(untried)
+        return batch
+
+    def warn_of_slow_sending(self) -> timedelta | None:
+        """At start: when the SMTP rate cap (``mail.smtp.max_per_second``) makes a day's
+        digests for every active subscriber take longer than an hour, say so (the cap is the
+        operator's choice: what the relay allows). Returns that time, or None."""
+        mail = self.settings.mail
+        if mail.sender != "smtp":
+            return None
+        subscribers = len(self.outbox.windows())
+        takes = timedelta(seconds=subscribers / mail.smtp.max_per_second)
+        if takes > timedelta(hours=1):
+            log.warning(
+                "mail.smtp.max_per_second = %g: a digest for each of %d subscribers takes %s"
+                " to send; raise it if the relay allows more",
+                mail.smtp.max_per_second,
+                subscribers,
+                _rounded(takes),
+            )
+            return takes
+        return None
 
     async def _send_one(
         self,
