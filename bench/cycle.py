@@ -48,7 +48,7 @@ from service.parse.listing import parse
 from service.store.tables import deliveries
 
 SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
-PG_SERVER = os.environ.get("PAPERBOY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_SERVER = os.environ.get("PAPERBOY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # The day: subscribers join at 17:00 UTC the day before, the papers come in at 18:00 UTC, and
 # at 16:00 UTC on the day every zone below is past 07:00 (Los Angeles is UTC-7 in June).
 JOINED = datetime(2026, 6, 1, 17, 0, tzinfo=UTC)

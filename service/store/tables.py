@@ -195,6 +195,9 @@ matches = sa.Table(
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("reasons", sa.JSON, nullable=False),
     sa.Column("matched_at", UTCDateTime, nullable=False, index=True),
+    # A batch of subscribers' candidates: each profile's matches in a window, whatever the
+    # planner's statistics say.
+    sa.Index(None, "profile_id", "matched_at"),
 )
 
 deliveries = sa.Table(
