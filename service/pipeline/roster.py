@@ -85,11 +85,22 @@ class Roster:
         """Add or update the subscribers and profiles of a profiles file read beforehand
         (nothing is removed). A subscriber the profiles file declares may only come as it
         stands. Returns (subscribers, profiles) saved."""
-        for item in declared:
-            known = self.subscriptions.subscriber(item.email)
-            as_given = replace(item, email=known.email) if known is not None else item
-            if known is not None and _by_name(self._as_declared(known)) != _by_name(as_given):
-                self._refuse_declared(known)
+        for start in range(0, len(declared), IMPORT_BATCH):  # looked up a batch at a time
+            batch = declared[start : start + IMPORT_BATCH]
+            known = self.subscriptions.subscribers_of([item.email for item in batch])
+            held = self.subscriptions.profiles_of([owner.id for owner in known.values()])
+            for item in batch:
+                owner = known.get(mailbox_key(item.email))
+                if owner is None:
+                    continue
+                stored = subscribers.Declared(
+                    owner.email,
+                    owner.timezone,
+                    owner.schedule,
+                    tuple(p.spec for p in held.get(owner.id, [])),
+                )
+                if _by_name(stored) != _by_name(replace(item, email=owner.email)):
+                    self._refuse_declared(owner)
         return self._apply_profiles(declared, prune=False)
 
     def _apply_profiles(

@@ -35,6 +35,14 @@ class Subscriptions:
             ).first()
         return _subscriber(row) if row is not None else None
 
+    def subscribers_of(self, emails: Sequence[str]) -> dict[str, Subscriber]:
+        """The subscribers with these mailboxes, by ``mailbox_key``, in one query."""
+        query = sa.select(subscribers).where(
+            subscribers.c.email_key.in_([mailbox_key(email) for email in emails])
+        )
+        with self.engine.connect() as db:
+            return {row.email_key: _subscriber(row) for row in db.execute(query)}
+
     def subscribers(self) -> list[Subscriber]:
         with self.engine.connect() as db:
             rows = db.execute(sa.select(subscribers).order_by(subscribers.c.email)).all()
