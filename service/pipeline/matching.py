@@ -35,8 +35,9 @@ from service.store.subscriptions import Subscriptions
 MATCHED_EVENTS = ("new", "listed", "updated")
 # Previews over papers first seen this recently are served from memory.
 PREVIEW_WINDOW = timedelta(days=30)
-# Papers matched and stored at a time.
-MATCH_SLICE = 50
+# Papers matched and stored at a time: a slice's matches live at once (at 100,000 profiles
+# about 100,000 of them, some 300 MB), and each slice walks the profiles its words anchor.
+MATCH_SLICE = 100
 # After storing this many matches at once, the database's planner statistics are refreshed.
 ANALYZE_AFTER = 10_000
 # How often papers that aged out of the window are dropped from it.
