@@ -211,6 +211,9 @@ def stage(
         if profiler is not None:
             profiler.disable()
         figures[name] = (time.perf_counter() - start, peak.peak)
+    seconds, peak_bytes = figures[name]
+    # Each stage as it ends, so that a long run shows where it is.
+    print(f"  {name}: {seconds:.1f} s, peak {peak_bytes / 2**20:.0f} MB", flush=True)
     if profiler is not None:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)

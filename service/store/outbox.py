@@ -112,12 +112,21 @@ class Outbox:
             subscribers.c.created_at,
             subscribers.c.next_window_at,
         ).where(subscribers.c.status == "active")
-        if subscriber_ids is not None:
-            query = query.where(subscribers.c.id.in_(list(subscriber_ids)))
+        wanted = None if subscriber_ids is None else list(subscriber_ids)
+        # Asked in chunks: PostgreSQL takes at most 65,535 parameters a statement.
+        chunks = (
+            [query]
+            if wanted is None
+            else [
+                query.where(subscribers.c.id.in_(wanted[start : start + 10_000]))
+                for start in range(0, len(wanted), 10_000)
+            ]
+        )
         with self.engine.connect() as db:
             return {
                 row.id: WindowState(row.id, row.window_end or row.created_at, row.next_window_at)
-                for row in db.execute(query)
+                for chunk in chunks
+                for row in db.execute(chunk)
             }
 
     def set_next_window(self, subscriber_id: int, at: datetime | None) -> None:

@@ -334,11 +334,20 @@ class Subscriptions:
         ]
         if not rows:
             return 0
+        # Deleted paper by paper, its profiles listed: each pair is then found through the
+        # primary key (a list of (profile, paper) pairs makes SQLite scan every match).
+        by_paper: dict[int, list[int]] = {}
+        for row in rows:
+            by_paper.setdefault(row["paper_id"], []).append(row["profile_id"])
         with self.engine.begin() as db:
-            pairs = sa.tuple_(matches.c.profile_id, matches.c.paper_id)
-            keys = [(row["profile_id"], row["paper_id"]) for row in rows]
-            for start in range(0, len(keys), 500):
-                db.execute(matches.delete().where(pairs.in_(keys[start : start + 500])))
+            for paper_id, profile_ids in by_paper.items():
+                for start in range(0, len(profile_ids), 500):
+                    db.execute(
+                        matches.delete().where(
+                            matches.c.paper_id == paper_id,
+                            matches.c.profile_id.in_(profile_ids[start : start + 500]),
+                        )
+                    )
             db.execute(matches.insert(), rows)
         return len(rows)
 
