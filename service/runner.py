@@ -147,6 +147,12 @@ async def serve(
     sending: set[asyncio.Task[Any]] = set()
     unusable: list[str] = []  # why mail cannot go, as last logged (logged once, not per run)
 
+    def wake_sender() -> None:
+        # A send in progress drains what is due (senders yield while a message is written),
+        # so it is not started twice; APScheduler would skip it with a warning.
+        if not sending:
+            scheduler.modify_job("send", next_run_time=datetime.now(UTC))
+
     def store_job(
         name: str, job: Callable[[], object], *, take_over: Callable[[], None] | None = None
     ) -> Callable[[], None]:
@@ -168,9 +174,7 @@ async def serve(
                 followed = False
                 job()
             if mailroom.outbox.due(app.pipeline.clock.now()) and not mailroom.stopping:
-                loop.call_soon_threadsafe(
-                    lambda: scheduler.modify_job("send", next_run_time=datetime.now(UTC))
-                )
+                loop.call_soon_threadsafe(wake_sender)
 
         return wrapped
 
