@@ -82,8 +82,10 @@ def _bounce_boxes(
 def build_sender(settings: Settings) -> Sender:
     """The configured sender: a maildir under the data directory, or an SMTP server."""
     if settings.mail.sender == "smtp":
-        from service.deliver.smtp import SmtpSender
+        from service.deliver.smtp import SmtpPool, SmtpSender
 
+        if settings.mail.smtp.connections > 1:
+            return SmtpPool(settings.mail.smtp)
         return SmtpSender(settings.mail.smtp)
     return MaildirSender(settings.maildir())
 

@@ -211,6 +211,8 @@ class SmtpSettings(BaseModel):
     password: SecretStr | None = None
     timeout: float = Field(default=30.0, gt=0)
     max_per_second: float = Field(default=10.0, gt=0)
+    # Connections used at once (messages in flight), all kept to max_per_second together.
+    connections: int = Field(default=1, ge=1, le=100)
     validate_certs: bool = True
 
 
@@ -253,6 +255,8 @@ class MailSettings(BaseModel):
     retry_max: timedelta = timedelta(hours=6)
     source_failing_after: timedelta = timedelta(days=1)
     keep_sent: timedelta = timedelta(days=30)
+    # Processes that render digests when many are due at once (0: one per core; 1: none).
+    render_processes: int = Field(default=0, ge=0, le=64)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     dkim: DkimSettings = Field(default_factory=DkimSettings)
 

@@ -7,14 +7,18 @@ twice, or after a crash, without a window sent twice or skipped.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import multiprocessing
 import os
 import random
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +37,7 @@ from service.digest import Candidate, Digest, Hit
 from service.errors import DeliveryError, MailConfigError
 from service.match.results import Match
 from service.model import (
+    Delivery,
     DeliveryKind,
     DeliveryStatus,
     Paper,
@@ -44,7 +49,8 @@ from service.model import (
 from service.render.email import EmailRenderer, Letterhead, Rendered
 from service.render.feeds import ALL, FORMATS, FeedEntry, FeedMeta, Format, render_feed, slugs
 from service.render.papers import reasons_from_json
-from service.store.outbox import FeedSource, MatchRow, NewDelivery, Outbox
+from service.render.templates import environment
+from service.store.outbox import Closing, FeedSource, MatchRow, NewDelivery, Outbox
 from service.store.repository import Store
 from service.store.subscriptions import Subscriptions
 from service.store.suppressions import Suppressions
@@ -57,6 +63,15 @@ PUBLISHED = frozenset({SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED})
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The folders ``feeds export`` writes: one per feed token.
 _TOKEN_FOLDER = re.compile(r"\d+\.[A-Za-z0-9_-]{24}")
+
+PLAN_BATCH = 500
+"""Subscribers planned together: read in a few queries and written in one transaction."""
+
+POOL_MIN = 2000
+"""Due digests from which rendering is spread over processes (fewer are quicker here)."""
+
+RENDER_SLICE = 50
+"""Digests sent to a rendering process at a time."""
 
 LEASE = timedelta(minutes=10)
 """How long a sender holds a claimed delivery; a claim older than this is taken again."""
@@ -175,12 +190,17 @@ class Mailroom:
     # -- planning -------------------------------------------------------------------------------
 
     def plan(self) -> list[Planned]:
-        """Close every due window: one digest per subscriber, queued in the outbox."""
+        """Close every due window: one digest per subscriber, queued in the outbox.
+
+        Subscribers are planned ``PLAN_BATCH`` at a time: their profiles, candidates and papers
+        read in a few queries, and their deliveries, ledger and windows written in one
+        transaction (``Outbox.close_windows``), so a crash leaves each window either closed
+        with its delivery or open.
+        """
         now = self.clock.now()
         states = self.outbox.windows()
-        done = []
-        health: Health | None = None  # the sources' health, read once for every digest
         suppressed = self.suppressions.all()
+        due: list[tuple[Subscriber, Window]] = []
         for owner in self.subscriptions.subscribers():
             state = states.get(owner.id)
             if state is None or owner.status is not SubscriberStatus.ACTIVE:
@@ -197,9 +217,93 @@ class Mailroom:
                     if upcoming is not None:
                         self.outbox.set_next_window(owner.id, upcoming)
                 continue
-            if health is None:
-                health = self._health(now)
-            done.append(self._close(owner, window, now, health, record=True))
+            due.append((owner, window))
+        if not due:
+            return []
+        health = self._health(now)  # the sources' health, read once for every digest
+        done: list[Planned] = []
+        with self._render_pool(len(due)) as pool:
+            for start in range(0, len(due), PLAN_BATCH):
+                done += self._close_batch(due[start : start + PLAN_BATCH], now, health, pool)
+        return done
+
+    @contextmanager
+    def _render_pool(self, due: int) -> Iterator[ProcessPoolExecutor | None]:
+        """Processes to render ``due`` digests in: ``mail.render_processes`` of them (0: one
+        per core) when there are enough digests to pay for starting them, else None (rendered
+        here)."""
+        processes = self.settings.mail.render_processes or os.cpu_count() or 1
+        if processes < 2 or due < POOL_MIN:
+            yield None
+            return
+        pool = ProcessPoolExecutor(
+            processes,
+            mp_context=multiprocessing.get_context("spawn"),  # no forked engine or threads
+            initializer=_start_renderer,
+            initargs=(self.settings.templates_dir, self.letterhead),
+        )
+        try:
+            yield pool
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    def _close_batch(
+        self,
+        batch: Sequence[tuple[Subscriber, Window]],
+        now: datetime,
+        health: Health,
+        pool: ProcessPoolExecutor | None = None,
+    ) -> list[Planned]:
+        """Close a batch of due windows: read in bulk, compose and render each digest, then
+        write every delivery in one transaction."""
+        profiles = self.subscriptions.profiles_of([owner.id for owner, _ in batch])
+        rows = self.outbox.candidates_of({o.id: (w.start, w.end) for o, w in batch})
+        papers = {
+            p.id: p
+            for p in self.store.papers(
+                ids=sorted({r.paper_id for found in rows.values() for r in found})
+            )
+        }
+        composed_by: dict[int, Digest | None] = {}
+        for owner, window in batch:
+            mine = profiles.get(owner.id, [])
+            composed_by[owner.id] = digests.compose(
+                owner,
+                DeliveryKind.DIGEST,
+                window,
+                _candidates(mine, rows.get(owner.id, ()), papers),
+                notes=health.notes,
+                healthy=health.healthy,
+                send_when_empty=any(p.spec.send_when_empty for p in mine),
+            )
+        queued = self._render_all([d for d in composed_by.values() if d is not None], now, pool)
+        closing = [
+            Closing(
+                owner.id,
+                composed.key if composed is not None else window.key,
+                queued.get(owner.id),
+                window.end,
+                windows.next_boundary(owner.schedule, ZoneInfo(owner.timezone), now),
+            )
+            for owner, window in batch
+            for composed in (composed_by[owner.id],)
+        ]
+        ids = self.outbox.close_windows(closing, now)
+        count = sum(1 for i in ids.values() if i is not None)
+        if count:
+            log.info("planned %d digest%s", count, "" if count == 1 else "s")
+        done = []
+        for owner, window in batch:
+            composed = composed_by[owner.id]
+            done.append(
+                Planned(
+                    owner.email,
+                    DeliveryKind.DIGEST,
+                    window,
+                    len(composed.paper_ids) if composed else 0,
+                    ids[owner.id],
+                )
+            )
         return done
 
     def _health(self, now: datetime) -> Health:
@@ -262,15 +366,21 @@ class Mailroom:
     def _candidates(
         self, owner: Subscriber, profiles: Sequence[Profile], rows: Sequence[MatchRow]
     ) -> list[Candidate]:
-        by_id = {p.id: p for p in profiles}
         papers = {p.id: p for p in self.store.papers(ids=sorted({r.paper_id for r in rows}))}
-        return [
-            Candidate(
-                by_id[r.profile_id], papers[r.paper_id], r.score, reasons_from_json(r.reasons)
-            )
-            for r in rows
-            if r.profile_id in by_id and r.paper_id in papers
-        ]
+        return _candidates(profiles, rows, papers)
+
+    def _render_all(
+        self, composed: Sequence[Digest], now: datetime, pool: ProcessPoolExecutor | None
+    ) -> dict[int, NewDelivery]:
+        """Each digest rendered and ready to queue, by subscriber id: in ``pool`` when there
+        is one (in slices, so that each process gets a share), else here."""
+        if pool is None:
+            return {d.subscriber.id: self._queue(d, now) for d in composed}
+        slices = [composed[i : i + RENDER_SLICE] for i in range(0, len(composed), RENDER_SLICE)]
+        rendered = [r for done in pool.map(_render_many, slices, [now] * len(slices)) for r in done]
+        return {
+            d.subscriber.id: _new_delivery(d, r) for d, r in zip(composed, rendered, strict=True)
+        }
 
     def _queue(self, composed: Digest, now: datetime) -> NewDelivery:
         rendered = self.renderer.render(composed, now)
@@ -383,31 +493,78 @@ class Mailroom:
             raise DeliveryError("no sender is configured", transient=True)
         totals = SendResult()
         from_address = _addr_spec(self.settings.mail.from_address)
+        lanes = asyncio.Semaphore(max(1, getattr(self.sender, "concurrency", 1)))
         while not self.stopping:
             claimed = self.outbox.claim(self.clock.now(), LEASE, limit)
             if not claimed:
                 break
-            batch = SendResult()
-            for index, (delivery, message) in enumerate(claimed):
-                if self.stopping:
-                    self.outbox.release([d.id for d, _ in claimed[index:]])
-                    break
+            batch = await self._send_batch(claimed, from_address, lanes)
+            _log_batch(batch)
+            totals = _add(totals, **asdict(batch))
+        return totals
+
+    async def _send_batch(
+        self,
+        claimed: Sequence[tuple[Delivery, bytes]],
+        from_address: str,
+        lanes: asyncio.Semaphore,
+    ) -> SendResult:
+        """Send a claimed batch, as many at once as the sender has lanes (SMTP connections,
+        maildir writers), in claim order. Claims not tried (a stop, a sender that cannot work)
+        are given back; a ``MailConfigError`` is raised once the messages in flight are done."""
+        batch = SendResult()
+        tried: set[int] = set()
+        failure: list[MailConfigError] = []
+
+        async def one(delivery: Delivery, message: bytes) -> None:
+            nonlocal batch
+            async with lanes:
+                if self.stopping or failure:
+                    return
+                tried.add(delivery.id)
                 try:
-                    batch = await self._send_one(
+                    done = await self._send_one(
                         delivery.id,
                         delivery.attempts + 1,
                         delivery.recipient,
                         self.envelope_sender(delivery.id, from_address),
                         message,
-                        batch,
+                        SendResult(),
                     )
                 except MailConfigError as exc:
-                    self.outbox.release([d.id for d, _ in claimed[index:]], error=str(exc))
-                    _log_batch(batch)
-                    raise
+                    tried.discard(delivery.id)  # no attempt: given back below
+                    failure.append(exc)
+                    return
+                batch = _add(batch, **asdict(done))
+
+        await asyncio.gather(*(one(d, m) for d, m in claimed))
+        untried = [d.id for d, _ in claimed if d.id not in tried]
+        if failure:
+            self.outbox.release(untried, error=str(failure[0]))
             _log_batch(batch)
-            totals = _add(totals, **asdict(batch))
-        return totals
+            raise failure[0]
+        self.outbox.release(untried)
+        return batch
+
+    def warn_of_slow_sending(self) -> timedelta | None:
+        """At start: when the SMTP rate cap (``mail.smtp.max_per_second``) makes a day's
+        digests for every active subscriber take longer than an hour, say so (the cap is the
+        operator's choice: what the relay allows). Returns that time, or None."""
+        mail = self.settings.mail
+        if mail.sender != "smtp":
+            return None
+        subscribers = len(self.outbox.windows())
+        takes = timedelta(seconds=subscribers / mail.smtp.max_per_second)
+        if takes > timedelta(hours=1):
+            log.warning(
+                "mail.smtp.max_per_second = %g: a digest for each of %d subscribers takes %s"
+                " to send; raise it if the relay allows more",
+                mail.smtp.max_per_second,
+                subscribers,
+                _rounded(takes),
+            )
+            return takes
+        return None
 
     def envelope_sender(self, delivery_id: int, from_address: str) -> str:
         """The envelope sender (the Return-Path the receiving MTA adds) of one delivery: its
@@ -601,6 +758,32 @@ class Mailroom:
     def cleanup(self) -> int:
         """Forget the bytes of messages sent longer ago than ``mail.keep_sent``."""
         return self.outbox.forget_sent_bodies(self.clock.now() - self.settings.mail.keep_sent)
+
+
+def _candidates(
+    profiles: Sequence[Profile], rows: Sequence[MatchRow], papers: Mapping[int, Paper]
+) -> list[Candidate]:
+    """The match rows of these profiles as candidates, with their papers."""
+    by_id = {p.id: p for p in profiles}
+    return [
+        Candidate(by_id[r.profile_id], papers[r.paper_id], r.score, reasons_from_json(r.reasons))
+        for r in rows
+        if r.profile_id in by_id and r.paper_id in papers
+    ]
+
+
+_WORKER: dict[str, EmailRenderer] = {}  # a rendering process's renderer
+
+
+def _start_renderer(templates_dir: Path | None, letterhead: Letterhead) -> None:
+    """Set up a rendering process: the templates compiled once."""
+    _WORKER["renderer"] = EmailRenderer(environment(templates_dir), letterhead)
+
+
+def _render_many(composed: Sequence[Digest], now: datetime) -> list[Rendered]:
+    """Render digests in a rendering process."""
+    renderer = _WORKER["renderer"]
+    return [renderer.render(digest, now) for digest in composed]
 
 
 def _new_delivery(composed: Digest, rendered: Rendered) -> NewDelivery:

@@ -230,6 +230,7 @@ async def serve(
         len(app.settings.sources),
         app.settings.mail.sender,
     )
+    mailroom.warn_of_slow_sending()
     scheduler.start()
     try:
         async with _web(app, listen) if listen else contextlib.nullcontext():

@@ -1,4 +1,5 @@
-"""The ``smtp`` sender: hand messages to a mail server over one reused SMTP connection.
+"""The ``smtp`` sender: hand messages to a mail server over a reused SMTP connection (or,
+with ``mail.smtp.connections`` above 1, ``SmtpPool``: several at once under one rate cap).
 
 ``SmtpSender.send`` returns the server's reply to an accepted message, or raises
 ``DeliveryError``::
@@ -59,13 +60,19 @@ class Pacer:
 class SmtpSender:
     """Sends over one connection, opened lazily and kept until ``close``; sends queue in turn."""
 
+    concurrency = 1
+
     def __init__(
-        self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None
+        self,
+        settings: SmtpSettings,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._settings = settings
         self._tls_context = tls_context
         self._server = f"{settings.host}:{settings.port}"
-        self._pacer = Pacer(settings.max_per_second)
+        self._pacer = pacer or Pacer(settings.max_per_second)
         self._lock = asyncio.Lock()
         self._smtp: aiosmtplib.SMTP | None = None
 
@@ -255,6 +262,52 @@ class SmtpSender:
         if isinstance(exc, TimeoutError):
             return DeliveryError(f"{server} timed out: {exc}", transient=True)
         return DeliveryError(f"{server}: {exc}", transient=True)
+
+
+class SmtpPool:
+    """Sends over up to ``mail.smtp.connections`` connections at once, each an ``SmtpSender``
+    opened when first needed; together they keep to the one rate cap
+    (``mail.smtp.max_per_second``), so a relay's latency does not serialise sending."""
+
+    def __init__(
+        self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None
+    ) -> None:
+        pacer = Pacer(settings.max_per_second)
+        self.concurrency = settings.connections
+        self._senders = [
+            SmtpSender(settings, tls_context=tls_context, pacer=pacer)
+            for _ in range(settings.connections)
+        ]
+        self._idle: asyncio.Queue[SmtpSender] | None = None
+
+    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> str:
+        """``SmtpSender.send`` over whichever connection is free."""
+        if self._idle is None:  # made in the loop that sends
+            self._idle = asyncio.Queue()
+            for each in self._senders:
+                self._idle.put_nowait(each)
+        lane = await self._idle.get()
+        try:
+            return await lane.send(sender, recipients, message)
+        finally:
+            self._idle.put_nowait(lane)
+
+    async def close(self) -> None:
+        """Close every connection."""
+        for each in self._senders:
+            await each.close()
+        self._idle = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
 
 def _mail_options(sender: str, recipients: Sequence[str]) -> list[str]:

@@ -41,6 +41,11 @@ if TYPE_CHECKING:  # scikit-learn is imported only once somebody likes a paper (
 MATCHED_EVENTS = ("new", "listed", "updated")
 # Previews over papers first seen this recently are served from memory.
 PREVIEW_WINDOW = timedelta(days=30)
+# Papers matched and stored at a time: a slice's matches live at once (at 100,000 profiles
+# about 100,000 of them, some 300 MB), and each slice walks the profiles its words anchor.
+MATCH_SLICE = 100
+# After storing this many matches at once, the database's planner statistics are refreshed.
+ANALYZE_AFTER = 10_000
 # How often papers that aged out of the window are dropped from it.
 AGE_CHECK = timedelta(minutes=10)
 # Kept prepared: the window and a margin, so that a window asked for a moment ago (or until
@@ -460,7 +465,8 @@ class Matching:
         events = self.store.events(summary.snapshot_id)
         fresh = {paper_id for kind, paper_id, _ in events if kind == "new"}
         touched = {paper_id for kind, paper_id, _ in events if kind in MATCHED_EVENTS}
-        documents = [document_from_paper(p) for p in self.store.papers(ids=sorted(touched))]
+        by_id = {p.id: p for p in self.store.papers(ids=sorted(touched))}
+        documents = [document_from_paper(p) for p in by_id.values()]
         with self._counting:
             if self._documents:  # already counted: add the new papers (else counted lazily)
                 for document in documents:
@@ -469,16 +475,30 @@ class Matching:
         with self._similar_lock:
             self._arrived += len(fresh)
         index = self._sync_index()
-        found = index.match(documents, stats=self._stats()) if len(index) else []
-        papers = self.store.papers(ids=sorted(touched))
-        found = self._with_similarity(found, papers)
-        if not found:
-            return
-        self.subscriptions.save_matches(
-            ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
-            self.clock.now(),
-        )
-        self.mailroom.alert(found)
+        # Matched and stored a slice of papers at a time: a day's matches for many profiles
+        # never all live as objects at once. Only those that may want an alert are kept.
+        alerting = {
+            p.id for p in self.subscriptions.profiles() if p.spec.alert_threshold is not None
+        }
+        stats, now = self._stats(), self.clock.now()
+        kept: list[Match] = []
+        stored = 0
+        for start in range(0, len(documents), MATCH_SLICE):
+            part = documents[start : start + MATCH_SLICE]
+            found = index.match(part, stats=stats) if len(index) else []
+            found = self._with_similarity(found, [by_id[d.id] for d in part])
+            stored += self.subscriptions.save_matches(
+                ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found), now
+            )
+            kept += (m for m in found if m.profile_id in alerting or _followed(m))
+        if stored >= ANALYZE_AFTER:
+            self.subscriptions.analyze_matches()
+        self.mailroom.alert(kept)
+
+
+def _followed(match: Match) -> bool:
+    """A match through a followed author or group (worth an alert whatever its score)."""
+    return any(reason.field in ("author", "org") for reason in match.reasons)
 
 
 def reasons_json(match: Match) -> list[dict[str, Any]]:

@@ -16,6 +16,9 @@ from service.model import Profile, ProfileSpec, Subscriber
 from service.pipeline.matching import Matching
 from service.store.subscriptions import Subscriptions
 
+IMPORT_BATCH = 1000
+"""Subscribers of a profiles file saved in one transaction."""
+
 
 class Roster:
     """Who gets what. A change to the profiles reaches matching at once (index, back-fill)."""
@@ -83,34 +86,48 @@ class Roster:
         """Add or update the subscribers and profiles of a profiles file read beforehand
         (nothing is removed). A subscriber the profiles file declares may only come as it
         stands. Returns (subscribers, profiles) saved."""
-        for item in declared:
-            known = self.subscriptions.subscriber(item.email)
-            as_given = replace(item, email=known.email) if known is not None else item
-            if known is not None and _by_name(self._as_declared(known)) != _by_name(as_given):
-                self._refuse_declared(known)
+        for start in range(0, len(declared), IMPORT_BATCH):  # looked up a batch at a time
+            batch = declared[start : start + IMPORT_BATCH]
+            known = self.subscriptions.subscribers_of([item.email for item in batch])
+            held = self.subscriptions.profiles_of([owner.id for owner in known.values()])
+            for item in batch:
+                owner = known.get(mailbox_key(item.email))
+                if owner is None:
+                    continue
+                stored = subscribers.Declared(
+                    owner.email,
+                    owner.timezone,
+                    owner.schedule,
+                    tuple(p.spec for p in held.get(owner.id, [])),
+                )
+                if _by_name(stored) != _by_name(replace(item, email=owner.email)):
+                    self._refuse_declared(owner)
         return self._apply_profiles(declared, prune=False)
 
     def _apply_profiles(
         self, declared: Sequence[subscribers.Declared], *, prune: bool
     ) -> tuple[int, int]:
+        """Save the declared subscribers and profiles, ``IMPORT_BATCH`` subscribers to a
+        transaction (a big import is a few statements a batch, not a few per subscriber)."""
         now = self.clock.now()
         saved_profiles = 0
         fresh: list[Profile] = []
-        for item in declared:
-            owner = self.subscriptions.save_subscriber(
-                item.email, item.timezone, str(item.schedule), now, declared=prune
+        for start in range(0, len(declared), IMPORT_BATCH):
+            batch = declared[start : start + IMPORT_BATCH]
+            owners, changed = self.subscriptions.save_many(
+                [(d.email, d.timezone, str(d.schedule), d.profiles) for d in batch],
+                now,
+                declared_here=prune,
             )
-            names = set()
-            for spec in item.profiles:
-                profile, changed = self.subscriptions.save_profile(owner.id, spec, now)
-                if changed:
-                    fresh.append(profile)
-                names.add(spec.name)
-                saved_profiles += 1
+            fresh += changed
+            saved_profiles += sum(len(d.profiles) for d in batch)
             if prune:
-                for profile in self.subscriptions.profiles(owner.id):
-                    if profile.spec.name not in names:
-                        self.subscriptions.remove_profile(owner.id, profile.spec.name)
+                held = self.subscriptions.profiles_of(owners)
+                for owner, item in zip(owners, batch, strict=True):
+                    names = {spec.name for spec in item.profiles}
+                    for profile in held.get(owner, []):
+                        if profile.spec.name not in names:
+                            self.subscriptions.remove_profile(owner, profile.spec.name)
         if prune:
             mailboxes = {mailbox_key(item.email) for item in declared}
             for known in self.subscriptions.subscribers():

@@ -24,7 +24,7 @@ crash, or given back, is no attempt.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,6 +64,18 @@ class NewDelivery:
     message_id: str
     message: bytes
     paper_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """A subscriber's digest window to close: the delivery to queue (None: nothing to send)
+    and where the next window starts and is due."""
+
+    subscriber_id: int
+    window: str
+    delivery: NewDelivery | None
+    window_end: datetime
+    next_window_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +121,21 @@ class Outbox:
             subscribers.c.created_at,
             subscribers.c.next_window_at,
         ).where(subscribers.c.status == "active")
-        if subscriber_ids is not None:
-            query = query.where(subscribers.c.id.in_(list(subscriber_ids)))
+        wanted = None if subscriber_ids is None else list(subscriber_ids)
+        # Asked in chunks: PostgreSQL takes at most 65,535 parameters a statement.
+        chunks = (
+            [query]
+            if wanted is None
+            else [
+                query.where(subscribers.c.id.in_(wanted[start : start + 10_000]))
+                for start in range(0, len(wanted), 10_000)
+            ]
+        )
         with self.engine.connect() as db:
             return {
                 row.id: WindowState(row.id, row.window_end or row.created_at, row.next_window_at)
-                for row in db.execute(query)
+                for chunk in chunks
+                for row in db.execute(chunk)
             }
 
     def set_next_window(self, subscriber_id: int, at: datetime | None) -> None:
@@ -140,6 +161,109 @@ class Outbox:
         )
         with self.engine.connect() as db:
             return [_match(row) for row in db.execute(query)]
+
+    def candidates_of(
+        self, spans: Mapping[int, tuple[datetime, datetime]]
+    ) -> dict[int, list[MatchRow]]:
+        """``candidates`` for many subscribers in one query: per subscriber id, the matches of
+        its profiles made in its ``(start, end)``, of papers not sent to it."""
+        if not spans:
+            return {}
+        already = sa.exists().where(
+            sent.c.subscriber_id == profiles.c.subscriber_id, sent.c.paper_id == matches.c.paper_id
+        )
+        query = (
+            sa.select(matches, profiles.c.subscriber_id)
+            .join(profiles, profiles.c.id == matches.c.profile_id)
+            .where(
+                profiles.c.subscriber_id.in_(list(spans)),
+                matches.c.matched_at >= min(start for start, _ in spans.values()),
+                matches.c.matched_at <= max(end for _, end in spans.values()),
+                ~already,
+            )
+        )
+        found: dict[int, list[MatchRow]] = {}
+        with self.engine.connect() as db:
+            for row in db.execute(query):
+                start, end = spans[row.subscriber_id]
+                if start <= row.matched_at <= end:  # the ledger keeps an edge match single
+                    found.setdefault(row.subscriber_id, []).append(_match(row))
+        return found
+
+    def close_windows(self, closing: Sequence[Closing], now: datetime) -> dict[int, int | None]:
+        """``close_window`` for many digest windows in one transaction: the deliveries, their
+        papers in the ledger and the moved windows written in bulk, all or nothing. Returns,
+        per subscriber id, the delivery id (None: nothing to queue, or closed already)."""
+        if not closing:
+            return {}
+        kind = DeliveryKind.DIGEST.value
+        try:
+            with self.engine.begin() as db:
+                closed = {
+                    (row.subscriber_id, row.window)
+                    for row in db.execute(
+                        sa.select(deliveries.c.subscriber_id, deliveries.c.window).where(
+                            sa.tuple_(deliveries.c.subscriber_id, deliveries.c.window).in_(
+                                [(c.subscriber_id, c.window) for c in closing]
+                            ),
+                            deliveries.c.kind == kind,
+                        )
+                    )
+                }
+                todo = [c for c in closing if (c.subscriber_id, c.window) not in closed]
+                done: dict[int, int | None] = {c.subscriber_id: None for c in closing}
+                queued = [c for c in todo if c.delivery is not None]
+                if queued:
+                    ids = db.execute(
+                        deliveries.insert().returning(
+                            deliveries.c.id, sort_by_parameter_order=True
+                        ),
+                        [_delivery_values(c, kind, now) for c in queued],
+                    ).scalars()
+                    done.update(zip((c.subscriber_id for c in queued), ids, strict=True))
+                    ledger = []
+                    for c in queued:
+                        assert c.delivery is not None
+                        delivery_id = done[c.subscriber_id]
+                        ledger += [
+                            {
+                                "subscriber_id": c.subscriber_id,
+                                "paper_id": paper_id,
+                                "delivery_id": delivery_id,
+                                "at": now,
+                            }
+                            for paper_id in c.delivery.paper_ids
+                        ]
+                    if ledger:
+                        db.execute(sent.insert(), ledger)
+                if todo:
+                    db.execute(
+                        subscribers.update()
+                        .where(subscribers.c.id == sa.bindparam("sid"))
+                        .values(
+                            window_end=sa.bindparam("end"),
+                            next_window_at=sa.bindparam("next"),
+                        ),
+                        [
+                            {"sid": c.subscriber_id, "end": c.window_end, "next": c.next_window_at}
+                            for c in todo
+                        ],
+                    )
+        except sa.exc.IntegrityError:
+            # Another process closed one of these windows meanwhile: each on its own, then.
+            return {
+                c.subscriber_id: self.close_window(
+                    c.subscriber_id,
+                    DeliveryKind.DIGEST,
+                    c.window,
+                    now,
+                    c.delivery,
+                    window_end=c.window_end,
+                    next_window_at=c.next_window_at,
+                )
+                for c in closing
+            }
+        return done
 
     def close_window(
         self,
@@ -229,7 +353,10 @@ class Outbox:
     def claim(self, now: datetime, lease: timedelta, limit: int) -> list[tuple[Delivery, bytes]]:
         """Take up to ``limit`` due deliveries for ``lease``: pending ones whose time has come,
         and claims whose lease ran out or whose claimer on this host is gone."""
-        due = sa.or_(
+        # Each kind of due row is looked up on its own, in the order of the index on (status,
+        # next_attempt_at): one OR with an ORDER BY would sort every pending row on each claim
+        # (on SQLite reading past each row's message bytes), which makes draining quadratic.
+        due = [
             sa.and_(
                 deliveries.c.status == DeliveryStatus.PENDING.value,
                 deliveries.c.next_attempt_at <= now,
@@ -238,16 +365,15 @@ class Outbox:
                 deliveries.c.status == DeliveryStatus.SENDING.value,
                 deliveries.c.claimed_until < now,
             ),
-        )
+        ]
         with self.engine.begin() as db:
             orphaned = self._orphaned(db)
             if orphaned:
-                due = sa.or_(
-                    due,
+                due.append(
                     sa.and_(
                         deliveries.c.status == DeliveryStatus.SENDING.value,
                         deliveries.c.claimed_by.in_(orphaned),
-                    ),
+                    )
                 )
             ids = _claimable(db, due, limit)
             if not ids:
@@ -451,33 +577,38 @@ NOTICES = (DeliveryKind.CONFIRMATION.value, DeliveryKind.MANAGE_LINK.value)
 ACTIVE = SubscriberStatus.ACTIVE.value
 
 
-def _claimable(db: sa.Connection, due: sa.ColumnElement[bool], limit: int) -> list[int]:
-    """Up to ``limit`` due deliveries, locked. A digest or an alert of a subscriber who is no
-    longer active (unsubscribed or paused since it was queued: a race with planning), and
-    anything at all to a suppressed mailbox, is cancelled here instead, so that none is ever
-    sent."""
+def _claimable(db: sa.Connection, due: Sequence[sa.ColumnElement[bool]], limit: int) -> list[int]:
+    """Up to ``limit`` due deliveries (rows meeting any of ``due``), the earliest first, locked.
+    A digest or an alert of a subscriber who is no longer active (unsubscribed or paused since
+    it was queued: a race with planning), and anything at all to a suppressed mailbox, is
+    cancelled here instead, so that none is ever sent."""
     while True:
-        rows = db.execute(
-            sa.select(
-                deliveries.c.id,
-                deliveries.c.kind,
-                subscribers.c.status,
-                suppressions.c.mailbox.label("suppressed"),
-            )
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .outerjoin(suppressions, suppressions.c.mailbox == subscribers.c.email_key)
-            .where(due)
-            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=deliveries)
-        ).all()
+        rows: list[Any] = []
+        for condition in due:
+            rows += db.execute(
+                sa.select(
+                    deliveries.c.id,
+                    deliveries.c.kind,
+                    deliveries.c.next_attempt_at,
+                    subscribers.c.status,
+                    suppressions.c.mailbox.label("suppressed"),
+                )
+                .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+                .outerjoin(suppressions, suppressions.c.mailbox == subscribers.c.email_key)
+                .where(condition)
+                .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True, of=deliveries)
+            ).all()
+        unique = {r.id: r for r in rows}.values()
+        chosen = sorted(unique, key=lambda r: (r.next_attempt_at, r.id))[:limit]
         stale = [
             r.id
-            for r in rows
+            for r in chosen
             if (r.kind not in NOTICES and r.status != ACTIVE) or r.suppressed is not None
         ]
         if not stale:
-            return [r.id for r in rows]
+            return [r.id for r in chosen]
         cancel(db, stale)
 
 
@@ -500,6 +631,25 @@ def _window_delivery(subscriber_id: int, kind: DeliveryKind, window: str) -> sa.
         deliveries.c.kind == kind.value,
         deliveries.c.window == window,
     )
+
+
+def _delivery_values(closing: Closing, kind: str, now: datetime) -> dict[str, Any]:
+    delivery = closing.delivery
+    assert delivery is not None
+    return {
+        "subscriber_id": closing.subscriber_id,
+        "kind": kind,
+        "window": closing.window,
+        "recipient": delivery.recipient,
+        "subject": delivery.subject,
+        "message_id": delivery.message_id,
+        "message": delivery.message,
+        "papers": len(delivery.paper_ids),
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 def _match(row: Any) -> MatchRow:

@@ -35,6 +35,14 @@ class Subscriptions:
             ).first()
         return _subscriber(row) if row is not None else None
 
+    def subscribers_of(self, emails: Sequence[str]) -> dict[str, Subscriber]:
+        """The subscribers with these mailboxes, by ``mailbox_key``, in one query."""
+        query = sa.select(subscribers).where(
+            subscribers.c.email_key.in_([mailbox_key(email) for email in emails])
+        )
+        with self.engine.connect() as db:
+            return {row.email_key: _subscriber(row) for row in db.execute(query)}
+
     def subscribers(self) -> list[Subscriber]:
         with self.engine.connect() as db:
             rows = db.execute(sa.select(subscribers).order_by(subscribers.c.email)).all()
@@ -81,6 +89,142 @@ class Subscriptions:
         assert saved is not None
         return saved
 
+    def save_many(
+        self,
+        declared: Sequence[tuple[str, str, str, Sequence[ProfileSpec]]],
+        now: datetime,
+        *,
+        declared_here: bool = False,
+    ) -> tuple[list[int], list[Profile]]:
+        """``save_subscriber`` and ``save_profile`` for many (email, timezone, schedule,
+        profiles) at once, in one transaction, a few statements for the lot. Returns the
+        subscribers' ids, in order, and the profiles whose query is new."""
+        if not declared:
+            return [], []
+        keys = [mailbox_key(email) for email, *_ in declared]
+        with self.engine.begin() as db:
+            known = {
+                row.email_key: row
+                for row in db.execute(
+                    sa.select(
+                        subscribers.c.id,
+                        subscribers.c.email_key,
+                        subscribers.c.timezone,
+                        subscribers.c.schedule,
+                    ).where(subscribers.c.email_key.in_(keys))
+                )
+            }
+            added, moved, kept = [], [], []
+            for key, (email, timezone, schedule, _) in zip(keys, declared, strict=True):
+                values = {"timezone": timezone, "schedule": schedule, "updated_at": now}
+                found = known.get(key)
+                if found is None:
+                    added.append(
+                        {
+                            "email": email,
+                            "email_key": key,
+                            "status": SubscriberStatus.ACTIVE.value,
+                            "declared": declared_here,
+                            "created_at": now,
+                            "token": tokens.new_secret(),
+                            "window_end": now - FIRST_WINDOW,
+                            "next_window_at": windows.next_boundary(
+                                Schedule.parse(schedule), ZoneInfo(timezone), now
+                            ),
+                            **values,
+                        }
+                    )
+                elif (found.timezone, found.schedule) != (timezone, schedule):
+                    moved.append({"sid": found.id, **values})  # planned afresh
+                else:
+                    kept.append({"sid": found.id, **values})
+            if added:
+                db.execute(subscribers.insert(), added)
+            for rows, extra in ((moved, {"next_window_at": None}), (kept, {})):
+                if rows:
+                    db.execute(
+                        subscribers.update()
+                        .where(subscribers.c.id == sa.bindparam("sid"))
+                        .values(
+                            timezone=sa.bindparam("timezone"),
+                            schedule=sa.bindparam("schedule"),
+                            updated_at=sa.bindparam("updated_at"),
+                            declared=declared_here,
+                            **extra,
+                        ),
+                        rows,
+                    )
+            ids = {
+                row.email_key: row.id
+                for row in db.execute(
+                    sa.select(subscribers.c.email_key, subscribers.c.id).where(
+                        subscribers.c.email_key.in_(keys)
+                    )
+                )
+            }
+            owners = [ids[key] for key in keys]
+            fresh_keys = self._save_profiles(db, owners, [d[3] for d in declared], now)
+            fresh = [
+                _profile(row)
+                for row in db.execute(
+                    sa.select(profiles).where(profiles.c.subscriber_id.in_(owners))
+                )
+                if (row.subscriber_id, row.name) in fresh_keys
+            ]
+        return owners, fresh
+
+    def _save_profiles(
+        self,
+        db: sa.Connection,
+        owners: Sequence[int],
+        specs: Sequence[Sequence[ProfileSpec]],
+        now: datetime,
+    ) -> set[tuple[int, str]]:
+        """Insert or update these subscribers' profiles; the (subscriber id, name) of those
+        whose query is new (their old matches are deleted)."""
+        known = {
+            (row.subscriber_id, row.name): row
+            for row in db.execute(
+                sa.select(
+                    profiles.c.id, profiles.c.subscriber_id, profiles.c.name, profiles.c.query
+                ).where(profiles.c.subscriber_id.in_(list(owners)))
+            )
+        }
+        added, changed, stale, fresh = [], [], [], set()
+        for owner, mine in zip(owners, specs, strict=True):
+            for spec in mine:
+                values = {
+                    "query": spec.query,
+                    "min_upvotes": spec.min_upvotes,
+                    "max_items": spec.max_items,
+                    "alert_threshold": spec.alert_threshold,
+                    "send_when_empty": spec.send_when_empty,
+                    "updated_at": now,
+                }
+                found = known.get((owner, spec.name))
+                if found is None:
+                    fresh.add((owner, spec.name))
+                    added.append(
+                        {"subscriber_id": owner, "name": spec.name, "created_at": now, **values}
+                    )
+                    continue
+                if found.query != spec.query:
+                    fresh.add((owner, spec.name))
+                    stale.append(found.id)
+                changed.append({"pid": found.id, **values})
+        for start in range(0, len(stale), 500):
+            db.execute(matches.delete().where(matches.c.profile_id.in_(stale[start : start + 500])))
+        if added:
+            db.execute(profiles.insert(), added)
+        if changed:
+            db.execute(
+                profiles.update()
+                .where(profiles.c.id == sa.bindparam("pid"))
+                .values({name: sa.bindparam(name) for name in changed[0] if name != "pid"}),
+                changed,
+            )
+        return fresh
+
     def remove_subscriber(self, email: str) -> bool:
         with self.engine.begin() as db:
             found = db.execute(
@@ -100,6 +244,19 @@ class Subscriptions:
             query = query.where(profiles.c.subscriber_id == subscriber_id)
         with self.engine.connect() as db:
             return [_profile(row) for row in db.execute(query)]
+
+    def profiles_of(self, subscriber_ids: Sequence[int]) -> dict[int, list[Profile]]:
+        """The profiles of many subscribers in one query, by subscriber id, in name order."""
+        query = (
+            sa.select(profiles)
+            .where(profiles.c.subscriber_id.in_(list(subscriber_ids)))
+            .order_by(profiles.c.subscriber_id, profiles.c.name)
+        )
+        found: dict[int, list[Profile]] = {}
+        with self.engine.connect() as db:
+            for row in db.execute(query):
+                found.setdefault(row.subscriber_id, []).append(_profile(row))
+        return found
 
     def profile(self, profile_id: int) -> Profile | None:
         with self.engine.connect() as db:
@@ -179,13 +336,29 @@ class Subscriptions:
         ]
         if not rows:
             return 0
+        # Deleted paper by paper, its profiles listed: each pair is then found through the
+        # primary key (a list of (profile, paper) pairs makes SQLite scan every match).
+        by_paper: dict[int, list[int]] = {}
+        for row in rows:
+            by_paper.setdefault(row["paper_id"], []).append(row["profile_id"])
         with self.engine.begin() as db:
-            pairs = sa.tuple_(matches.c.profile_id, matches.c.paper_id)
-            keys = [(row["profile_id"], row["paper_id"]) for row in rows]
-            for start in range(0, len(keys), 500):
-                db.execute(matches.delete().where(pairs.in_(keys[start : start + 500])))
+            for paper_id, profile_ids in by_paper.items():
+                for start in range(0, len(profile_ids), 500):
+                    db.execute(
+                        matches.delete().where(
+                            matches.c.paper_id == paper_id,
+                            matches.c.profile_id.in_(profile_ids[start : start + 500]),
+                        )
+                    )
             db.execute(matches.insert(), rows)
         return len(rows)
+
+    def analyze_matches(self) -> None:
+        """Refresh PostgreSQL's statistics of the matches after a big ingest, so that the
+        planner knows how many there are (SQLite plans by its indexes without them)."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.begin() as db:
+                db.execute(sa.text("ANALYZE matches"))
 
     def matches(self, profile_id: int) -> list[tuple[int, float, Any]]:
         """(paper id, score, reasons) of a profile, best first."""

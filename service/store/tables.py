@@ -214,7 +214,9 @@ matches = sa.Table(
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("reasons", sa.JSON, nullable=False),
     sa.Column("matched_at", UTCDateTime, nullable=False, index=True),
-    sa.Index(None, "profile_id", "matched_at"),  # a feed's newest matches
+    # A feed's newest matches; a batch of subscribers' candidates in their windows, whatever
+    # the planner's statistics say.
+    sa.Index(None, "profile_id", "matched_at"),
 )
 
 deliveries = sa.Table(
