@@ -15,8 +15,8 @@ import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
+from service.deliver import Closing
 from service.errors import DeliveryError
 
 WRITERS = 8
@@ -24,7 +24,7 @@ WRITERS = 8
 disk takes several flushes at once about as quickly as one."""
 
 
-class MaildirSender:
+class MaildirSender(Closing):
     concurrency = WRITERS
 
     def __init__(self, path: Path) -> None:
@@ -65,14 +65,3 @@ class MaildirSender:
 
     async def close(self) -> None:
         self._ready = False
-
-    async def __aenter__(self) -> MaildirSender:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -28,13 +28,12 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
 import aiosmtplib
 from aiosmtplib.email import parse_address
 
 from service.config import SmtpSettings
+from service.deliver import Closing
 from service.errors import DeliveryError, MailConfigError
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ class Pacer:
         return start - now
 
 
-class SmtpSender:
+class SmtpSender(Closing):
     """Sends over one connection, opened lazily and kept until ``close``; sends queue in turn."""
 
     concurrency = 1
@@ -99,17 +98,6 @@ class SmtpSender:
                         await smtp.quit()
             finally:
                 smtp.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def _send(
         self, sender: str, recipients: list[str], message: bytes, options: list[str]
@@ -264,7 +252,7 @@ class SmtpSender:
         return DeliveryError(f"{server}: {exc}", transient=True)
 
 
-class SmtpPool:
+class SmtpPool(Closing):
     """Sends over up to ``mail.smtp.connections`` connections at once, each an ``SmtpSender``
     opened when first needed; together they keep to the one rate cap
     (``mail.smtp.max_per_second``), so a relay's latency does not serialise sending."""
@@ -297,17 +285,6 @@ class SmtpPool:
         for each in self._senders:
             await each.close()
         self._idle = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 def _mail_options(sender: str, recipients: Sequence[str]) -> list[str]:
