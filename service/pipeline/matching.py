@@ -6,9 +6,9 @@ from __future__ import annotations
 import gc
 import random
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from service import subscribers
 from service.clock import Clock
@@ -396,16 +396,26 @@ class Matching:
         self._similar = similar.SimilarityIndex(self._features.width)
         self._trained = {}
 
-    def _with_similarity(self, found: list[Match], papers: Sequence[Paper]) -> list[Match]:
+    def _with_similarity(
+        self,
+        found: list[Match],
+        papers: Sequence[Paper],
+        synced: tuple[similar.Features, similar.SimilarityIndex] | Literal[False] | None = False,
+        with_query: Collection[int] | None = None,
+    ) -> list[Match]:
         """Query matches merged with similarity matches of the same papers (one per profile
-        and paper), without papers a profile refused."""
-        synced = self._sync_similar()
+        and paper), without papers a profile refused. ``synced`` (the index as
+        ``_sync_similar`` left it) and ``with_query`` (the profiles with a query) are read
+        here unless a caller that merges slice by slice read them once."""
+        if synced is False:
+            synced = self._sync_similar()
         merged = {(m.profile_id, m.document_id): m for m in found}
         if synced is not None and papers:
             from service.match import similar
 
             features, index = synced
-            with_query = {p.id for p in self.subscriptions.profiles() if p.spec.query.strip()}
+            if with_query is None:
+                with_query = {p.id for p in self.subscriptions.profiles() if p.spec.query.strip()}
             only = {
                 profile_id: frozenset(d for p, d in merged if p == profile_id)
                 for profile_id in self._trained
@@ -477,16 +487,17 @@ class Matching:
         index = self._sync_index()
         # Matched and stored a slice of papers at a time: a day's matches for many profiles
         # never all live as objects at once. Only those that may want an alert are kept.
-        alerting = {
-            p.id for p in self.subscriptions.profiles() if p.spec.alert_threshold is not None
-        }
+        profiles = self.subscriptions.profiles()
+        alerting = {p.id for p in profiles if p.spec.alert_threshold is not None}
+        with_query = {p.id for p in profiles if p.spec.query.strip()}
+        synced = self._sync_similar()  # once for every slice
         stats, now = self._stats(), self.clock.now()
         kept: list[Match] = []
         stored = 0
         for start in range(0, len(documents), MATCH_SLICE):
             part = documents[start : start + MATCH_SLICE]
             found = index.match(part, stats=stats) if len(index) else []
-            found = self._with_similarity(found, [by_id[d.id] for d in part])
+            found = self._with_similarity(found, [by_id[d.id] for d in part], synced, with_query)
             stored += self.subscriptions.save_matches(
                 ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found), now
             )
