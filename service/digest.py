@@ -56,6 +56,7 @@ class Section:
     profile: str
     items: tuple[Item, ...]
     more: int = 0  # matches left out by the profile's max_items
+    profile_id: int = 0  # which profile (0: unknown), for the papers' 👍/👎 links
 
     @property
     def total(self) -> int:
@@ -116,6 +117,7 @@ def compose(
             continue
         by_paper.setdefault(candidate.paper.id, []).append(candidate)
     caps: dict[str, int] = {}
+    ids: dict[str, int] = {}
     grouped: dict[str, list[Item]] = {}
     for found in by_paper.values():
         found.sort(key=lambda c: (-c.score, c.profile.spec.name))
@@ -123,12 +125,13 @@ def compose(
         hits = tuple(Hit(c.profile.spec.name, c.score, c.reasons) for c in found)
         name = best.profile.spec.name
         caps[name] = best.profile.spec.max_items
+        ids[name] = best.profile.id
         grouped.setdefault(name, []).append(Item(best.paper, best.score, hits))
     sections = []
     for name, items in grouped.items():
         items.sort(key=lambda i: (-i.score, -i.paper.upvotes, i.paper.id))
         cap = caps[name]
-        sections.append(Section(name, tuple(items[:cap]), max(0, len(items) - cap)))
+        sections.append(Section(name, tuple(items[:cap]), max(0, len(items) - cap), ids[name]))
     sections.sort(key=lambda s: (-s.total, -s.items[0].score, s.profile))
     if not sections and not send_when_empty:
         return None

@@ -83,3 +83,40 @@ def verify(token: str, secret: str, purpose: str, *, generation: int = 0) -> boo
         return False
     expected = make(subscriber_id, secret, purpose, generation=generation, issued=issued)
     return hmac.compare_digest(token.encode(), expected.encode())
+
+
+# -- feedback links -----------------------------------------------------------------------------
+# A 👍/👎 link names a subscriber, one of their profiles and a paper:
+# ``<subscriber id>.<profile id>.<paper id>.<signature>``, signed like the purposes above (with
+# the subscriber's secret: replacing it revokes every such link). The vote is not signed:
+# whoever holds the link may say up, down or neither about that paper for that profile.
+
+
+def for_feedback(owner: Subscriber, profile_id: int, paper_id: int) -> str:
+    """The feedback token of ``owner``'s profile ``profile_id`` on paper ``paper_id``."""
+    return _feedback(owner.id, owner.token, profile_id, paper_id)
+
+
+def _feedback(subscriber_id: int, secret: str, profile_id: int, paper_id: int) -> str:
+    signed = f"feedback:{subscriber_id}:{profile_id}:{paper_id}"
+    mac = hmac.new(secret.encode(), signed.encode(), hashlib.sha256)
+    signature = base64.urlsafe_b64encode(mac.digest()[:18]).decode()
+    return f"{subscriber_id}.{profile_id}.{paper_id}.{signature}"
+
+
+def feedback_parts(token: str) -> tuple[int, int, int] | None:
+    """The (subscriber, profile, paper) ids a feedback token claims (check it with
+    ``verify_feedback``), or None if malformed."""
+    parts = token.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) < 19 for p in parts[:3]):
+        return None
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def verify_feedback(token: str, secret: str) -> bool:
+    """Whether ``token`` is the feedback token ``secret`` signs, in constant time."""
+    claimed = feedback_parts(token)
+    if claimed is None or not secret:
+        return False
+    expected = _feedback(claimed[0], secret, claimed[1], claimed[2])
+    return hmac.compare_digest(token.encode(), expected.encode())

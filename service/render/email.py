@@ -15,7 +15,7 @@ import css_inline
 import jinja2
 
 from service import tokens
-from service.digest import Digest
+from service.digest import Digest, Section
 from service.model import DeliveryKind
 from service.render import mime
 from service.render.papers import view
@@ -82,6 +82,18 @@ class EmailRenderer:
             "feeds": f"{url('feeds')}/all.atom",
         }
 
+    def votes(self, digest: Digest, section: Section) -> list[str]:
+        """Each paper's feedback URL (``/up`` or ``/down`` is added), for the section's
+        profile; empty when the section does not say which profile it is."""
+        if not section.profile_id:
+            return []
+        base = f"{self.letterhead.base_url}/feedback"
+        owner, profile_id = digest.subscriber, section.profile_id
+        return [
+            f"{base}/{tokens.for_feedback(owner, profile_id, item.paper.id)}"
+            for item in section.items
+        ]
+
     def render(self, digest: Digest, now: datetime) -> Rendered:
         links = self.links(digest)
         context: dict[str, Any] = {
@@ -92,6 +104,7 @@ class EmailRenderer:
                     "name": section.profile,
                     "more": section.more,
                     "papers": [view(item.paper, item.hits) for item in section.items],
+                    "votes": self.votes(digest, section),
                 }
                 for section in digest.sections
             ],

@@ -307,7 +307,6 @@ class Subscriptions:
                 fresh = old.scalar_one() != spec.query
                 if fresh:
                     db.execute(matches.delete().where(matches.c.profile_id == found))
-                db.execute(profile_likes.delete().where(profile_likes.c.profile_id == found))
                 db.execute(profiles.update().where(profiles.c.id == found).values(**values))
             row = db.execute(sa.select(profiles).where(mine)).one()
         return _profile(row), fresh

@@ -7,7 +7,7 @@ import logging
 import re
 
 # The URLs whose next path segment is a subscriber's secret token.
-_TOKEN_PATH = re.compile(r"(/(?:manage|unsubscribe|confirm|feeds)/)[^/?#\s\"]+")
+_TOKEN_PATH = re.compile(r"(/(?:manage|unsubscribe|confirm|feeds|feedback)/)[^/?#\s\"]+")
 
 
 def redact_path(path: str) -> str:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.app import App
-from service.web import feeds, ops, pages, preview
+from service.web import feedback, feeds, ops, pages, preview
 from service.web.limits import RateLimited
 from service.web.site import Forbidden, NotFound, Site
 
@@ -40,6 +40,7 @@ def create_app(app: App) -> FastAPI:
     feeds.mount(web, app)
     preview.mount(web, app)
     web.include_router(pages.router(site))
+    web.include_router(feedback.router(site))
 
     @web.get("/static/{name}", response_model=None)
     def static(name: str) -> Response:
