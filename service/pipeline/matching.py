@@ -506,6 +506,71 @@ class Matching:
             self.subscriptions.analyze_matches()
         self.mailroom.alert(kept)
 
+    def preview_similar(
+        self,
+        liked: Sequence[int],
+        refused: Sequence[int] = (),
+        query: str | Query | None = None,
+        *,
+        since: datetime,
+        limit: int = 20,
+    ) -> list[tuple[Paper, Match]]:
+        """What a profile liking the stored papers ``liked`` (and refusing ``refused``) would
+        get among the papers first seen since ``since`` (at most ``KEPT`` ago), best first:
+        the example digest of a profile before it is saved. With ``query`` the query decides
+        what can match and the likes rank it, as in a digest. One liked paper is enough."""
+        from service.match import similar
+
+        parsed = parse_query(query) if isinstance(query, str) else query
+        with self._similar_lock:
+            if self._features is None:
+                self._fit()
+            assert self._features is not None
+            features, background, background_ids = (
+                self._features,
+                self._background,
+                self._background_ids,
+            )
+        named = set(liked) | set(refused)
+        stored = {p.id: p for p in self.store.papers(ids=sorted(named))}
+        up = tuple(i for i in dict.fromkeys(liked) if i in stored)
+        down = tuple(i for i in dict.fromkeys(refused) if i in stored and i not in up)
+        if not up:
+            return []
+        rows = features.transform([similar.text_from_paper(stored[i]) for i in up + down])
+        keep = [n for n, i in enumerate(background_ids) if i not in named]
+        model = similar.train(
+            0,
+            up,
+            rows[: len(up)],
+            rows[len(up) :],
+            background[keep],
+            rate=self.settings.matching.similar_rate,
+        )
+        index = similar.SimilarityIndex(features.width)
+        index.put(model)
+        now = self.clock.now()
+        with self._lock:
+            self._up_to_date(now)
+            window = [
+                paper
+                for paper_id, paper in self._kept.items()
+                if self._first_seen[paper_id] >= since and paper_id not in named
+            ]
+        only = None
+        if parsed is not None:
+            allowed = {
+                m.document_id for m in self._match_query(parsed, map(document_from_paper, window))
+            }
+            window = [p for p in window if p.id in allowed]
+            only = {0: frozenset(allowed)}
+        titles = {i: stored[i].title for i in up}
+        texts = [similar.text_from_paper(p) for p in window]
+        found = similar.matches(index, features, texts, titles, only=only)
+        found.sort(key=lambda m: (-m.score, m.document_id))
+        by_id = {p.id: p for p in window}
+        return [(by_id[m.document_id], m) for m in found[:limit]]
+
 
 def _followed(match: Match) -> bool:
     """A match through a followed author or group (worth an alert whatever its score)."""

@@ -63,6 +63,14 @@ class Tastes:
         self.matching.likes_changed([profile])
         return profile, paper_id
 
+    def forget(self, email: str, name: str, ref: str) -> bool:
+        """Take back one liked or refused paper of a profile (as ``Like.ref`` names it, found
+        or still waiting); whether there was one."""
+        profile = self.profile(email, name)
+        forgotten = self.likes.forget(profile.id, ref)
+        self.matching.likes_changed([profile])
+        return forgotten > 0
+
     def profile(self, email: str, name: str | None) -> Profile:
         owner = self.subscriptions.subscriber(subscribers.check_email(email))
         if owner is None:

@@ -90,6 +90,16 @@ class Likes:
             )
         return done.rowcount or 0
 
+    def forget(self, profile_id: int, ref: str) -> int:
+        """Forget one of a profile's likes or refusals by its ``ref``, stored paper or not."""
+        with self.engine.begin() as db:
+            done = db.execute(
+                profile_likes.delete().where(
+                    profile_likes.c.profile_id == profile_id, profile_likes.c.ref == ref
+                )
+            )
+        return done.rowcount or 0
+
     def join(self) -> int:
         """Join likes that named no stored paper to papers that arrived since; how many."""
         joined = 0

@@ -94,11 +94,12 @@ def read_schedule(form: Form) -> str:
         return text
 
 
-def read_profile(form: Form) -> ProfileSpec:
-    """A profile from the name, query and option fields; the query is parsed here."""
+def read_profile(form: Form, *, query_required: bool = True) -> ProfileSpec:
+    """A profile from the name, query and option fields; the query is parsed here. A
+    profile with liked papers may go without a query (``query_required`` False)."""
     name = form.text("name")
-    query = form.text("query", limit=MAX_QUERY)
-    if "query" not in form.errors:
+    query = form.text("query", limit=MAX_QUERY, required=query_required)
+    if "query" not in form.errors and query:
         try:
             parse_query(query)
         except QueryError as exc:

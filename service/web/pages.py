@@ -21,7 +21,7 @@ from service import tokens
 from service.errors import InvalidValue, PaperboyError, QueryError
 from service.model import WEEKDAY_NAMES, WEEKDAYS, Cadence, Profile, Subscriber, SubscriberStatus
 from service.render.feeds import ALL
-from service.web import forms, showcase
+from service.web import forms, likes, showcase
 from service.web.forms import Form
 from service.web.proof import Verdict
 from service.web.site import NotFound, Site, read_form
@@ -37,6 +37,7 @@ DONE = {
     "resumed": "Resumed: your next digest covers what arrives from now on.",
     "saved": "The profile is saved.",
     "removed": "The profile is removed.",
+    "unliked": "The paper is taken off the list.",
     "confirmed": "You are subscribed. This page is yours: bookmark it to change your profiles.",
     "resubscribed": "You are subscribed again.",
 }
@@ -203,6 +204,7 @@ class Pages:
         editing: str | None = None,
         profile: Form | None = None,
         status: int = 200,
+        liking: Form | None = None,
     ) -> Response:
         profiles = self.app.pipeline.subscriptions.profiles(owner.id)
         edits = {p.spec.name: Form(profile_fields(p)) for p in profiles}
@@ -229,10 +231,15 @@ class Pages:
             statuses=SubscriberStatus,
             cadences=Cadence,
             unsubscribe_token=tokens.for_subscriber(owner, "unsubscribe"),
+            shelves=likes.shelves(self.app.pipeline, profiles),
+            profile_ids={p.spec.name: p.id for p in profiles},
+            liking=liking or Form(),
+            empty_form=Form(),
+            upload_kb=self.web.max_body // 1024,
         )
 
     async def manage_action(self, request: Request, token: str, action: str) -> Response:
-        form = await read_form(request)
+        form = await likes.read_form(request)  # the site's reader, and a library file
         return await run_in_threadpool(self._manage_action, request, token, action, form)
 
     def _manage_action(
@@ -245,6 +252,8 @@ class Pages:
             "resume": self._resume,
             "profile": self._save_profile,
             "remove": self._remove_profile,
+            "likes": self._add_likes,
+            "unlike": self._unlike,
         }
         if action not in handlers:
             raise NotFound
@@ -302,15 +311,27 @@ class Pages:
         self, request: Request, owner: Subscriber, token: str, form: Form
     ) -> Response:
         original = form.get("original")
-        spec = forms.read_profile(form)
-        names = {p.spec.name for p in self.app.pipeline.subscriptions.profiles(owner.id)}
+        mine = self.app.pipeline.subscriptions.profiles(owner.id)
+        # A profile may rank by liked papers alone: then its query may be empty.
+        liked = likes.given(form) or bool(likes.shelves(self.app.pipeline, mine).get(original))
+        spec = forms.read_profile(form, query_required=not liked)
+        named = likes.references(form)
+        names = {p.spec.name for p in mine}
         if form.ok and spec.name != original and spec.name in names:
             form.errors["name"] = "You have a profile with this name already."
         if form.ok:
             try:
                 self.app.pipeline.roster.save_profile(owner.email, spec)
                 if original and original != spec.name:
+                    self._move_likes(owner, original, spec.name)
                     self.app.pipeline.roster.remove_profile(owner.email, original)
+                if named:
+                    added = self.app.pipeline.tastes.like(owner.email, spec.name, named, "web")
+                    waiting = [like for like in added if like.paper_id is None]
+                    if waiting:
+                        return self._manage_page(
+                            request, owner, token, notice=likes.report(added), editing=spec.name
+                        )
             except (InvalidValue, QueryError) as exc:
                 form.take(exc)
             except PaperboyError:
@@ -333,6 +354,45 @@ class Pages:
             if not owner.declared:
                 raise
         return self._to_manage(owner, "removed", token)
+
+    # -- liked papers ---------------------------------------------------------------------------
+
+    def _add_likes(self, request: Request, owner: Subscriber, token: str, form: Form) -> Response:
+        """Papers a profile likes, named by hand or in a library file; those not stored yet
+        are kept (they join when they arrive) and the page names them."""
+        name = form.get("original")
+        if name not in {p.spec.name for p in self.app.pipeline.subscriptions.profiles(owner.id)}:
+            raise NotFound
+        named = likes.references(form)
+        if form.ok and not named:
+            form.errors[likes.LIKES] = "Name a paper a line, or choose a library file."
+        if not form.ok:
+            return self._manage_page(request, owner, token, editing=name, liking=form, status=422)
+        added = self.app.pipeline.tastes.like(owner.email, name, named, "web")
+        return self._manage_page(request, owner, token, notice=likes.report(added), editing=name)
+
+    def _unlike(self, request: Request, owner: Subscriber, token: str, form: Form) -> Response:
+        try:
+            self.app.pipeline.tastes.forget(owner.email, form.get("original"), form.get("ref"))
+        except InvalidValue as exc:
+            if exc.field != "profile":
+                raise
+            raise NotFound from None
+        return self._to_manage(owner, "unliked", token)
+
+    def _move_likes(self, owner: Subscriber, old: str, new: str) -> None:
+        """A renamed profile keeps its liked and refused papers (renaming saves a new profile
+        and removes the old one)."""
+        tastes = self.app.pipeline.tastes
+        moved = self.app.pipeline.likes.of([tastes.profile(owner.email, old).id])
+        target = tastes.profile(owner.email, new)
+        for vote in ("up", "down"):
+            entries = [(like.keys, like.label) for like in moved if like.vote == vote]
+            if entries:
+                self.app.pipeline.likes.save(
+                    target.id, entries, vote, "web", self.app.pipeline.clock.now()
+                )
+        self.app.pipeline.matching.likes_changed([target])
 
     def _feeds(self, owner: Subscriber) -> list[tuple[str, str, str]]:
         """(what, Atom URL, RSS URL) for the subscriber's feed of everything, then each

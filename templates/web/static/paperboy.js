@@ -13,27 +13,35 @@
     }
   }
 
-  // Live preview: what a query matches among the papers of the last 30 days.
-  for (const input of document.querySelectorAll("input[data-preview]")) {
+  // Live preview: what a query, papers liked (one a line) or both would bring among the
+  // papers of the last 30 days. A field names its target; the form's other field counts too,
+  // and a saved profile's preview (data-preview-url) counts its stored likes on the server.
+  for (const input of document.querySelectorAll("[data-preview]")) {
     const target = document.getElementById(input.dataset.preview);
     if (!target) continue;
+    const form = input.form;
+    const queryField = form ? form.querySelector("input[name=query]") : input;
+    const likesField = form ? form.querySelector("textarea[name=likes]") : null;
+    const url = input.dataset.previewUrl || "/preview";
     let timer = null;
-    let asked = 0;
     const update = function () {
-      const query = input.value.trim();
-      const mine = ++asked;
-      if (!query) {
+      const query = queryField ? queryField.value.trim() : "";
+      const likes = likesField ? likesField.value.trim() : "";
+      const mine = (target.asked = (target.asked || 0) + 1);
+      if (!query && !likes && !input.dataset.previewUrl) {
         target.replaceChildren();
         target.removeAttribute("data-state");
         return;
       }
       target.setAttribute("aria-busy", "true");
-      fetch("/preview?q=" + encodeURIComponent(query), { credentials: "same-origin" })
+      let address = url + "?q=" + encodeURIComponent(query);
+      if (likes) address += "&likes=" + encodeURIComponent(likes);
+      fetch(address, { credentials: "same-origin" })
         .then(function (response) {
           return response.text().then(function (text) { return [response.status, text]; });
         })
         .then(function (answer) {
-          if (mine !== asked) return; // a newer query is on its way
+          if (mine !== target.asked) return; // a newer one is on its way
           target.innerHTML = answer[1]; // an HTML fragment this server escaped
           target.dataset.state = answer[0] === 200 ? "ok" : "error";
           target.removeAttribute("aria-busy");
