@@ -40,10 +40,10 @@ def papers(start: int, count: int, seed: int) -> list[tuple[str, str, str]]:
 
 DAY = papers(1, 40, seed=1)
 BIBTEX = """@article{sky2026,
-  title = {%s},
+  title = {TITLE},
   author = {Doe, Jane},
   journal = {arXiv},
-  eprint = {%s},
+  eprint = {EPRINT},
   year = {2026}
 }
 
@@ -52,7 +52,7 @@ BIBTEX = """@article{sky2026,
   doi = {10.9999/nothing.here},
   year = {2025}
 }
-""" % (DAY[3][1], DAY[3][0])
+""".replace("TITLE", DAY[3][1]).replace("EPRINT", DAY[3][0])
 
 
 Site = tuple[App, Visitor, str]
