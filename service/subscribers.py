@@ -15,6 +15,10 @@ with an email, a time zone, a schedule and profiles::
     max_items = 20
     alert_threshold = 8.0             # optional
     send_when_empty = false
+    likes = ["arXiv:2401.00001", "doi:10.1000/xyz", "An exact title"]  # optional
+
+A profile with ``likes`` (papers by arXiv id, DOI or exact title) may leave out its query: it
+then ranks by the papers it likes alone.
 
 ``read_profiles`` checks each query with the ``check_query`` it is given (the matcher's parser:
 this module does not import the matcher), so that a bad query is reported with where it is.
@@ -27,7 +31,7 @@ import math
 import tomllib
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,8 +43,9 @@ from service.identity import mailbox_key
 from service.model import ProfileSpec, Schedule
 
 PROFILE_FIELDS = frozenset(
-    {"name", "query", "min_upvotes", "max_items", "alert_threshold", "send_when_empty"}
+    {"name", "query", "min_upvotes", "max_items", "alert_threshold", "send_when_empty", "likes"}
 )
+MAX_LIKE = 500  # characters of one entry of a profile's likes: an id, a DOI or a title
 SUBSCRIBER_FIELDS = frozenset({"email", "timezone", "schedule", "profiles"})
 
 QueryCheck = Callable[[str], object]
@@ -55,6 +60,8 @@ class Declared:
     timezone: str
     schedule: Schedule
     profiles: tuple[ProfileSpec, ...] = ()
+    # Papers each profile likes, by profile name, as written (arXiv id, DOI or title).
+    likes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def check_email(text: str, where: str | None = None) -> str:
@@ -158,6 +165,7 @@ def _declared(entry: Mapping[str, Any], where: str, check_query: QueryCheck | No
         if not isinstance(entry.get(name), str):
             raise InvalidValue("expected a string", field=name, value=entry.get(name), where=where)
     profiles = []
+    likes: dict[str, tuple[str, ...]] = {}
     names: set[str] = set()
     for number, raw in enumerate(entry.get("profiles", [])):
         spec = profile_from(raw, f"{where}.profiles[{number}]", check_query)
@@ -165,18 +173,22 @@ def _declared(entry: Mapping[str, Any], where: str, check_query: QueryCheck | No
             raise InvalidValue("declared twice", field="name", value=spec.name, where=where)
         names.add(spec.name)
         profiles.append(spec)
+        if raw.get("likes"):
+            likes[spec.name] = tuple(raw["likes"])
     return Declared(
         email=check_email(entry["email"], where),
         timezone=check_timezone(entry["timezone"], where),
         schedule=parse_schedule(entry["schedule"], where),
         profiles=tuple(profiles),
+        likes=likes,
     )
 
 
 def profile_from(
     raw: Mapping[str, Any], where: str, check_query: QueryCheck | None = None
 ) -> ProfileSpec:
-    """A profile from a mapping of its fields, types checked (and its query, given a check)."""
+    """A profile from a mapping of its fields, types checked (and its query, given a check).
+    Its ``likes`` are checked here and left to the caller."""
     if isinstance(raw.get("name"), str):
         where = f"{where} (name {json.dumps(raw['name'], ensure_ascii=False)})"
     extra = set(raw) - PROFILE_FIELDS
@@ -195,20 +207,24 @@ def profile_from(
         "max_items": (int,),
         "alert_threshold": (int, float),
         "send_when_empty": (bool,),
+        "likes": (list,),
     }
-    for field in ("name", "query"):
-        if field not in raw:
-            raise InvalidValue("is required", field=field, value=None, where=where)
-    for field, value in raw.items():
-        wrong = isinstance(value, bool) and bool not in kinds[field]
-        if wrong or not isinstance(value, kinds[field]):
-            expected = " or ".join(k.__name__ for k in kinds[field])
-            raise InvalidValue(f"expected {expected}", field=field, value=value, where=where)
-    values = dict(raw)
+    liked = _likes(raw.get("likes", []), where)
+    required = ("name",) if liked else ("name", "query")  # likes alone are a profile
+    for name in required:
+        if name not in raw:
+            raise InvalidValue("is required", field=name, value=None, where=where)
+    for name, value in raw.items():
+        wrong = isinstance(value, bool) and bool not in kinds[name]
+        if wrong or not isinstance(value, kinds[name]):
+            expected = " or ".join(k.__name__ for k in kinds[name])
+            raise InvalidValue(f"expected {expected}", field=name, value=value, where=where)
+    values = {"query": ""} | dict(raw)
+    values.pop("likes", None)
     if "alert_threshold" in values:
         values["alert_threshold"] = float(values["alert_threshold"])
     spec = check_profile(ProfileSpec(**values), where)
-    if check_query is not None:
+    if check_query is not None and (spec.query.strip() or not liked):
         try:
             check_query(spec.query)
         except QueryError as exc:
@@ -216,6 +232,21 @@ def profile_from(
                 f"{where}: query: {exc.reason}", query=exc.query, position=exc.position
             ) from exc
     return spec
+
+
+def _likes(value: object, where: str) -> tuple[str, ...]:
+    """A profile's ``likes``: a list of non-empty strings of at most ``MAX_LIKE`` characters."""
+    if not isinstance(value, list):
+        raise InvalidValue("expected a list of strings", field="likes", value=value, where=where)
+    for item in value:
+        if not isinstance(item, str) or not item.strip() or len(item) > MAX_LIKE:
+            raise InvalidValue(
+                f"expected an arXiv id, a DOI or a title (1 to {MAX_LIKE} characters)",
+                field="likes",
+                value=item,
+                where=where,
+            )
+    return tuple(item.strip() for item in value)
 
 
 def write_profiles(declared: Iterable[Declared]) -> str:
@@ -233,6 +264,8 @@ def write_profiles(declared: Iterable[Declared]) -> str:
             }
             if spec.alert_threshold is not None:
                 profile["alert_threshold"] = spec.alert_threshold
+            if item.likes.get(spec.name):
+                profile["likes"] = list(item.likes[spec.name])
             profiles.append(profile)
         subscribers.append(
             {

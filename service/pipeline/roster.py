@@ -3,7 +3,7 @@ profiles file (synced at start, imported, exported)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from service import subscribers
@@ -13,7 +13,9 @@ from service.errors import InvalidValue, PaperboyError
 from service.identity import mailbox_key
 from service.match.query import parse_query
 from service.model import Profile, ProfileSpec, Subscriber
+from service.parse.library import reference
 from service.pipeline.matching import Matching
+from service.store.likes import Like
 from service.store.subscriptions import Subscriptions
 
 IMPORT_BATCH = 1000
@@ -134,19 +136,58 @@ class Roster:
                 if known.declared and mailbox_key(known.email) not in mailboxes:
                     self.subscriptions.remove_subscriber(known.email)
         self.matching.profiles_changed(fresh)
+        self._declare_likes(declared)
         return len(declared), saved_profiles
+
+    def _declare_likes(self, declared: Sequence[subscribers.Declared]) -> None:
+        """Add the papers the declared profiles like. Only added: a paper the profile has a
+        vote on already (a 👎 from a digest, say) keeps it, and likes added elsewhere stay."""
+        liking = [item for item in declared if item.likes]
+        if not liking:
+            return
+        likes, now = self.matching.likes, self.clock.now()
+        known = self.subscriptions.subscribers_of([item.email for item in liking])
+        held = self.subscriptions.profiles_of([owner.id for owner in known.values()])
+        changed: list[Profile] = []
+        for item in liking:
+            owner = known.get(mailbox_key(item.email))
+            if owner is None:
+                continue
+            mine = {p.spec.name: p for p in held.get(owner.id, [])}
+            for name, texts in item.likes.items():
+                profile = mine.get(name)
+                if profile is None:
+                    continue
+                voted = {k for like in likes.of([profile.id]) for k in (like.ref, *like.keys)}
+                wanted = [reference(text) for text in texts]
+                fresh = [r for r in wanted if r.keys and not voted & set(r.keys)]
+                if fresh:
+                    likes.save(profile.id, [(r.keys, r.label) for r in fresh], "up", "file", now)
+                    changed.append(profile)
+        if changed:
+            self.matching.likes_changed(changed)
 
     def export_profiles(self) -> str:
         """Every subscriber and profile, as a profiles file."""
         return subscribers.write_profiles(map(self._as_declared, self.subscriptions.subscribers()))
 
     def _as_declared(self, owner: Subscriber) -> subscribers.Declared:
-        """A stored subscriber as a profiles file declares it."""
+        """A stored subscriber as a profiles file declares it, with the papers each profile
+        likes (by arXiv id, else DOI, else title: what the file reads back)."""
+        mine = self.subscriptions.profiles(owner.id)
+        liked = [like for like in self.matching.likes.of([p.id for p in mine]) if like.vote == "up"]
+        ids = sorted({like.paper_id for like in liked if like.paper_id is not None})
+        titles = {p.id: p.title for p in self.matching.store.papers(ids=ids)} if ids else {}
+        names = {p.id: p.spec.name for p in mine}
+        likes: dict[str, list[str]] = {}
+        for like in liked:
+            likes.setdefault(names[like.profile_id], []).append(_written(like, titles))
         return subscribers.Declared(
             email=owner.email,
             timezone=owner.timezone,
             schedule=owner.schedule,
-            profiles=tuple(p.spec for p in self.subscriptions.profiles(owner.id)),
+            profiles=tuple(p.spec for p in mine),
+            likes={name: tuple(texts) for name, texts in likes.items()},
         )
 
     def _refuse_declared(self, owner: Subscriber | None) -> None:
@@ -168,5 +209,19 @@ class Roster:
 
 
 def _by_name(declared: subscribers.Declared) -> subscribers.Declared:
-    """``declared`` with its profiles in name order, to compare with another."""
-    return replace(declared, profiles=tuple(sorted(declared.profiles, key=lambda p: p.name)))
+    """``declared`` with its profiles in name order, to compare with another (likes aside:
+    an import only adds them)."""
+    profiles = tuple(sorted(declared.profiles, key=lambda p: p.name))
+    return replace(declared, profiles=profiles, likes={})
+
+
+def _written(like: Like, titles: Mapping[int, str]) -> str:
+    """A liked paper as a profiles file names it: ``arXiv:ID``, ``doi:DOI`` or the title."""
+    for key in (like.ref, *like.keys):
+        if key.startswith("arxiv:"):
+            return "arXiv:" + key.removeprefix("arxiv:")
+        if key.startswith("doi:"):
+            return key
+    if like.paper_id is not None and like.paper_id in titles:
+        return titles[like.paper_id]
+    return like.label
