@@ -20,6 +20,7 @@ from service import tokens
 from service.app import App
 from service.clock import FixedClock
 from service.model import ProfileSpec
+from service.web.access_log import redact_path
 
 from .serve import Visitor, free_port, serving, web_app
 
@@ -195,3 +196,38 @@ def test_the_next_digest_ranks_by_a_like_and_never_shows_a_refused_paper(world: 
     assert refused + " revised" not in later and refused not in later
     assert later, "the other changed papers come again"
     visitor.close()
+
+
+def test_an_alert_has_the_links_too_and_they_work(world: World) -> None:
+    app, base, clock, tmp_path = world
+    app.pipeline.roster.save_profile(
+        "jane@example.org", ProfileSpec("quasars", "quasar", alert_threshold=0.01)
+    )
+    clock.advance(hours=1)
+    ingest(app, tmp_path, "day1b.xml", rss(*papers(401, 6, seed=5)))
+    send(app)
+    [alert] = [m for m in maildir_messages(app) if m["Subject"].startswith("Alert")]
+    text, page = parts(alert)
+    links = votes(text.replace("\r\n", "\n"))
+    assert links and all(html.escape(up) in page for up, _ in links.values())
+    title, (up, _) = next(iter(links.items()))
+    assert "quasar" in title.lower()
+    visitor = Visitor(base)
+    visitor.get(up.removeprefix(base))
+    visitor.post(up.removeprefix(base), {})
+    profile = app.pipeline.tastes.profile("jane@example.org", "quasars")
+    assert [(like.vote, like.label) for like in app.pipeline.likes.of([profile.id])] == [
+        ("up", alert_reference(app, title))
+    ]
+    visitor.close()
+
+
+def alert_reference(app: App, title: str) -> str:
+    """The label a 👍 from a link records: the paper's arXiv id."""
+    [paper] = [p for p in app.pipeline.store.all_papers() if p.title == title]
+    assert paper.arxiv_id is not None
+    return paper.arxiv_id
+
+
+def test_feedback_tokens_stay_out_of_the_access_log() -> None:
+    assert redact_path("/feedback/1.2.3.abcdef/up") == "/feedback/***/up"
