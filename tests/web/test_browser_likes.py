@@ -44,7 +44,7 @@ def papers(start: int, count: int, seed: int) -> list[tuple[str, str, str]]:
 
 
 def about_sky(title: str) -> bool:
-    return title.split()[0].lower() in SKY
+    return title.split(maxsplit=1)[0].lower() in SKY
 
 
 @pytest.fixture(scope="module")
