@@ -29,7 +29,7 @@ def shown(raw: bytes | None) -> tuple[str, str, str, str]:
     assert raw is not None
     message = parse(raw)
     text, html = parts(message)
-    secret = re.compile(r"(unsubscribe|manage|feeds)(/|%20| )[A-Za-z0-9._-]+")
+    secret = re.compile(r"(unsubscribe|manage|feeds|feedback)(/|%20| )[A-Za-z0-9._-]+")
     return (
         str(message["Subject"]),
         str(message["Message-ID"]),
