@@ -99,6 +99,8 @@ class Matching:
         self._trained: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self._titles: dict[int, str] = {}
         self._refused: dict[int, frozenset[int]] = {}
+        # The preview window as feature rows, for previews of liked papers (see _window_rows).
+        self._preview_rows: tuple[Any, int, dict[int, int], Any] | None = None
 
     def preview(
         self, query: str | Query, *, since: datetime | None = None, limit: int = 20
@@ -519,6 +521,8 @@ class Matching:
         get among the papers first seen since ``since`` (at most ``KEPT`` ago), best first:
         the example digest of a profile before it is saved. With ``query`` the query decides
         what can match and the likes rank it, as in a digest. One liked paper is enough."""
+        import numpy as np
+
         from service.match import similar
 
         parsed = parse_query(query) if isinstance(query, str) else query
@@ -547,29 +551,56 @@ class Matching:
             background[keep],
             rate=self.settings.matching.similar_rate,
         )
-        index = similar.SimilarityIndex(features.width)
-        index.put(model)
         now = self.clock.now()
         with self._lock:
             self._up_to_date(now)
+            kept, first_seen = self._kept, self._first_seen
             window = [
-                paper
-                for paper_id, paper in self._kept.items()
-                if self._first_seen[paper_id] >= since and paper_id not in named
+                paper_id
+                for paper_id in kept
+                if first_seen[paper_id] >= since and paper_id not in named
             ]
-        only = None
+            papers = {paper_id: kept[paper_id] for paper_id in window}
+            rows = self._window_rows(features)
+        allowed: set[int] | None = None
         if parsed is not None:
-            allowed = {
-                m.document_id for m in self._match_query(parsed, map(document_from_paper, window))
-            }
-            window = [p for p in window if p.id in allowed]
-            only = {0: frozenset(allowed)}
+            documents = map(document_from_paper, papers.values())
+            allowed = {m.document_id for m in self._match_query(parsed, documents)}
+            window = [paper_id for paper_id in window if paper_id in allowed]
+        if not window:
+            return []
+        positions, matrix = rows
+        chosen = matrix[[positions[paper_id] for paper_id in window]]
+        scores = np.asarray(chosen[:, model.columns] @ model.weights).ravel() / model.cut - 1.0
+        # Likes alone: a paper must pass the profile's cut, as in a digest; with a query, the
+        # query decides and every paper it matched is ranked.
+        order = [
+            n for n in np.argsort(-scores, kind="stable") if allowed is not None or scores[n] > 0
+        ]
         titles = {i: stored[i].title for i in up}
-        texts = [similar.text_from_paper(p) for p in window]
-        found = similar.matches(index, features, texts, titles, only=only)
-        found.sort(key=lambda m: (-m.score, m.document_id))
-        by_id = {p.id: p for p in window}
-        return [(by_id[m.document_id], m) for m in found[:limit]]
+        found = []
+        for n in order[:limit]:
+            paper = papers[window[n]]
+            reasons = similar.explain(
+                features, model, chosen[n], similar.text_from_paper(paper), titles
+            )
+            found.append((paper, new_match(0, paper.id, float(scores[n]), reasons)))
+        return found
+
+    def _window_rows(self, features: similar.Features) -> tuple[dict[int, int], Any]:
+        """The preview window's papers as feature rows (paper id -> row), made once per
+        vocabulary and window (call with the preview lock held): a likes preview then costs
+        one product, not the window's tf-idf."""
+        from service.match import similar
+
+        cached = self._preview_rows
+        if cached is not None and cached[0] is features and cached[1] == self._seen_event:
+            return cached[2], cached[3]
+        ids = list(self._kept)
+        matrix = features.transform([similar.text_from_paper(self._kept[i]) for i in ids])
+        positions = {paper_id: n for n, paper_id in enumerate(ids)}
+        self._preview_rows = (features, self._seen_event, positions, matrix)
+        return positions, matrix
 
 
 def _followed(match: Match) -> bool:

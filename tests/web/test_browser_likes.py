@@ -111,7 +111,8 @@ def test_a_subscriber_votes_from_the_digest_and_the_next_one_follows(
         first = next_digest(app, clock)
         open_mail(page, first)
         titles = shown(page)
-        assert len(titles) == 10 and page.locator(".vote a").count() == 20
+        votes = page.get_by_role("link", name=re.compile("(More|Less) like this"))
+        assert len(titles) == 10 and votes.count() == 20
         liked = next(t for t in titles if about_sky(t))
         paper = page.locator(".paper").filter(has=page.locator("a.title", has_text=liked))
         paper.get_by_role("link", name=re.compile("👍")).click()
