@@ -231,3 +231,17 @@ def alert_reference(app: App, title: str) -> str:
 
 def test_feedback_tokens_stay_out_of_the_access_log() -> None:
     assert redact_path("/feedback/1.2.3.abcdef/up") == "/feedback/***/up"
+
+
+def test_a_feedback_token_is_signed_per_subscriber_profile_and_paper() -> None:
+    secret = tokens.new_secret()
+    token = tokens._feedback(7, secret, 3, 42)
+    assert tokens.feedback_parts(token) == (7, 3, 42)
+    assert tokens.verify_feedback(token, secret)
+    assert not tokens.verify_feedback(token, tokens.new_secret())  # a new secret revokes it
+    signature = token.rsplit(".", 1)[1]
+    for other in ("7.3.43", "7.4.42", "8.3.42"):
+        assert not tokens.verify_feedback(f"{other}.{signature}", secret)
+    # Other purposes' tokens are not feedback tokens, and the reverse.
+    assert tokens.feedback_parts(tokens.make(7, secret, "manage")) is None
+    assert not tokens.verify(token, secret, "unsubscribe")
