@@ -35,6 +35,7 @@ from service.model import (
 )
 from service.parse import library
 from service.pipeline import BAD_OUTCOMES, reasons_json
+from service.pipeline.records import to_json
 from service.render.papers import byline, marked
 from service.store import backup as backups
 from service.store.database import create_engine, current, head, upgrade
@@ -664,7 +665,7 @@ def _db_restore(args: argparse.Namespace) -> int:
 def _subscriber_export(args: argparse.Namespace) -> int:
     with _app(args) as app:
         document = app.pipeline.records.export(args.email)
-    print(json.dumps(document, ensure_ascii=False, indent=2, default=_iso))
+    print(to_json(document))
     return 0
 
 

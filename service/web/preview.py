@@ -66,4 +66,4 @@ def mount(web: FastAPI, app: App) -> None:
         status, body = await run_in_threadpool(answer, request.query_params.get("q", ""))
         return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
-    web.router.routes.append(Route("/preview", preview, methods=["GET"]))
+    web.router.routes.append(Route("/preview", preview, methods=["GET", "HEAD"]))
