@@ -38,13 +38,18 @@ from typing import Any
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cycle import TOPICS, database, declared, seed_papers  # noqa: E402
+from cycle import TOPICS, database, declared, seed_papers
 
-from service.app import build  # noqa: E402
-from service.clock import FixedClock  # noqa: E402
-from service.config import FetchSettings, RetentionSettings, Settings, SourceSettings  # noqa: E402
-from service.config import MailSettings  # noqa: E402
-from service.model import PaperIn, SourceKind  # noqa: E402
+from service.app import build
+from service.clock import FixedClock
+from service.config import (
+    FetchSettings,
+    MailSettings,
+    RetentionSettings,
+    Settings,
+    SourceSettings,
+)
+from service.model import PaperIn, SourceKind
 
 START = datetime(2026, 1, 5, 17, 0, tzinfo=UTC)
 HEAD = (
