@@ -549,8 +549,9 @@ def _subscriber_list(args: argparse.Namespace) -> int:
         found = app.pipeline.subscriptions.subscribers()
         counts = {s.id: len(app.pipeline.subscriptions.profiles(s.id)) for s in found}
         suppressed = app.pipeline.returns.suppressions()
+        keys = {owner.id: app.pipeline.returns.key(owner.email) for owner in found if suppressed}
     for owner in found:
-        held = suppressed.get(mailbox_key(owner.email))
+        held = suppressed.get(keys.get(owner.id, ""))
         status = "suppressed" if held else owner.status.value
         if args.json:
             row = {

@@ -2,7 +2,8 @@
 
 Erasing removes the subscriber, their profiles, matches, the record of what was sent to them
 and what came back; a suppression of their address stays (it is what keeps a refused address
-from being mailed again) until ``unsuppress``.
+from being mailed again) until ``unsuppress``, but it holds no address: only a salted hash of
+the mailbox (``service.store.mailboxes``), which the address, given again, matches.
 """
 
 from __future__ import annotations
