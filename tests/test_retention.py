@@ -180,3 +180,12 @@ def test_retention_settings_are_durations_and_not_negative() -> None:
     assert RetentionSettings(events="2w").events == timedelta(days=14)
     with pytest.raises(ValueError, match="0 \\(keep for ever\\) or more"):
         RetentionSettings(snapshots=-5)
+
+
+def test_the_newest_event_stays_so_event_ids_only_grow(app: App, clock: FixedClock) -> None:
+    poll_days(app, clock, range(3), digests=True)
+    last = app.store.last_event()
+    clock.at += timedelta(days=400)  # nothing polled for a year: every event is old
+    app.mailroom.plan()
+    app.pipeline.cleanup()
+    assert app.store.last_event() == last and count(app, events) == 6  # day 2: 3 new, 3 left

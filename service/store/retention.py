@@ -5,6 +5,7 @@ next poll's diff compares against), matches (feeds and digests), the sent ledger
 
 - the events of snapshots taken since the oldest open digest window of an active subscriber
   began: back-filling a new or changed profile reads them (``Store.touched_since``);
+- the events of the snapshot with the newest event, so that event ids only grow;
 - the newest snapshot of each source and origin: an ingest compares the source's newest id to
   know whether its reads are still current, and a file's stamp (size and mtime) is how a file
   or folder source knows it took the file as it is now (one small row a file).
@@ -38,11 +39,17 @@ class Retention:
             ).scalar()
             if oldest_window is not None:
                 before = min(before, oldest_window)
+            # The newest event stays: caches compare event ids (``Store.last_event``), and
+            # SQLite would hand a deleted highest id out again.
+            newest = db.execute(
+                sa.select(events.c.snapshot_id).order_by(events.c.id.desc()).limit(1)
+            ).scalar()
             old = list(
                 db.execute(
                     sa.select(snapshots.c.id)
                     .where(
                         snapshots.c.fetched_at < before,
+                        snapshots.c.id != (newest or 0),
                         sa.exists().where(events.c.snapshot_id == snapshots.c.id),
                     )
                     .order_by(snapshots.c.id)
