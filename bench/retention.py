@@ -21,12 +21,16 @@ day's plus the mean growth per day over the last ``--slope`` days times the days
 
     .venv/bin/python bench/retention.py [--days 60] [--subscribers 1000] [--keep 30]
         [--store sqlite|postgresql]
+    # or the two runs in parallel, then the report:
+    ... --only kept --save kept.json & ... --only retention --save retention.json
+    ... --report kept.json retention.json
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import sys
 import tempfile
@@ -57,6 +61,7 @@ HEAD = (
     "byAK and the research community\n\nJan 5\n\n"
 )
 FOREVER = timedelta(days=36500)
+RUNS = ("kept", "retention")
 TABLES = ("papers", "paper_keys", "paper_sources", "events", "snapshots", "matches")
 TABLES += ("deliveries", "sent")
 
@@ -202,13 +207,30 @@ def main() -> int:
     options.add_argument("--keep", type=int, default=30)
     options.add_argument("--slope", type=int, default=14)
     options.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    options.add_argument(
+        "--only", choices=["kept", "retention"], help="run one of the two (with --save)"
+    )
+    options.add_argument("--save", type=Path, help="write the run's sizes to this JSON file")
+    options.add_argument(
+        "--report", type=Path, nargs=2, metavar=("KEPT", "RETENTION"), help="report saved runs"
+    )
     args = options.parse_args()
     if args.days <= args.keep + args.slope:
         options.error("--days must exceed --keep + --slope (to measure the steady growth)")
-    runs: dict[str, Any] = {
-        "kept": simulate(args.store, args.days, args.subscribers, None),
-        "retention": simulate(args.store, args.days, args.subscribers, args.keep),
-    }
+    runs: dict[str, Any] = {}
+    if args.report:
+        runs = {
+            name: json.loads(path.read_text()) for name, path in zip(RUNS, args.report, strict=True)
+        }
+        args.days = len(runs["kept"])
+    else:
+        for name in [args.only] if args.only else RUNS:
+            keep = args.keep if name == "retention" else None
+            runs[name] = simulate(args.store, args.days, args.subscribers, keep)
+            if args.save:
+                args.save.write_text(json.dumps(runs[name]))
+        if args.only:
+            return 0
     mb = 2**20
     print(f"\n{args.store}, {args.subscribers} subscribers, {args.days} days; MB live:")
     print(f"{'day':>4}{'kept':>10}{'retention':>11}")
