@@ -116,6 +116,14 @@ def sizes(engine: sa.Engine) -> dict[str, int]:
     """Live bytes per table (with its indexes) and in all."""
     out: dict[str, int] = {}
     with engine.connect() as db:
+        out["bodies kept"] = int(
+            db.execute(
+                sa.text("SELECT count(*) FROM deliveries WHERE message IS NOT NULL")
+            ).scalar_one()
+        )
+        out["delivery rows"] = int(
+            db.execute(sa.text("SELECT count(*) FROM deliveries")).scalar_one()
+        )
         if db.dialect.name == "sqlite":
             db.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             owner = dict(db.exec_driver_sql("SELECT name, tbl_name FROM sqlite_master").all())
@@ -188,7 +196,8 @@ def simulate(kind: str, days: int, count: int, keep: int | None) -> list[dict[st
                 print(
                     f"  {'retention' if keep else 'kept':<10} day {day + 1:>3}: "
                     f"{measured['total'] / 2**20:8.1f} MB live, {measured['file'] / 2**20:8.1f} MB"
-                    f" file; cleanup {tuple(tidied)}",
+                    f" file; cleanup {tuple(tidied)}; bodies kept {measured['bodies kept']}"
+                    f" of {measured['delivery rows']}",
                     flush=True,
                 )
     return out
