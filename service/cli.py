@@ -35,6 +35,7 @@ from service.model import (
 )
 from service.parse import library
 from service.pipeline import BAD_OUTCOMES, reasons_json
+from service.pipeline.records import to_json
 from service.render.papers import byline, marked
 from service.store import backup as backups
 from service.store.database import create_engine, current, head, upgrade
@@ -548,8 +549,9 @@ def _subscriber_list(args: argparse.Namespace) -> int:
         found = app.pipeline.subscriptions.subscribers()
         counts = {s.id: len(app.pipeline.subscriptions.profiles(s.id)) for s in found}
         suppressed = app.pipeline.returns.suppressions()
+        keys = {owner.id: app.pipeline.returns.key(owner.email) for owner in found if suppressed}
     for owner in found:
-        held = suppressed.get(mailbox_key(owner.email))
+        held = suppressed.get(keys.get(owner.id, ""))
         status = "suppressed" if held else owner.status.value
         if args.json:
             row = {
@@ -664,7 +666,7 @@ def _db_restore(args: argparse.Namespace) -> int:
 def _subscriber_export(args: argparse.Namespace) -> int:
     with _app(args) as app:
         document = app.pipeline.records.export(args.email)
-    print(json.dumps(document, ensure_ascii=False, indent=2, default=_iso))
+    print(to_json(document))
     return 0
 
 

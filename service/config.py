@@ -353,6 +353,28 @@ class BounceSettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    """How long the record of each poll is kept (0: for ever); the cleanup job applies it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Events (what each snapshot changed) of snapshots taken longer ago are deleted.
+    events: timedelta = timedelta(days=90)
+    # Snapshots (one row per poll) older than this, with no events left, are deleted.
+    snapshots: timedelta = timedelta(days=90)
+
+    _durations = field_validator("events", "snapshots", mode="before")(
+        classmethod(lambda cls, v: parse_duration(v))
+    )
+
+    @field_validator("events", "snapshots")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("expected a duration of 0 (keep for ever) or more")
+        return value
+
+
 class Settings(BaseSettings):
     """Every setting paperboy reads."""
 
@@ -375,6 +397,7 @@ class Settings(BaseSettings):
     matching: MatchSettings = Field(default_factory=MatchSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     bounces: BounceSettings = Field(default_factory=BounceSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     sources: list[SourceSettings] = Field(
         default_factory=lambda: [
             SourceSettings(id="inbox", location="inbox", interval=timedelta(minutes=1)),

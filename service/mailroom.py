@@ -205,7 +205,7 @@ class Mailroom:
             state = states.get(owner.id)
             if state is None or owner.status is not SubscriberStatus.ACTIVE:
                 continue
-            if identity.mailbox_key(owner.email) in suppressed:
+            if suppressed and self.suppressions.key(owner.email) in suppressed:
                 continue  # its window stays open: lifting the suppression sends what waits
             zone = ZoneInfo(owner.timezone)
             window = windows.due_window(
@@ -448,7 +448,7 @@ class Mailroom:
                 continue
             if suppressed is None:
                 suppressed = self.suppressions.all()
-            if identity.mailbox_key(owner.email) in suppressed:
+            if suppressed and self.suppressions.key(owner.email) in suppressed:
                 continue
             candidate = Candidate(profile, paper, match.score, match.reasons)
             if digests.wants_alert(candidate):

@@ -437,9 +437,9 @@ def slots_maker(cls: type[_T], *given: str) -> Callable[..., _T]:
 
 @dataclass(frozen=True, slots=True)
 class Suppression:
-    """An address that gets nothing until an operator lifts it, and why."""
+    """An address that gets nothing until an operator lifts it, and why (the address itself
+    is not kept: see ``service.store.mailboxes``)."""
 
-    email: str
     reason: str  # hard, soft, complaint
     detail: str
     at: datetime

@@ -32,12 +32,28 @@ def listed(data: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, dic
     return {str(r["email"]): r for r in rows}
 
 
+def hard_bounce_of_a_digest(
+    tmp_path: Path, data: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Send ANN a digest and drop its hard bounce (matched by the returned Message-ID) in
+    tmp_path/returns."""
+    assert main([*data, "profile", "add", ANN, "Empty", "nothing", "--send-when-empty"]) == 0
+    assert main([*data, "digest", "--subscriber", ANN]) == 0
+    assert main([*data, "send"]) == 0
+    capsys.readouterr()
+    assert main([*data, "outbox", "--json"]) == 0
+    [sent] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    raw = (HERE / "postfix-hard.eml").read_text().replace("gone@example.net", ANN)
+    raw = raw.replace("<digest.7.0a1b2c3d4e5f6071@papers.example.org>", sent["message_id"])
+    box = mailbox.Maildir(tmp_path / "returns", create=True)
+    box.add(raw.encode())
+
+
 def test_bounces_suppress_and_list_shows_why_until_unsuppressed(
     tmp_path: Path, data: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main([*data, "subscriber", "add", ANN]) == 0
-    box = mailbox.Maildir(tmp_path / "returns", create=True)
-    box.add((HERE / "postfix-hard.eml").read_bytes().replace(b"gone@example.net", ANN.encode()))
+    hard_bounce_of_a_digest(tmp_path, data, capsys)
     capsys.readouterr()
     assert main([*data, "bounces", "--maildir", str(tmp_path / "returns")]) == 0
     out = capsys.readouterr().out
@@ -164,8 +180,7 @@ def test_a_subscribers_data_is_exported_and_erased(
 ) -> None:
     assert main([*data, "subscriber", "add", ANN, "--timezone", "Europe/Berlin"]) == 0
     assert main([*data, "profile", "add", ANN, "Caches", "kv cache", "--max-items", "5"]) == 0
-    box = mailbox.Maildir(tmp_path / "returns", create=True)
-    box.add((HERE / "postfix-hard.eml").read_bytes().replace(b"gone@example.net", ANN.encode()))
+    hard_bounce_of_a_digest(tmp_path, data, capsys)
     assert main([*data, "bounces", "--maildir", str(tmp_path / "returns")]) == 0
     capsys.readouterr()
 
@@ -173,7 +188,8 @@ def test_a_subscribers_data_is_exported_and_erased(
     document = json.loads(capsys.readouterr().out)
     assert document["subscriber"]["timezone"] == "Europe/Berlin"
     assert [(p["name"], p["query"], p["max_items"]) for p in document["profiles"]] == [
-        ("Caches", "kv cache", 5)
+        ("Caches", "kv cache", 5),
+        ("Empty", "nothing", 20),
     ]
     assert [r["kind"] for r in document["returned"]] == ["hard"]
     assert document["suppressed"]["reason"] == "hard"

@@ -11,6 +11,7 @@ from alembic.migration import MigrationContext
 
 from service.errors import ConfigError
 from service.store.database import create_engine, upgrade
+from service.store.suppressions import Suppressions
 from service.store.tables import metadata, papers
 
 
@@ -148,3 +149,31 @@ def test_the_identities_migration_mints_entry_ids_and_merges_one_mailbox(
     assert [tuple(p) for p in profiles] == [(1, "KV"), (1, "KV (2)"), (1, "RAG")]
     assert [tuple(w) for w in windows] == [(1, "w1"), (1, "w2")]
     assert [tuple(row) for row in ledger] == [(1, 1, 1), (1, 2, 1)]
+
+
+def test_the_suppression_hash_migration_keeps_no_address_and_still_suppresses(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        upgrade(engine, "0010")
+        with engine.begin() as db:
+            db.execute(
+                sa.text(
+                    "INSERT INTO suppressions (mailbox, email, reason, detail, suppressed_at)"
+                    " VALUES ('ann@example.org', 'Ann@Example.org', 'hard',"
+                    " '5.1.1 550 5.1.1 <Ann@Example.org>: Recipient address rejected',"
+                    " '2026-06-01 12:00:00')"
+                )
+            )
+        upgrade(engine)
+        with engine.connect() as db:
+            rows = db.execute(sa.text("SELECT * FROM suppressions")).mappings().all()
+        [row] = rows
+        assert "email" not in row and "xample" not in str(dict(row))
+        assert row["detail"] == "5.1.1 550 5.1.1 <<address>>: Recipient address rejected"
+        held = Suppressions(engine)
+        assert held.get("ANN@example.org") is not None and held.get("bob@example.org") is None
+        assert list(held.all()) == [held.key("ann@example.org")]
+    finally:
+        engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email
 import logging
 import mailbox
 import os
@@ -97,7 +98,10 @@ def test_run_polls_the_inbox_mails_and_stops_cleanly_on_sigterm(tmp_path: Path) 
         assert wait_for(delivered, 20), "no message arrived"
         # A hard bounce for it arrives in the bounce Maildir: the scheduler reads it.
         returns = mailbox.Maildir(data / "bounces", create=True)
+        [sent] = (maildir / "new").iterdir()
+        message_id = email.message_from_bytes(sent.read_bytes())["Message-ID"].encode()
         hard = (Path(__file__).parent / "bounces" / "postfix-hard.eml").read_bytes()
+        hard = hard.replace(b"<digest.7.0a1b2c3d4e5f6071@papers.example.org>", message_id)
         returns.add(hard.replace(b"gone@example.net", b"ann@example.org"))
         assert wait_for(lambda: "processed" in returns.list_folders() and len(returns) == 0, 20)
         process.send_signal(signal.SIGTERM)

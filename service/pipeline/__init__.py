@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import logging
 import random
+from typing import NamedTuple
 
 from service.clock import Clock
 from service.config import Settings
@@ -25,7 +27,10 @@ from service.pipeline.tastes import Tastes
 from service.render.templates import environment
 from service.store.likes import Likes
 from service.store.repository import Store
+from service.store.retention import Retention
 from service.store.subscriptions import Subscriptions
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BAD_OUTCOMES",
@@ -39,6 +44,7 @@ __all__ = [
     "Roster",
     "Signup",
     "Tastes",
+    "Tidied",
     "reasons_json",
 ]
 
@@ -83,11 +89,37 @@ class Pipeline:
         self.returns = Returns(
             settings, clock, self.subscriptions, self.membership, self.mailroom.suppressions
         )
+        self.retention = Retention(store.engine)
         self.records = Records(
             self.subscriptions, self.mailroom, self.roster, self.mailroom.suppressions
         )
 
-    def cleanup(self) -> tuple[int, int]:
+    def cleanup(self) -> Tidied:
         """The hourly tidy-up: sent messages' bytes past ``mail.keep_sent`` forgotten, pending
-        subscriptions past ``web.confirm_expiry`` removed. Returns how many of each."""
-        return self.mailroom.cleanup(), self.membership.expire_pending()
+        subscriptions past ``web.confirm_expiry`` removed, events and snapshots past
+        ``retention`` deleted (see ``service.store.retention`` for what always stays)."""
+        now = self.clock.now()
+        keep = self.settings.retention
+        tidied = Tidied(
+            sent_bodies=self.mailroom.cleanup(),
+            pending=self.membership.expire_pending(),
+            events=self.retention.forget_events(now - keep.events) if keep.events else 0,
+            snapshots=(
+                self.retention.forget_snapshots(now - keep.snapshots) if keep.snapshots else 0
+            ),
+        )
+        if any(tidied):
+            log.info(
+                "cleanup: %d sent bodies, %d pending subscriptions, %d events, %d snapshots",
+                *tidied,
+            )
+        return tidied
+
+
+class Tidied(NamedTuple):
+    """What one clean-up removed."""
+
+    sent_bodies: int
+    pending: int
+    events: int
+    snapshots: int

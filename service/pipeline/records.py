@@ -2,12 +2,16 @@
 
 Erasing removes the subscriber, their profiles, matches, the record of what was sent to them
 and what came back; a suppression of their address stays (it is what keeps a refused address
-from being mailed again) until ``unsuppress``.
+from being mailed again) until ``unsuppress``, but it holds no address: only a salted hash of
+the mailbox (``service.store.mailboxes``), which the address, given again, matches.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
+from datetime import date, datetime
+from enum import Enum
 from typing import Any
 
 from service import subscribers
@@ -77,3 +81,18 @@ class Records:
         ) is not None and self.roster.remove_subscriber(email)
         forgotten = self.suppressions.forget(email)
         return removed or forgotten > 0
+
+
+def to_json(document: dict[str, Any]) -> str:
+    """An export as the JSON text that ``subscriber export`` prints and the manage page gives."""
+    return json.dumps(document, ensure_ascii=False, indent=2, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple | frozenset | set):
+        return list(value)
+    raise TypeError(f"cannot export a {type(value).__name__}")

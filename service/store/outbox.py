@@ -40,6 +40,7 @@ from service.model import (
     Subscriber,
     SubscriberStatus,
 )
+from service.store import mailboxes
 from service.store.claimer import Claimer
 from service.store.tables import (
     deliveries,
@@ -48,7 +49,6 @@ from service.store.tables import (
     sent,
     sources,
     subscribers,
-    suppressions,
 )
 
 
@@ -591,10 +591,9 @@ def _claimable(db: sa.Connection, due: Sequence[sa.ColumnElement[bool]], limit: 
                     deliveries.c.kind,
                     deliveries.c.next_attempt_at,
                     subscribers.c.status,
-                    suppressions.c.mailbox.label("suppressed"),
+                    subscribers.c.email_key,
                 )
                 .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-                .outerjoin(suppressions, suppressions.c.mailbox == subscribers.c.email_key)
                 .where(condition)
                 .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
                 .limit(limit)
@@ -602,10 +601,11 @@ def _claimable(db: sa.Connection, due: Sequence[sa.ColumnElement[bool]], limit: 
             ).all()
         unique = {r.id: r for r in rows}.values()
         chosen = sorted(unique, key=lambda r: (r.next_attempt_at, r.id))[:limit]
+        held = mailboxes.suppressed(db, [r.email_key for r in chosen])
         stale = [
             r.id
             for r in chosen
-            if (r.kind not in NOTICES and r.status != ACTIVE) or r.suppressed is not None
+            if (r.kind not in NOTICES and r.status != ACTIVE) or r.email_key in held
         ]
         if not stale:
             return [r.id for r in chosen]

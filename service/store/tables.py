@@ -269,15 +269,23 @@ sent = sa.Table(
 )
 
 # Addresses that get nothing until an operator lifts it (hard bounces, soft bounces in a row,
-# complaints), by mailbox key, so that removing and re-adding a subscriber does not lift it.
+# complaints), by a salted hash of the mailbox key (service/store/mailboxes.py), so that
+# removing and re-adding a subscriber does not lift it, and erasing one leaves no address.
 suppressions = sa.Table(
     "suppressions",
     metadata,
-    sa.Column("mailbox", sa.String(320), primary_key=True),  # identity.mailbox_key
-    sa.Column("email", sa.String(320), nullable=False),  # as the bounce named it
+    sa.Column("mailbox", sa.String(320), primary_key=True),  # mailboxes.hashed(mailbox_key)
     sa.Column("reason", sa.String(16), nullable=False),  # hard, soft, complaint
-    sa.Column("detail", sa.Text, nullable=False),  # the status and diagnostic
+    sa.Column("detail", sa.Text, nullable=False),  # the status and diagnostic, addresses hidden
     sa.Column("suppressed_at", UTCDateTime, nullable=False),
+)
+
+# The store's own random values, by name: "suppression", the salt of suppressions' hashes.
+store_keys = sa.Table(
+    "store_keys",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(128), nullable=False),
 )
 
 # What came back for each delivery: a bounce (hard or soft) or a complaint, once per kind.

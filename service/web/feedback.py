@@ -50,7 +50,7 @@ def router(site: Site) -> APIRouter:
     votes = Votes(site)
     routes = APIRouter()
     add = routes.add_api_route
-    add("/feedback/{token}/{vote}", votes.ask, methods=["GET"], response_model=None)
+    add("/feedback/{token}/{vote}", votes.ask, methods=["GET", "HEAD"], response_model=None)
     add("/feedback/{token}/{vote}", votes.record, methods=["POST"], response_model=None)
     return routes
 

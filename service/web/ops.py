@@ -174,7 +174,7 @@ def mount(web: FastAPI, app: App) -> None:
     web.router.routes += [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/readyz", readyz, methods=["GET", "HEAD"]),
-        Route("/metrics", scrape, methods=["GET"]),
+        Route("/metrics", scrape, methods=["GET", "HEAD"]),
     ]
     web.add_middleware(RequestCounter, metrics=metrics, web=web)
 

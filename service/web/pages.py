@@ -21,9 +21,10 @@ from service import tokens
 from service.errors import InvalidValue, PaperboyError, QueryError
 from service.model import WEEKDAY_NAMES, WEEKDAYS, Cadence, Profile, Subscriber, SubscriberStatus
 from service.render.feeds import ALL
-from service.web import forms, likes, showcase
+from service.web import forms, likes, records, showcase
 from service.web.forms import Form
 from service.web.proof import Verdict
+from service.web.records import READ
 from service.web.site import NotFound, Site, read_form
 
 HONEYPOT = "website"  # hidden from people by the stylesheet; bots fill it in
@@ -47,14 +48,15 @@ def router(site: Site) -> APIRouter:
     pages = Pages(site)
     routes = APIRouter()
     add = routes.add_api_route
-    add("/", pages.landing, methods=["GET"], response_model=None)
+    add("/", pages.landing, methods=READ, response_model=None)
     add("/subscribe", pages.subscribe, methods=["POST"], response_model=None)
     add("/manage-link", pages.manage_link, methods=["POST"], response_model=None)
-    add("/confirm/{token}", pages.confirm_page, methods=["GET"], response_model=None)
+    add("/confirm/{token}", pages.confirm_page, methods=READ, response_model=None)
     add("/confirm/{token}", pages.confirm, methods=["POST"], response_model=None)
-    add("/manage/{token}", pages.manage, methods=["GET"], response_model=None)
+    add("/manage/{token}", pages.manage, methods=READ, response_model=None)
+    records.add_routes(routes, site)
     add("/manage/{token}/{action}", pages.manage_action, methods=["POST"], response_model=None)
-    add("/unsubscribe/{token}", pages.unsubscribe_page, methods=["GET"], response_model=None)
+    add("/unsubscribe/{token}", pages.unsubscribe_page, methods=READ, response_model=None)
     add("/unsubscribe/{token}", pages.unsubscribe, methods=["POST"], response_model=None)
     add("/unsubscribe/{token}/undo", pages.undo, methods=["POST"], response_model=None)
     return routes

@@ -136,7 +136,7 @@ def mount(web: FastAPI, app: App) -> None:
         )
         return respond(status, body)
 
-    web.router.routes.append(Route("/preview", preview, methods=["GET"]))
+    web.router.routes.append(Route("/preview", preview, methods=["GET", "HEAD"]))
     web.router.routes.append(
-        Route("/manage/{token}/preview/{profile}", profile_preview, methods=["GET"])
+        Route("/manage/{token}/preview/{profile}", profile_preview, methods=["GET", "HEAD"])
     )

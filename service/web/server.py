@@ -42,7 +42,7 @@ def create_app(app: App) -> FastAPI:
     web.include_router(pages.router(site))
     web.include_router(feedback.router(site))
 
-    @web.get("/static/{name}", response_model=None)
+    @web.api_route("/static/{name}", methods=["GET", "HEAD"], response_model=None)
     def static(name: str) -> Response:
         path = site.static_file(name)
         if path is None or path.suffix not in STATIC_TYPES:
