@@ -386,9 +386,8 @@ class Matching:
                         continue
                     for i in up:
                         self._titles[i] = stored[i].title
-                    keep = [
-                        n for n, i in enumerate(self._background_ids) if i not in set(up + down)
-                    ]
+                    named = set(up + down)
+                    keep = [n for n, i in enumerate(self._background_ids) if i not in named]
                     model = similar.train(
                         profile_id,
                         up,
