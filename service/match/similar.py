@@ -3,9 +3,10 @@ organisation overlap, a linear model per profile (its liked papers' centroid, le
 ones', less the average stored paper), and every profile scored at once as one sparse product.
 
 Why this model: arxiv-sanity's per-tag linear SVM (balanced classes, C = 0.01) is regularised
-so hard that every training paper sits inside the margin, and then its weights are exactly
-``mean(liked) - mean(all others)``. Written in that closed form a profile needs no solver
-(a click retrains it in microseconds), learns against every stored paper rather than a
+so hard that nearly every training paper sits inside the margin, and then its weights are
+``mean(liked) - mean(all others)`` (the two rank alike on bench/similar_eval.py). Here each
+half has norm 1 and the second weighs ``GENERIC_WEIGHT``. In closed form a profile needs no
+solver (a click retrains it in milliseconds), learns against every stored paper rather than a
 sample, and the "all others" half is one vector shared by every profile: a paper's likeness
 to the average stored paper (its ``generic`` score) is computed once per paper, not per
 profile, and the profile matrix stays sparse. bench/similar_eval.py measures the choices.
