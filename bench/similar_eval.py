@@ -311,6 +311,94 @@ def speed(texts: list[similar.Text], args: argparse.Namespace) -> None:
         )
 
 
+def clicks_in_the_store(args: argparse.Namespace) -> None:
+    """A 👍 through ``Tastes.feedback`` on SQLite with ``count`` similarity profiles stored
+    (bench/cycle.py's day of 1,000 papers and its subscribers, 3 liked papers per profile):
+    the model update (its likes read, retrained, stored, swapped in) and the whole click (with
+    the subscriber's open window scored again for that profile)."""
+    import sys
+    import tempfile
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import cycle  # bench/cycle.py: the day's listing and the subscribers
+
+    from service.app import build
+    from service.clock import FixedClock
+    from service.config import FetchSettings, Settings
+    from service.store.tables import paper_keys, profile_likes, profiles, subscribers
+
+    for count in args.click_profiles:
+        rng = random.Random(5)
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            settings = Settings(
+                data_dir=tmp,
+                database_url=f"sqlite:///{tmp / 'paperboy.db'}",
+                profiles_file=tmp / "none.toml",
+                fetch=FetchSettings(max_bytes=1 << 30),
+                sources=[],
+            )
+            clock = FixedClock(cycle.JOINED)
+            with build(settings, clock=clock) as app:
+                pipeline = app.pipeline
+                day = tmp / "day.txt"
+                day.write_bytes(cycle.listing(cycle.seed_papers(), rng))
+                pipeline.ingest.ingest_files([day], captured_at=cycle.JOINED)
+                people = cycle.declared(count // 2, rng)  # 1-3 profiles each: ~2 on average
+                pipeline.roster.import_profiles(people)
+                with app.store.engine.begin() as db:
+                    keys = db.execute(sa.select(paper_keys.c.paper_id, paper_keys.c.key)).all()
+                    owned = db.execute(
+                        sa.select(profiles.c.id, profiles.c.name, subscribers.c.email).join(
+                            subscribers, subscribers.c.id == profiles.c.subscriber_id
+                        )
+                    ).all()
+                    rows = []
+                    for profile_id, _, _ in owned:
+                        for paper_id, key in rng.sample(keys, 3):
+                            rows.append(
+                                {
+                                    "profile_id": profile_id,
+                                    "ref": key,
+                                    "lookup": [key],
+                                    "paper_id": paper_id,
+                                    "vote": "up",
+                                    "label": key,
+                                    "origin": "cli",
+                                    "created_at": cycle.JOINED,
+                                    "updated_at": cycle.JOINED,
+                                }
+                            )
+                    db.execute(profile_likes.insert(), rows)
+                titles = {p.id: p.title for p in app.store.all_papers()}
+                started = time.perf_counter()
+                pipeline.matching._sync_similar()  # every model trained and stored once
+                trained = time.perf_counter() - started
+                clock.at = cycle.JOINED + timedelta(minutes=5)
+                updates, whole = [], []
+                for _ in range(args.clicks):
+                    _, name, email = rng.choice(owned)
+                    paper_id, key = rng.choice(keys)
+                    profile = pipeline.tastes.profile(email, name)
+                    pipeline.likes.save(profile.id, [((key,), key)], "up", "feedback", clock.at)
+                    started = time.perf_counter()
+                    pipeline.matching._sync_similar(only={profile.id})
+                    updates.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    pipeline.tastes.feedback(email, titles[paper_id], "down", name)
+                    whole.append(time.perf_counter() - started)
+                print(
+                    f"\nclicks in SQLite with {len(owned):,} similarity profiles (all trained "
+                    f"and stored in {trained:.1f} s): the model update median "
+                    f"{np.median(updates) * 1000:.0f} ms (slowest {max(updates) * 1000:.0f}); the "
+                    f"whole click with the open window (1,000 papers) scored again median "
+                    f"{np.median(whole) * 1000:.0f} ms (slowest {max(whole) * 1000:.0f})"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="*", type=Path)
@@ -321,6 +409,13 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=200, help="distinct models trained")
     parser.add_argument("--refit", type=int, default=50_000)
     parser.add_argument("--clicks", type=int, default=20, help="feedback clicks timed")
+    parser.add_argument(
+        "--click-profiles",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time clicks through the store (SQLite) with this many profiles",
+    )
     parser.add_argument(
         "--embeddings", action="store_true", help="compare with MiniLM embeddings (cs.LG only)"
     )
@@ -336,6 +431,8 @@ def main() -> None:
     if args.embeddings:
         embeddings(texts, labels, args)
     speed(texts, args)
+    if args.click_profiles:
+        clicks_in_the_store(args)
 
 
 if __name__ == "__main__":
