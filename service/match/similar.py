@@ -530,15 +530,18 @@ def matches(
     liked_rows: LikedRows,
     *,
     only: Mapping[int, frozenset[int]] | None = None,
+    rows: sp.csr_matrix | None = None,
 ) -> list[Match]:
     """Similarity matches of ``texts`` against every profile in ``index``, with reasons.
 
     ``only`` restricts a profile to the papers its query matched (a query and likes: the
     query decides what can match, the likes rank it); those match whatever their score.
+    ``rows``: the texts' feature rows, when the caller has them.
     """
     if not texts or not len(index):
         return []
-    rows = features.transform(texts)
+    if rows is None:
+        rows = features.transform(texts)
     generic = features.generic(rows)
     r, ids, scores = index.score(rows, generic)
     passed = [

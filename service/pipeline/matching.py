@@ -58,6 +58,9 @@ BACKGROUND = 1000
 # of those it was fitted on (and at least REFIT_MIN of them).
 REFIT_SHARE = 0.25
 REFIT_MIN = 1000
+# Feature rows kept of the papers matched lately (~30 days of 1,000 papers; ~40 MB), for a
+# click's back-fill of the open window.
+KEPT_ROWS = 30_000
 
 
 class Matching:
@@ -100,6 +103,7 @@ class Matching:
         self._background: Any = None
         self._background_generic: Any = None
         self._like_terms: dict[int, Any] = {}  # liked paper id -> its main terms
+        self._paper_rows: dict[int, Any] = {}  # paper id -> its feature row, oldest first
         self._similar: similar.SimilarityIndex | None = None
         self._trained: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self._titles: dict[int, str] = {}
@@ -464,6 +468,7 @@ class Matching:
         self._similar = similar.SimilarityIndex(features.width)
         self._trained = {}
         self._like_terms = {}
+        self._paper_rows = {}
 
     def _liked_rows(self, models: Sequence[similar.ProfileModel]) -> dict[int, Any]:
         """The liked papers' main terms for each of ``models`` (read and cached per paper),
@@ -487,6 +492,31 @@ class Matching:
             )
             for m in models
         }
+
+    def _rows(
+        self,
+        features: similar.Features,
+        papers: Sequence[Paper],
+        texts: Sequence[similar.Text],
+        *,
+        fresh: bool,
+    ) -> Any:
+        """The papers' feature rows (lock held). Rows of the papers matched lately are kept,
+        so that a click's back-fill of the open window does not transform them again;
+        ``fresh``: the papers were just stored or changed (a snapshot), so transform them."""
+
+        kept = self._paper_rows
+        missing = [n for n, p in enumerate(papers) if fresh or p.id not in kept]
+        if missing:
+            made = features.transform([texts[n] for n in missing])
+            for at, n in enumerate(missing):
+                kept.pop(papers[n].id, None)
+                kept[papers[n].id] = made[at]
+            while len(kept) > KEPT_ROWS:
+                del kept[next(iter(kept))]  # the oldest first
+            if fresh:
+                return made
+        return _stack([kept[p.id] for p in papers], features.width)
 
     def _with_similarity(
         self,
@@ -519,8 +549,9 @@ class Matching:
             with self._similar_lock:
                 if profiles is not None:
                     index = _subset(index, profiles)
+                rows = self._rows(features, papers, texts, fresh=profiles is None)
                 sim = similar.matches(
-                    index, features, texts, self._titles, self._liked_rows, only=only
+                    index, features, texts, self._titles, self._liked_rows, only=only, rows=rows
                 )
             for match in sim:
                 key = (match.profile_id, match.document_id)
