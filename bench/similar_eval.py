@@ -344,11 +344,11 @@ def clicks_in_the_store(args: argparse.Namespace) -> None:
             clock = FixedClock(cycle.JOINED)
             with build(settings, clock=clock) as app:
                 pipeline = app.pipeline
+                people = cycle.declared(count // 2, rng)  # 1-3 profiles each: ~2 on average
+                pipeline.roster.import_profiles(people)  # before the papers, as cycle.py does
                 day = tmp / "day.txt"
                 day.write_bytes(cycle.listing(cycle.seed_papers(), rng))
                 pipeline.ingest.ingest_files([day], captured_at=cycle.JOINED)
-                people = cycle.declared(count // 2, rng)  # 1-3 profiles each: ~2 on average
-                pipeline.roster.import_profiles(people)
                 with app.store.engine.begin() as db:
                     keys = db.execute(sa.select(paper_keys.c.paper_id, paper_keys.c.key)).all()
                     owned = db.execute(
