@@ -175,6 +175,102 @@ def test_feedback_needs_a_stored_paper_and_a_profile(tmp_path: Path, world: Worl
     assert [like.vote for like in app.pipeline.likes.of([profile.id])] == ["up"]
 
 
+def stored_models(app: App) -> dict[int, tuple[str, datetime]]:
+    """Profile id -> (features version, when stored) of every stored similarity model."""
+    import sqlalchemy as sa
+
+    from service.store.tables import similarity_models
+
+    with app.pipeline.store.engine.connect() as db:
+        rows = db.execute(sa.select(similarity_models)).all()
+    return {r.profile_id: (r.version, r.updated_at) for r in rows}
+
+
+def test_a_restart_loads_the_models_instead_of_retraining_them(
+    tmp_path: Path, database_url: str
+) -> None:
+    clock = FixedClock(NOW)
+    with make_app(tmp_path, database_url, clock) as app:
+        ingest(app, tmp_path, "day1.xml", rss(*papers(1, 40, seed=1)))
+        app.pipeline.roster.save_subscriber("jane@example.org", "UTC", "daily 07:00")
+        sky = app.pipeline.roster.save_profile("jane@example.org", ProfileSpec("sky", ""))
+        bio = app.pipeline.roster.save_profile("jane@example.org", ProfileSpec("bio", ""))
+        day = papers(1, 40, seed=1)
+        # (day[n] is paper n + 1: sky papers are even, protein papers odd)
+        app.pipeline.tastes.like("jane@example.org", "sky", [reference(day[1][0])], "cli")
+        app.pipeline.tastes.like("jane@example.org", "bio", [reference(day[0][0])], "cli")
+        before = stored_models(app)
+        assert set(before) == {sky.id, bio.id}
+        # A click retrains the clicked profile's model alone.
+        clock.advance(minutes=1)
+        app.pipeline.tastes.feedback("jane@example.org", day[2][0], "up", "bio")
+        after = stored_models(app)
+        assert after[sky.id] == before[sky.id]
+        assert after[bio.id][1] == clock.now() and after[bio.id][0] == before[sky.id][0]
+    # Restarted (a new process, the same database): the next day's papers are matched by the
+    # stored models, none retrained, the features not refitted.
+    clock.advance(hours=1)
+    with make_app(tmp_path, database_url, clock) as app:
+        ingest(app, tmp_path, "day2.xml", rss(*papers(101, 40, seed=2)))
+        assert stored_models(app) == after
+        found = matched(app, sky.id)
+        assert found and {int(i.split(".")[1]) % 2 for i in found} == {0}
+        found = matched(app, bio.id)
+        assert found and {int(i.split(".")[1]) % 2 for i in found} == {1}
+        # What the restarted process says of a match names the liked paper (read afresh).
+        assert all(r[0]["term"] == f"like: {day[1][1]}" for r in matched(app, sky.id).values())
+        # Likes changed while it was down (another worker, the CLI): retrained on next use.
+        app.pipeline.tastes.like("jane@example.org", "sky", [reference(day[3][0])], "cli")
+        assert stored_models(app)[sky.id][1] == clock.now()
+
+
+def alerts(app: App) -> int:
+    import sqlalchemy as sa
+
+    from service.store.tables import deliveries
+
+    with app.pipeline.store.engine.connect() as db:
+        query = sa.select(sa.func.count()).where(deliveries.c.kind == "alert")
+        return int(db.execute(query).scalar_one())
+
+
+@pytest.mark.parametrize("threshold", [1.0, 50.0])
+def test_a_likes_only_profile_alerts_past_its_threshold_on_the_similarity_scale(
+    tmp_path: Path, database_url: str, threshold: float
+) -> None:
+    from mail import BASE, FROM
+
+    from service.app import build
+    from service.config import MailSettings, MatchSettings, Settings
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        sources=[],
+        mail=MailSettings.model_validate({"from_address": FROM, "base_url": BASE}),
+        matching=MatchSettings(similar_rate=0.25),  # a quarter of these few papers match
+    )
+    with build(settings, clock=FixedClock(NOW)) as app:
+        day = papers(1, 40, seed=1)
+        ingest(app, tmp_path, "day1.xml", rss(*day))
+        app.pipeline.roster.save_subscriber("jane@example.org", "UTC", "daily 07:00")
+        spec = ProfileSpec("sky", "", alert_threshold=threshold)
+        profile = app.pipeline.roster.save_profile("jane@example.org", spec)
+        app.pipeline.tastes.like("jane@example.org", "sky", [reference(day[1][0])], "cli")
+        new = papers(101, 40, seed=2)
+        ingest(app, tmp_path, "day2.xml", rss(*new))
+        stored = {p.id: p.arxiv_id for p in app.pipeline.store.all_papers()}
+        scores = [
+            score
+            for paper_id, score, _ in app.pipeline.subscriptions.matches(profile.id)
+            if stored[paper_id] in {n[0] for n in new}
+        ]
+        assert scores and min(scores) > 1.0  # a match by likes alone is past the cut: above 1
+        # 1: every similarity match is worth an alert; 50: far past what any paper reaches.
+        assert max(scores) < 50
+        assert alerts(app) == (1 if threshold == 1.0 else 0)
+
+
 # -- the commands ---------------------------------------------------------------------------
 
 

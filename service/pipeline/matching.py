@@ -32,6 +32,7 @@ from service.match.results import Match, new_match
 from service.model import Paper, Profile, Summary
 from service.store.likes import Likes
 from service.store.repository import Store
+from service.store.similarity import SimilarityStore, StoredFeatures, StoredModel
 from service.store.subscriptions import Subscriptions
 
 if TYPE_CHECKING:  # scikit-learn is imported only once somebody likes a paper (it is slow)
@@ -57,6 +58,9 @@ BACKGROUND = 1000
 # of those it was fitted on (and at least REFIT_MIN of them).
 REFIT_SHARE = 0.25
 REFIT_MIN = 1000
+# Feature rows kept of the papers matched lately (~30 days of 1,000 papers; ~40 MB), for a
+# click's back-fill of the open window.
+KEPT_ROWS = 30_000
 
 
 class Matching:
@@ -68,9 +72,11 @@ class Matching:
         clock: Clock,
         mailroom: Mailroom,
         likes: Likes | None = None,
+        models: SimilarityStore | None = None,
     ) -> None:
         self.settings = settings
         self.likes = likes or Likes(store.engine)
+        self.models = models or SimilarityStore(store.engine)
         self.store = store
         self.subscriptions = subscriptions
         self.clock = clock
@@ -95,6 +101,9 @@ class Matching:
         self._arrived = 0  # papers stored since the fit
         self._background_ids: list[int] = []
         self._background: Any = None
+        self._background_generic: Any = None
+        self._like_terms: dict[int, Any] = {}  # liked paper id -> its main terms
+        self._paper_rows: dict[int, Any] = {}  # paper id -> its feature row, oldest first
         self._similar: similar.SimilarityIndex | None = None
         self._trained: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self._titles: dict[int, str] = {}
@@ -308,36 +317,46 @@ class Matching:
     # -- similarity profiles ----------------------------------------------------------------
 
     def likes_changed(self, changed: Sequence[Profile] = ()) -> int:
-        """Liked or refused papers of ``changed`` profiles were saved: retrain their models and
-        score their subscriber's open window again. Returns the matches saved."""
+        """Liked or refused papers of ``changed`` profiles were saved: retrain their models (only
+        theirs) and score their subscriber's open window again. Returns the matches saved."""
         return self._backfill_similar(changed)
 
-    def _sync_similar(self) -> tuple[similar.Features, similar.SimilarityIndex] | None:
+    def _sync_similar(
+        self, only: Collection[int] | None = None
+    ) -> tuple[similar.Features, similar.SimilarityIndex] | None:
         """The similarity index brought up to date with the likes (``None``: nobody has any).
 
-        Models are retrained only for profiles whose likes changed; the vocabulary is refitted
-        (and every model retrained) when enough papers arrived since the last fit.
+        Models are retrained only for profiles whose likes changed (``only``: the likes of
+        just these profiles are read, as after a click); the features and models are loaded
+        from the store when this process has none, and refitted (every model retrained) when
+        enough papers arrived since the last fit. Retrained models are stored.
         """
         with self._similar_lock:
-            self.likes.join()
+            if only is None:
+                self.likes.join()
             liked: dict[int, set[int]] = {}
             refused: dict[int, set[int]] = {}
-            for like in self.likes.of():
+            for like in self.likes.of(None if only is None else sorted(only)):
                 if like.paper_id is None:
                     continue
                 chosen = liked if like.vote == "up" else refused
                 chosen.setdefault(like.profile_id, set()).add(like.paper_id)
-            self._refused = {p: frozenset(ids) for p, ids in refused.items()}
-            if not liked:
-                self._similar, self._trained = None, {}
+            now_refused = {p: frozenset(ids) for p, ids in refused.items()}
+            if only is None:
+                self._refused = now_refused
+            else:
+                self._refused = {
+                    p: ids for p, ids in self._refused.items() if p not in only
+                } | now_refused
+            if not liked and (only is None or self._similar is None):
+                if only is None:
+                    self._similar, self._trained = None, {}
                 return None
             from service.match import similar
 
-            if (
-                self._features is None
-                or self._similar is None
-                or self._arrived >= max(REFIT_MIN, REFIT_SHARE * self._fitted_on)
-            ):
+            if self._features is None or self._similar is None:
+                self._load()
+            elif self._arrived >= max(REFIT_MIN, REFIT_SHARE * self._fitted_on):
                 self._fit()
             assert self._features is not None and self._similar is not None
             features, index = self._features, self._similar
@@ -345,14 +364,27 @@ class Matching:
                 p: (tuple(sorted(ids)), tuple(sorted(refused.get(p, set()) - ids)))
                 for p, ids in liked.items()
             }
-            for profile_id in set(self._trained) - set(wanted):
+            gone = sorted(
+                p
+                for p in (self._trained if only is None else only)
+                if p in self._trained and p not in wanted
+            )
+            for profile_id in gone:
                 index.remove(profile_id)
                 del self._trained[profile_id]
+            self.models.drop_models(gone)
             stale = {p: w for p, w in wanted.items() if self._trained.get(p) != w}
             if stale:
                 needed = sorted({i for up, down in stale.values() for i in up + down})
                 stored = {p.id: p for p in self.store.papers(ids=needed)}
-                models = []
+                rows_of = dict(
+                    zip(
+                        stored,
+                        features.transform([similar.text_from_paper(p) for p in stored.values()]),
+                        strict=True,
+                    )
+                )
+                models, saved = [], []
                 for profile_id, (wanted_up, wanted_down) in stale.items():
                     up = tuple(i for i in wanted_up if i in stored)
                     down = tuple(i for i in wanted_down if i in stored)
@@ -360,20 +392,21 @@ class Matching:
                         continue
                     for i in up:
                         self._titles[i] = stored[i].title
-                    rows = features.transform(
-                        [similar.text_from_paper(stored[i]) for i in up + down]
+                    named = set(up + down)
+                    keep = [n for n, i in enumerate(self._background_ids) if i not in named]
+                    model = similar.train(
+                        profile_id,
+                        up,
+                        _stack([rows_of[i] for i in up], features.width),
+                        _stack([rows_of[i] for i in down], features.width),
+                        self._background[keep],
+                        self._background_generic[keep],
+                        rate=self.settings.matching.similar_rate,
                     )
-                    keep = [
-                        n for n, i in enumerate(self._background_ids) if i not in set(up + down)
-                    ]
-                    models.append(
-                        similar.train(
-                            profile_id,
-                            up,
-                            rows[: len(up)],
-                            rows[len(up) :],
-                            self._background[keep],
-                            rate=self.settings.matching.similar_rate,
+                    models.append(model)
+                    saved.append(
+                        StoredModel(
+                            profile_id, features.version, up, down, similar.model_to_bytes(model)
                         )
                     )
                     self._trained[profile_id] = (up, down)
@@ -382,21 +415,110 @@ class Matching:
                 else:
                     for model in models:
                         index.put(model)
+                self.models.save_models(saved, self.clock.now())
             return features, index
 
-    def _fit(self) -> None:
-        """Fit the vocabulary on every stored paper and sample the background (lock held)."""
+    def _load(self) -> None:
+        """The features and models another process stored (lock held); fitted afresh when
+        there are none."""
         from service.match import similar
 
-        stored = self.store.all_papers()
-        texts = [similar.text_from_paper(p) for p in stored]
-        self._features = similar.Features.fit(texts)
-        sample = random.Random(len(texts)).sample(range(len(texts)), min(BACKGROUND, len(texts)))
-        self._background_ids = [texts[n].id for n in sample]
-        self._background = self._features.transform([texts[n] for n in sample])
-        self._fitted_on, self._arrived = len(texts), 0
-        self._similar = similar.SimilarityIndex(self._features.width)
+        stored = self.models.features()
+        if stored is None:
+            self._fit()
+            return
+        features = similar.Features.from_bytes(stored.data)
+        background = self.store.papers(ids=list(stored.background))
+        self._set_features(features, background, self.store.counts()["papers"])
+        assert self._similar is not None
+        models = []
+        for saved in self.models.models(stored.version):
+            models.append(similar.model_from_bytes(saved.profile_id, saved.data))
+            self._trained[saved.profile_id] = (saved.liked, saved.refused)
+        self._similar.put_many(models)
+
+    def _fit(self) -> None:
+        """Fit the features on every stored paper, sample the background, store both (lock
+        held); every model is then retrained."""
+        from service.match import similar
+
+        stored = list(self.store.all_papers())
+        features = similar.Features.fit([similar.text_from_paper(p) for p in stored])
+        sample = random.Random(len(stored)).sample(range(len(stored)), min(BACKGROUND, len(stored)))
+        background = [stored[n] for n in sample]
+        self._set_features(features, background, len(stored))
+        self.models.save_features(
+            StoredFeatures(
+                features.version,
+                features.fitted_on,
+                tuple(p.id for p in background),
+                features.to_bytes(),
+            ),
+            self.clock.now(),
+        )
+
+    def _set_features(
+        self, features: similar.Features, background: Sequence[Paper], papers: int
+    ) -> None:
+        from service.match import similar
+
+        self._features = features
+        self._background_ids = [p.id for p in background]
+        self._background = features.transform([similar.text_from_paper(p) for p in background])
+        self._background_generic = features.generic(self._background)
+        self._fitted_on, self._arrived = features.fitted_on, max(0, papers - features.fitted_on)
+        self._similar = similar.SimilarityIndex(features.width)
         self._trained = {}
+        self._like_terms = {}
+        self._paper_rows = {}
+
+    def _liked_rows(self, models: Sequence[similar.ProfileModel]) -> dict[int, Any]:
+        """The liked papers' main terms for each of ``models`` (read and cached per paper),
+        to name the liked paper a match is closest to."""
+        from service.match import similar
+
+        assert self._features is not None
+        missing = sorted({i for m in models for i in m.liked if i not in self._like_terms})
+        if missing:
+            stored = self.store.papers(ids=missing)
+            rows = similar.top_terms(
+                self._features.transform([similar.text_from_paper(p) for p in stored])
+            )
+            for n, paper in enumerate(stored):
+                self._like_terms[paper.id] = rows[n]
+                self._titles[paper.id] = paper.title
+        width = self._features.width
+        return {
+            m.profile_id: _stack(
+                [self._like_terms[i] for i in m.liked if i in self._like_terms], width
+            )
+            for m in models
+        }
+
+    def _rows(
+        self,
+        features: similar.Features,
+        papers: Sequence[Paper],
+        texts: Sequence[similar.Text],
+        *,
+        fresh: bool,
+    ) -> Any:
+        """The papers' feature rows (lock held). Rows of the papers matched lately are kept,
+        so that a click's back-fill of the open window does not transform them again;
+        ``fresh``: the papers were just stored or changed (a snapshot), so transform them."""
+
+        kept = self._paper_rows
+        missing = [n for n, p in enumerate(papers) if fresh or p.id not in kept]
+        if missing:
+            made = features.transform([texts[n] for n in missing])
+            for at, n in enumerate(missing):
+                kept.pop(papers[n].id, None)
+                kept[papers[n].id] = made[at]
+            while len(kept) > KEPT_ROWS:
+                del kept[next(iter(kept))]  # the oldest first
+            if fresh:
+                return made
+        return _stack([kept[p.id] for p in papers], features.width)
 
     def _with_similarity(
         self,
@@ -404,11 +526,13 @@ class Matching:
         papers: Sequence[Paper],
         synced: tuple[similar.Features, similar.SimilarityIndex] | Literal[False] | None = False,
         with_query: Collection[int] | None = None,
+        profiles: Collection[int] | None = None,
     ) -> list[Match]:
         """Query matches merged with similarity matches of the same papers (one per profile
         and paper), without papers a profile refused. ``synced`` (the index as
         ``_sync_similar`` left it) and ``with_query`` (the profiles with a query) are read
-        here unless a caller that merges slice by slice read them once."""
+        here unless a caller that merges slice by slice read them once; ``profiles`` limits
+        the similarity matches to those profiles (a back-fill)."""
         if synced is False:
             synced = self._sync_similar()
         merged = {(m.profile_id, m.document_id): m for m in found}
@@ -420,12 +544,17 @@ class Matching:
                 with_query = {p.id for p in self.subscriptions.profiles() if p.spec.query.strip()}
             only = {
                 profile_id: frozenset(d for p, d in merged if p == profile_id)
-                for profile_id in self._trained
-                if profile_id in with_query
+                for profile_id in (self._trained if profiles is None else profiles)
+                if profile_id in with_query and profile_id in self._trained
             }
             texts = [similar.text_from_paper(p) for p in papers]
             with self._similar_lock:
-                sim = similar.matches(index, features, texts, self._titles, only=only)
+                if profiles is not None:
+                    index = _subset(index, profiles)
+                rows = self._rows(features, papers, texts, fresh=profiles is None)
+                sim = similar.matches(
+                    index, features, texts, self._titles, self._liked_rows, only=only, rows=rows
+                )
             for match in sim:
                 key = (match.profile_id, match.document_id)
                 query = merged.get(key)
@@ -442,17 +571,21 @@ class Matching:
         ]
 
     def _backfill_similar(self, changed: Sequence[Profile]) -> int:
-        """Score the open window of ``changed`` profiles again (their likes changed)."""
+        """Score the open window of ``changed`` profiles again (their likes changed): their
+        models alone are retrained and scored."""
         if not changed:
             return 0
+        ids = {p.id for p in changed}
+        synced = self._sync_similar(only=ids)
+        with_query = {p.id for p in changed if p.spec.query.strip()}
         windows = self.mailroom.outbox.windows({p.subscriber_id for p in changed})
         found: list[Match] = []
         for profile in changed:
             state = windows.get(profile.subscriber_id)
             if state is None:
                 continue
-            ids = self.store.touched_since(state.window_end, MATCHED_EVENTS)
-            papers = self.store.papers(ids=ids)
+            touched = self.store.touched_since(state.window_end, MATCHED_EVENTS)
+            papers = self.store.papers(ids=touched)
             query: list[Match] = []
             if profile.spec.query.strip():
                 query = self._match_query(
@@ -460,7 +593,7 @@ class Matching:
                     map(document_from_paper, papers),
                     profile_id=profile.id,
                 )
-            merged = self._with_similarity(query, papers)
+            merged = self._with_similarity(query, papers, synced, with_query, {profile.id})
             found += [m for m in merged if m.profile_id == profile.id]
         return self.subscriptions.save_matches(
             ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
@@ -530,9 +663,10 @@ class Matching:
             if self._features is None:
                 self._fit()
             assert self._features is not None
-            features, background, background_ids = (
+            features, background, background_generic, background_ids = (
                 self._features,
                 self._background,
+                self._background_generic,
                 self._background_ids,
             )
         named = set(liked) | set(refused)
@@ -549,8 +683,10 @@ class Matching:
             rows[: len(up)],
             rows[len(up) :],
             background[keep],
+            background_generic[keep],
             rate=self.settings.matching.similar_rate,
         )
+        liked_terms = similar.top_terms(rows[: len(up)])
         now = self.clock.now()
         with self._lock:
             self._up_to_date(now)
@@ -571,18 +707,18 @@ class Matching:
             return []
         positions, matrix = rows
         chosen = matrix[[positions[paper_id] for paper_id in window]]
-        scores = np.asarray(chosen[:, model.columns] @ model.weights).ravel() / model.cut - 1.0
-        # Likes alone: a paper must pass the profile's cut, as in a digest; with a query, the
-        # query decides and every paper it matched is ranked.
+        scores = model.scaled(model.raw(chosen, features.generic(chosen)))
+        # Likes alone: a paper must pass the profile's cut (1 on the similarity scale), as in a
+        # digest; with a query, the query decides and every paper it matched is ranked.
         order = [
-            n for n in np.argsort(-scores, kind="stable") if allowed is not None or scores[n] > 0
+            n for n in np.argsort(-scores, kind="stable") if allowed is not None or scores[n] > 1.0
         ]
         titles = {i: stored[i].title for i in up}
         found = []
         for n in order[:limit]:
             paper = papers[window[n]]
             reasons = similar.explain(
-                features, model, chosen[n], similar.text_from_paper(paper), titles
+                features, model, liked_terms, chosen[n], similar.text_from_paper(paper), titles
             )
             found.append((paper, new_match(0, paper.id, float(scores[n]), reasons)))
         return found
@@ -613,3 +749,21 @@ def reasons_json(match: Match) -> list[dict[str, Any]]:
         {"term": r.term, "field": r.field, "positions": [list(p) for p in r.positions]}
         for r in match.reasons
     ]
+
+
+def _stack(rows: Sequence[Any], width: int) -> Any:
+    """Sparse rows stacked into one matrix (an empty one of ``width`` columns for none)."""
+    import scipy.sparse as sp
+
+    if not rows:
+        return sp.csr_matrix((0, width), dtype="float32")
+    return sp.vstack(rows, format="csr")
+
+
+def _subset(index: similar.SimilarityIndex, profiles: Collection[int]) -> similar.SimilarityIndex:
+    """An index of only ``profiles``' models (scoring a back-fill touches no other profile)."""
+    from service.match import similar
+
+    subset = similar.SimilarityIndex(index.width)
+    subset.put_many(index.model(p) for p in profiles if p in index)
+    return subset

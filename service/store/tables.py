@@ -204,6 +204,33 @@ profile_likes = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# The similarity features fitted last (vocabulary, idf and the average stored paper, as
+# ``similar.Features.to_bytes`` wrote them) and the stored papers sampled to calibrate cuts:
+# a restart or another worker loads them instead of refitting. One row, the current one.
+similarity_features = sa.Table(
+    "similarity_features",
+    metadata,
+    sa.Column("version", sa.String(32), primary_key=True),
+    sa.Column("fitted_on", sa.Integer, nullable=False),  # stored papers when fitted
+    sa.Column("background", sa.JSON, nullable=False),  # paper ids of the calibration sample
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Each similarity profile's trained model (``similar.model_to_bytes``), for the features of
+# ``version``, trained on the liked and refused paper ids in ``trained_on``.
+similarity_models = sa.Table(
+    "similarity_models",
+    metadata,
+    sa.Column(
+        "profile_id", sa.Integer, sa.ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("trained_on", sa.JSON, nullable=False),  # [[liked ids], [refused ids]]
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 matches = sa.Table(
     "matches",
     metadata,

@@ -39,6 +39,29 @@ def rows_for(features: Features, texts: list[Text], ids: list[int]) -> sp.csr_ma
     return features.transform([texts[i] for i in ids])
 
 
+def trained(
+    features: Features,
+    rows: sp.csr_matrix,
+    profile_id: int,
+    liked: list[int],
+    disliked: list[int],
+    background: list[int],
+    *,
+    rate: float = similar.DEFAULT_RATE,
+) -> similar.ProfileModel:
+    """``train`` on rows by position, the background's generic scores computed here."""
+    sample = rows[background]
+    return train(
+        profile_id,
+        tuple(liked),
+        rows[liked],
+        rows[disliked],
+        sample,
+        features.generic(sample),
+        rate=rate,
+    )
+
+
 def model_for(
     texts: list[Text],
     features: Features,
@@ -47,7 +70,23 @@ def model_for(
 ) -> similar.ProfileModel:
     rows = features.transform(texts)
     background = [i for i in range(len(texts)) if i not in liked]
-    return train(7, tuple(liked), rows[liked], rows[list(disliked)], rows[background])
+    return trained(features, rows, 7, liked, list(disliked), background)
+
+
+def raw(features: Features, model: similar.ProfileModel, rows: sp.csr_matrix) -> np.ndarray:
+    return model.raw(rows, features.generic(rows))
+
+
+def liked_rows(features: Features, texts: list[Text]) -> similar.LikedRows:
+    """The ``liked_rows`` callback of ``matches``: ``texts`` by position are the papers."""
+
+    def of(models: object) -> dict[int, sp.csr_matrix]:
+        return {
+            m.profile_id: similar.top_terms(features.transform([texts[i] for i in m.liked]))
+            for m in models  # type: ignore[attr-defined]
+        }
+
+    return of
 
 
 def test_liking_one_topic_ranks_that_topic_first() -> None:
@@ -55,7 +94,7 @@ def test_liking_one_topic_ranks_that_topic_first() -> None:
     features = Features.fit(texts)
     liked = [0, 2, 4, 6, 8]  # astro
     model = model_for(texts, features, liked)
-    scores = features.transform(texts)[:, model.columns] @ model.weights
+    scores = raw(features, model, features.transform(texts))
     ranked = [int(i) for i in np.argsort(-scores) if int(i) not in liked]
     assert {topic[i] for i in ranked[:20]} == {"astro"}
 
@@ -64,7 +103,7 @@ def test_one_liked_paper_is_enough() -> None:
     texts, topic = corpus()
     features = Features.fit(texts)
     model = model_for(texts, features, [1])  # one bio paper
-    scores = features.transform(texts)[:, model.columns] @ model.weights
+    scores = raw(features, model, features.transform(texts))
     ranked = [int(i) for i in np.argsort(-scores) if int(i) != 1]
     assert [topic[i] for i in ranked[:10]] == ["bio"] * 10
 
@@ -74,7 +113,7 @@ def test_a_profile_needs_a_liked_paper() -> None:
     features = Features.fit(texts)
     rows = features.transform(texts)
     with pytest.raises(ValueError, match="at least one liked paper"):
-        train(1, (), rows[[]], rows[[]], rows)
+        train(1, (), rows[[]], rows[[]], rows, features.generic(rows))
 
 
 def test_dislikes_push_papers_down() -> None:
@@ -89,11 +128,11 @@ def test_dislikes_push_papers_down() -> None:
     ]
     features = Features.fit(texts, min_df=1)
     rows = features.transform(texts)
-    plain = train(1, (0,), rows[[0]], rows[[]], rows[[5, 6]])
-    voted = train(1, (0,), rows[[0]], rows[[2]], rows[[5, 6]])
+    plain = trained(features, rows, 1, [0], [], [5, 6])
+    voted = trained(features, rows, 1, [0], [2], [5, 6])
 
     def score(model: similar.ProfileModel, i: int) -> float:
-        return float((rows[[i]][:, model.columns] @ model.weights)[0])
+        return float(raw(features, model, rows[[i]])[0])
 
     assert score(voted, 4) < score(plain, 4)  # like the disliked chemistry paper: lower
     assert score(voted, 3) > score(voted, 4)
@@ -108,8 +147,8 @@ def test_authors_count_as_overlap() -> None:
     ]
     features = Features.fit(texts, min_df=1)
     rows = features.transform(texts)
-    model = train(1, (0,), rows[[0]], rows[[]], rows[[2, 3]])
-    scores = rows[:, model.columns] @ model.weights
+    model = trained(features, rows, 1, [0], [], [2, 3])
+    scores = raw(features, model, rows)
     assert scores[1] > scores[2]
     assert scores[1] > scores[3]
     assert author_key("Jane Q. Doe") == author_key("J. Doe") == "j doe"
@@ -122,37 +161,42 @@ def test_the_index_scores_every_profile_in_one_product() -> None:
     rows = features.transform(texts[:60])
     models = []
     for profile_id, liked in ((1, [0, 2, 4]), (2, [1, 3, 5]), (3, [10])):
-        background = rows[[i for i in range(60) if i not in liked]]
-        models.append(train(profile_id, tuple(liked), rows[liked], rows[[]], background, rate=0.3))
+        background = [i for i in range(60) if i not in liked]
+        models.append(trained(features, rows, profile_id, liked, [], background, rate=0.3))
     index = SimilarityIndex(features.width)
     index.put_many(models)
     new = features.transform(texts[60:])
-    r, ids, scores = index.score(new)
+    r, ids, scores = index.score(new, features.generic(new))
     found = {(int(p), 60 + int(i)) for i, p in zip(r, ids, strict=True)}
     assert found, "some new paper matches"
     for profile_id, paper in found:
         assert topic[paper] == ("bio" if profile_id == 2 else "astro")
-    assert (scores > 0).all()
-    # The same as scoring each profile alone, past its cut.
+    assert (scores > 1).all()  # past the cut: above 1 on the similarity scale
+    # The same as scoring each profile alone, past its cut, on the same scale.
     for model in models:
-        alone = new[:, model.columns] @ model.weights
+        alone = raw(features, model, new)
         expected = {60 + int(i) for i in np.flatnonzero(alone > model.cut)}
         assert {p for q, p in found if q == model.profile_id} == expected
+        mine = {(int(q), 60 + int(i)): float(s) for i, q, s in zip(r, ids, scores, strict=True)}
+        for paper in expected:
+            assert mine[model.profile_id, paper] == pytest.approx(
+                float(model.scaled(alone[paper - 60])), rel=1e-4
+            )
 
 
 def test_a_changed_model_replaces_the_old_one_at_once() -> None:
     texts, topic = corpus()
     features = Features.fit(texts)
     rows = features.transform(texts)
-    background = rows[list(range(20, 60))]
+    background = list(range(20, 60))
     index = SimilarityIndex(features.width)
-    index.put_many([train(1, (0,), rows[[0]], rows[[]], background)])
-    index.put(train(1, (1,), rows[[1]], rows[[]], background))  # now bio
-    r, ids, _ = index.score(rows[:20])
+    index.put_many([trained(features, rows, 1, [0], [], background)])
+    index.put(trained(features, rows, 1, [1], [], background))  # now bio
+    r, ids, _ = index.score(rows[:20], features.generic(rows[:20]))
     assert set(ids.tolist()) == {1}
     assert {topic[int(i)] for i in r} == {"bio"}
     index.remove(1)
-    assert len(index.score(rows)[0]) == 0
+    assert len(index.score(rows, features.generic(rows))[0]) == 0
     assert len(index) == 0
 
 
@@ -165,10 +209,16 @@ def test_a_likes_only_profile_matches_a_handful_of_a_day() -> None:
     ]
     features = Features.fit(texts)
     rows = features.transform(texts)
-    model = train(1, (0, 1, 2), rows[[0, 1, 2]], rows[[]], rows[3:2000])
+    model = trained(features, rows, 1, [0, 1, 2], [], list(range(3, 2000)))
     day = rows[2000:3000]
-    passed = int(((day[:, model.columns] @ model.weights) > model.cut).sum())
+    scores = model.raw(day, features.generic(day))
+    passed = int((scores > model.cut).sum())
     assert 3 <= passed <= 40
+    # The scale: 1 at the cut (the top 1.5% of stored papers), 2 at their top 0.1%; so a
+    # threshold of 2 lets about one paper of a thousand through.
+    scaled = model.scaled(scores)
+    assert int((scaled > 1).sum()) == passed
+    assert int((scaled >= 2).sum()) <= 5
 
 
 def test_matches_say_why_with_the_closest_liked_paper_and_the_terms() -> None:
@@ -181,11 +231,11 @@ def test_matches_say_why_with_the_closest_liked_paper_and_the_terms() -> None:
     ]
     features = Features.fit(texts, min_df=1)
     rows = features.transform(texts)
-    model = train(5, (0, 1), rows[[0, 1]], rows[[]], rows[[3, 4]])
+    model = trained(features, rows, 5, [0, 1], [], [3, 4])
     index = SimilarityIndex(features.width)
     index.put_many([model])
     titles = {t.id: t.title for t in texts}
-    found = similar.matches(index, features, [texts[2]], titles)
+    found = similar.matches(index, features, [texts[2]], titles, liked_rows(features, texts))
     assert [m.document_id for m in found] == [2]
     reasons = found[0].reasons
     assert reasons[0].term == "like: Supernova light curves"
@@ -203,13 +253,52 @@ def test_a_query_decides_what_can_match_and_the_likes_rank_it() -> None:
     texts, _ = corpus()
     features = Features.fit(texts)
     rows = features.transform(texts)
-    model = train(1, (0, 2), rows[[0, 2]], rows[[]], rows[10:])
+    model = trained(features, rows, 1, [0, 2], [], list(range(10, 60)))
     index = SimilarityIndex(features.width)
     index.put_many([model])
     new = [texts[4], texts[6], texts[5]]  # two astro papers, one bio
+    likes = liked_rows(features, texts)
     # The query matched one astro paper and the bio one: only those, whatever their score.
-    found = similar.matches(index, features, new, {}, only={1: frozenset({6, 5})})
+    found = similar.matches(index, features, new, {}, likes, only={1: frozenset({6, 5})})
     by_paper = {m.document_id: m.score for m in found}
     assert set(by_paper) == {6, 5}
     assert by_paper[6] > by_paper[5]
-    assert similar.matches(index, features, new, {}, only={1: frozenset()}) == []
+    assert similar.matches(index, features, new, {}, likes, only={1: frozenset()}) == []
+
+
+def test_features_and_models_come_back_from_bytes_as_they_were() -> None:
+    texts, _ = corpus()
+    features = Features.fit(texts)
+    again = Features.from_bytes(features.to_bytes())
+    assert again.version == features.version
+    assert again.fitted_on == features.fitted_on == len(texts)
+    rows, rows_again = features.transform(texts), again.transform(texts)
+    assert abs(rows - rows_again).max() == 0
+    assert np.array_equal(features.generic(rows), again.generic(rows_again))
+    model = model_for(texts, features, [0, 2], [1])
+    back = similar.model_from_bytes(7, similar.model_to_bytes(model))
+    assert (back.profile_id, back.liked, back.cut, back.top) == (7, (0, 2), model.cut, model.top)
+    assert np.array_equal(back.columns, model.columns)
+    assert np.array_equal(back.weights, model.weights)
+    with pytest.raises(ValueError, match="not whole"):
+        similar.model_from_bytes(7, similar.model_to_bytes(model)[:-3])
+    # Another fit (other papers) is another version: models of the old one are not reused.
+    assert Features.fit(texts[:40]).version != features.version
+
+
+def test_the_average_stored_paper_counts_against_a_paper() -> None:
+    """Two papers with the liked paper's distinctive word: the one made of words every stored
+    paper has is the less like it (the 'all others' half of the model)."""
+    common = "model data results analysis method study"
+    texts = [Text(i, f"Paper {i}", f"{common} filler{i % 5}") for i in range(40)]
+    texts += [
+        Text(40, "Tokamak plasma", "tokamak plasma confinement"),
+        Text(41, "Tokamak", f"tokamak {common}"),
+        Text(42, "Tokamak edge plasma", "tokamak plasma edge"),
+    ]
+    features = Features.fit(texts, min_df=1)
+    rows = features.transform(texts)
+    model = trained(features, rows, 1, [40], [], list(range(40)))
+    scores = raw(features, model, rows)
+    assert scores[42] > scores[41]
+    assert features.generic(rows)[41] > features.generic(rows)[42]

@@ -1,6 +1,6 @@
 """suppressions keyed by a salted hash of the mailbox, the address no longer kept
 
-Revision ID: 0011_care
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-06
 
@@ -20,7 +20,7 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_care"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
