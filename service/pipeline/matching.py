@@ -239,10 +239,15 @@ class Matching:
                 query = parse_query(profile.spec.query)
                 documents = [papers[i] for i in ids if i in papers]
                 found += self._match_query(query, documents, profile_id=profile.id)
-        return self.subscriptions.save_matches(
+        saved = self.subscriptions.save_matches(
             ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
             self.clock.now(),
-        ) + self._backfill_similar(fresh)
+        )
+        # Only a profile with votes scores otherwise than its query did just above (likes
+        # rank, refusals hide): the others are not matched twice.
+        self._sync_similar()
+        voted = self._trained.keys() | self._refused.keys()
+        return saved + self._backfill_similar([p for p in fresh if p.id in voted])
 
     def _match_query(
         self,
@@ -444,21 +449,27 @@ class Matching:
         if not changed:
             return 0
         windows = self.mailroom.outbox.windows({p.subscriber_id for p in changed})
+        synced = self._sync_similar()  # once for every profile
+        with_query = {p.id for p in self.subscriptions.profiles() if p.spec.query.strip()}
+        touched: dict[datetime, list[Paper]] = {}  # the papers of a window, read once
         found: list[Match] = []
         for profile in changed:
             state = windows.get(profile.subscriber_id)
             if state is None:
                 continue
-            ids = self.store.touched_since(state.window_end, MATCHED_EVENTS)
-            papers = self.store.papers(ids=ids)
+            since = state.window_end
+            if since not in touched:
+                ids = self.store.touched_since(since, MATCHED_EVENTS)
+                touched[since] = self.store.papers(ids=ids) if ids else []
+            papers = touched[since]
             query: list[Match] = []
-            if profile.spec.query.strip():
+            if papers and profile.spec.query.strip():
                 query = self._match_query(
                     parse_query(profile.spec.query),
                     map(document_from_paper, papers),
                     profile_id=profile.id,
                 )
-            merged = self._with_similarity(query, papers)
+            merged = self._with_similarity(query, papers, synced, with_query)
             found += [m for m in merged if m.profile_id == profile.id]
         return self.subscriptions.save_matches(
             ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
