@@ -128,3 +128,11 @@ def test_the_oldest_blocks_go_first_when_too_many_are_kept(monkeypatch: Any) -> 
     assert len(mail._blocks) == 2
     again = digest_of(9, [("P", KV_PAPER, KV)])  # the first, dropped, is made again
     assert read(mail, again) == whole(mail, again)
+
+
+def test_a_digest_with_more_papers_than_blocks_kept_is_whole(monkeypatch: Any) -> None:
+    monkeypatch.setattr(rendering, "BLOCKS", 1)
+    mail = renderer()
+    both = digest_of(1, [("KV cache", KV_PAPER, KV), ("Privacy", PRIVATE_PAPER, PRIVATE)])
+    assert read(mail, both) == whole(mail, both)
+    assert read(mail, both) == whole(mail, both)  # one kept, one made again

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, formataddr, parseaddr
@@ -105,6 +105,7 @@ class EmailRenderer:
         self._nonce = nonce
         self._text_marker = re.compile(f"\x00{nonce}:(\\d+)\x00\n?")
         self._html_marker = re.compile(f"<!--paperboy {nonce} (\\d+)-->\n?")
+        self._split = f"<!--paperboy {nonce} split-->"  # between blocks inlined together
         # The markers as quoted-printable shows them when each stands on a line of its own.
         self._encoded_marker = {
             "text": re.compile(f"^=00{nonce}:(\\d+)=00\r\n".encode(), re.MULTILINE),
@@ -158,7 +159,7 @@ class EmailRenderer:
         }
         frame = self._html.render(context)
         self._use_style(_style(frame))
-        blocks = [self._block(item) for item in items]
+        blocks = self._blocks_of(items)
         text = self._text.render(context)
         html = self._inliner.inline(frame)
         text_parts = self._filled(text, [b[0] for b in blocks], self._text_marker, "text")
@@ -214,36 +215,57 @@ class EmailRenderer:
             self._css = css
             self._blocks.clear()
 
-    def _block(self, item: Item) -> tuple[bytes, bytes]:
-        """A paper's block, text and HTML, encoded: the kept one when the paper and the
-        reasons to show it are the same."""
-        paper = item.paper
-        key = (
-            paper.id,
-            paper.title,
-            paper.abstract,
-            paper.authors,
-            paper.author_count,
-            paper.organisation,
-            paper.published,
-            paper.upvotes,
-            paper.arxiv_id,
-            tuple(paper.links.items()),
-            tuple((hit.profile, hit.reasons) for hit in item.hits),
-        )
-        found = self._blocks.get(key)
-        if found is not None:
-            return found
-        shown = {"paper": view(paper, item.hits)}
-        html = self._inliner.inline_fragment(self._paper_html.render(shown), self._css)
-        block = (
-            mime.quoted_printable(self._paper_text.render(shown)),
-            mime.quoted_printable(html),
-        )
-        if len(self._blocks) >= BLOCKS:  # the oldest goes (a day's papers come together)
-            del self._blocks[next(iter(self._blocks))]
-        self._blocks[key] = block
-        return block
+    def _blocks_of(self, items: Sequence[Item]) -> list[tuple[bytes, bytes]]:
+        """The papers' blocks, text and HTML, encoded: the kept ones where the paper and the
+        reasons to show it are the same; the others made now, their HTML inlined in one call
+        (the CSS is read once a digest, not once a paper)."""
+        keys = [_key(item) for item in items]
+        kept = self._blocks
+        missing = {key: item for key, item in zip(keys, items, strict=True) if key not in kept}
+        if missing:
+            shown = [{"paper": view(item.paper, item.hits)} for item in missing.values()]
+            split = self._split
+            htmls = self._inliner.inline_fragment(
+                split.join(self._paper_html.render(one) for one in shown), self._css
+            ).split(split)
+            if len(htmls) != len(shown):  # a template that makes the marker: one at a time
+                htmls = [
+                    self._inliner.inline_fragment(self._paper_html.render(one), self._css)
+                    for one in shown
+                ]
+            made = {
+                key: (
+                    mime.quoted_printable(self._paper_text.render(one)),
+                    mime.quoted_printable(html),
+                )
+                for key, one, html in zip(missing, shown, htmls, strict=True)
+            }
+        else:
+            made = {}
+        found = [made[key] if key in made else kept[key] for key in keys]
+        for key, block in made.items():
+            if len(kept) >= BLOCKS:  # the oldest goes (a day's papers come together)
+                del kept[next(iter(kept))]
+            kept[key] = block
+        return found
+
+
+def _key(item: Item) -> Hashable:
+    """What a paper's block shows: the paper's fields and the reasons to show it."""
+    paper = item.paper
+    return (
+        paper.id,
+        paper.title,
+        paper.abstract,
+        paper.authors,
+        paper.author_count,
+        paper.organisation,
+        paper.published,
+        paper.upvotes,
+        paper.arxiv_id,
+        tuple(paper.links.items()),
+        tuple((hit.profile, hit.reasons) for hit in item.hits),
+    )
 
 
 def _style(frame: str) -> str:
