@@ -336,7 +336,8 @@ class Subscriptions:
         One upsert statement run for every row, its values made here (the reasons as JSON
         text, ``now`` as the store keeps it once for all): a day's matches at 100,000
         subscribers are a million rows, and SQLAlchemy's per-row processing was most of it."""
-        stamp = matches.c.matched_at.type.bind_processor(self.engine.dialect)
+        dialect = self.engine.dialect  # the dialect's own processor: SQLite's stored text
+        stamp = matches.c.matched_at.type.dialect_impl(dialect).bind_processor(dialect)
         at = stamp(now) if stamp is not None else now
         dumps = json.dumps
         rows = [(p, d, s, r if isinstance(r, str) else dumps(r), at) for p, d, s, r in found]
