@@ -66,3 +66,28 @@ def test_bodies_read_back_exactly() -> None:
 def test_an_international_address_is_kept_as_utf8() -> None:
     line = mime.address_line("To", "jürgen@bücher.example")
     assert line == "To: jürgen@bücher.example\r\n"
+
+
+def test_bodies_encoded_in_pieces_read_back_as_the_pieces_put_together() -> None:
+    pieces = [
+        "Line one\nünïcode ✓\n",
+        "no line end, trailing space ",
+        "x" * 200,  # one line longer than a line may be, split by soft breaks
+        "=3D is not a code here\r\n.leading dot\rbare CR\n",
+        '<p style="a: b;">' + "a&amp;b " * 40 + "</p>\n",
+    ]
+    text = "".join(pieces) + "\n"
+    encoded = [mime.quoted_printable(piece) for piece in pieces] + [mime.quoted_printable("\n")]
+    raw = mime.alternative_encoded([mime.header_line("Subject", "s")], encoded, encoded, "==b==")
+    message = read(raw)
+    plain, rich = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None and rich is not None
+    expected = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    assert plain.get_content() + "\r\n" == expected  # the last line end is the boundary's
+    assert rich.get_content() + "\r\n" == expected
+    assert all(len(line) <= 76 for line in raw.split(b"\r\n"))
+
+
+def test_a_body_in_pieces_must_end_a_line() -> None:
+    with pytest.raises(ValueError, match="text body"):
+        mime.alternative_encoded([], [mime.quoted_printable("no end")], [b"x\r\n"], "==b==")

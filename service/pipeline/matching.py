@@ -4,6 +4,7 @@ against every profile at once, back-fill for new or changed profiles, and previe
 from __future__ import annotations
 
 import gc
+import json
 import random
 import threading
 from collections.abc import Collection, Iterable, Sequence
@@ -250,10 +251,15 @@ class Matching:
                 query = parse_query(profile.spec.query)
                 documents = [papers[i] for i in ids if i in papers]
                 found += self._match_query(query, documents, profile_id=profile.id)
-        return self.subscriptions.save_matches(
+        saved = self.subscriptions.save_matches(
             ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found),
             self.clock.now(),
-        ) + self._backfill_similar(fresh)
+        )
+        # Only a profile with votes scores otherwise than its query did just above (likes
+        # rank, refusals hide): the others are not matched twice.
+        self._sync_similar()
+        voted = self._trained.keys() | self._refused.keys()
+        return saved + self._backfill_similar([p for p in fresh if p.id in voted])
 
     def _match_query(
         self,
@@ -291,26 +297,31 @@ class Matching:
         if self._index is not None:
             self._sync_index()
 
-    def _sync_index(self) -> ProfileIndex:
-        """The index over every profile, changed profile by profile (never rebuilt whole)."""
+    def _sync_index(self, profiles: Sequence[Profile] | None = None) -> ProfileIndex:
+        """The index over every profile (``profiles``, when the caller has just read them),
+        changed profile by profile (never rebuilt whole)."""
         if self._index is None:
             boost = self.settings.matching.upvote_boost
             self._index = ProfileIndex(stats=self._stats(), upvote_boost=boost)
             self._indexed = {}
         index = self._index
-        current = {
-            p.id: p.spec.query for p in self.subscriptions.profiles() if p.spec.query.strip()
-        }
+        if profiles is None:
+            profiles = self.subscriptions.profiles()
+        current = {p.id: p.spec.query for p in profiles if p.spec.query.strip()}
         for profile_id in set(self._indexed) - set(current):
             index.remove(profile_id)
             del self._indexed[profile_id]
+        parsed: dict[str, Query] = {}  # many profiles share a query: each is parsed once
         for profile_id, text in current.items():
             if self._indexed.get(profile_id) == text:
                 continue
+            query = parsed.get(text)
+            if query is None:
+                query = parsed[text] = parse_query(text)
             if profile_id in self._indexed:
-                index.replace(profile_id, parse_query(text))
+                index.replace(profile_id, query)
             else:
-                index.add(profile_id, parse_query(text))
+                index.add(profile_id, query)
             self._indexed[profile_id] = text
         return index
 
@@ -579,15 +590,19 @@ class Matching:
         synced = self._sync_similar(only=ids)
         with_query = {p.id for p in changed if p.spec.query.strip()}
         windows = self.mailroom.outbox.windows({p.subscriber_id for p in changed})
+        touched: dict[datetime, list[Paper]] = {}  # the papers of a window, read once
         found: list[Match] = []
         for profile in changed:
             state = windows.get(profile.subscriber_id)
             if state is None:
                 continue
-            touched = self.store.touched_since(state.window_end, MATCHED_EVENTS)
-            papers = self.store.papers(ids=touched)
+            since = state.window_end
+            if since not in touched:
+                seen = self.store.touched_since(since, MATCHED_EVENTS)
+                touched[since] = self.store.papers(ids=seen) if seen else []
+            papers = touched[since]
             query: list[Match] = []
-            if profile.spec.query.strip():
+            if papers and profile.spec.query.strip():
                 query = self._match_query(
                     parse_query(profile.spec.query),
                     map(document_from_paper, papers),
@@ -604,7 +619,8 @@ class Matching:
         """Match the snapshot's new and updated papers against every profile at once."""
         if summary.snapshot_id is None or not (summary.new or summary.updated or summary.listed):
             return
-        if self._index is None and not self.subscriptions.profiles():
+        profiles = self.subscriptions.profiles()  # read once for all that follows
+        if self._index is None and not profiles:
             self.forget_stats()  # nothing to match: count afresh when needed
             return
         events = self.store.events(summary.snapshot_id)
@@ -619,10 +635,9 @@ class Matching:
                         self._count(document)
         with self._similar_lock:
             self._arrived += len(fresh)
-        index = self._sync_index()
+        index = self._sync_index(profiles)
         # Matched and stored a slice of papers at a time: a day's matches for many profiles
         # never all live as objects at once. Only those that may want an alert are kept.
-        profiles = self.subscriptions.profiles()
         alerting = {p.id for p in profiles if p.spec.alert_threshold is not None}
         with_query = {p.id for p in profiles if p.spec.query.strip()}
         synced = self._sync_similar()  # once for every slice
@@ -633,9 +648,15 @@ class Matching:
             part = documents[start : start + MATCH_SLICE]
             found = index.match(part, stats=stats) if len(index) else []
             found = self._with_similarity(found, [by_id[d.id] for d in part], synced, with_query)
-            stored += self.subscriptions.save_matches(
-                ((m.profile_id, m.document_id, m.score, reasons_json(m)) for m in found), now
-            )
+            # Profiles of one query share their matches' reasons: each is written out once.
+            texts: dict[int, str] = {}  # by id(): the reasons live as long as ``found``
+            rows = []
+            for m in found:
+                text = texts.get(id(m.reasons))
+                if text is None:
+                    text = texts[id(m.reasons)] = json.dumps(reasons_json(m))
+                rows.append((m.profile_id, m.document_id, m.score, text))
+            stored += self.subscriptions.save_matches(rows, now)
             kept += (m for m in found if m.profile_id in alerting or _followed(m))
         if stored >= ANALYZE_AFTER:
             self.subscriptions.analyze_matches()

@@ -4,9 +4,9 @@ The ``email`` package builds the same message about eight times slower (its head
 parses every value back; its generator walks a tree); a digest run renders thousands, so the
 few lines of MIME that paperboy needs are written here, with the stdlib's encoders: RFC 2047
 encoded words from ``email.header`` for non-ASCII headers, quoted-printable from ``binascii``
-for the text body and base64 for the HTML one (several times faster to encode, and HTML is
-read by programs, not people). ``tests/test_mime.py`` checks the result with the ``email``
-parser.
+for the bodies (base64 for a notice's HTML). A digest's bodies come as pieces encoded one by
+one (``quoted_printable``), so that a paper's block, the same in many digests, is encoded once.
+``tests/test_mime.py`` checks the result with the ``email`` parser.
 """
 
 from __future__ import annotations
@@ -53,6 +53,16 @@ def _quoted_printable(text: str) -> bytes:
     return binascii.b2a_qp(body.encode("utf-8"), quotetabs=False, istext=True, header=False)
 
 
+def quoted_printable(text: str) -> bytes:
+    """``text`` as quoted-printable lines ending in CRLF, a piece of a body: text that does not
+    end a line ends in a soft line break, so pieces encoded apart and put one after another
+    decode to their texts put together (each encoded line stays within 76 columns)."""
+    plain = text.replace("\r\n", "\n").replace("\r", "\n")
+    encoded = binascii.b2a_qp(plain.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    encoded = encoded.replace(b"\n", b"\r\n")
+    return encoded if not encoded or plain.endswith("\n") else encoded + b"=\r\n"
+
+
 def _base64(text: str) -> bytes:
     encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False)
     lines = [encoded[at : at + 76] for at in range(0, len(encoded), 76)]
@@ -75,6 +85,32 @@ def alternative(headers: Sequence[str], text: str, html: str, boundary: str) -> 
             _quoted_printable(text),
             f"--{boundary}\r\n{part.format('html', 'base64')}".encode(),
             _base64(html),
+            f"--{boundary}--\r\n".encode(),
+        )
+    )
+
+
+def alternative_encoded(
+    headers: Sequence[str], text: Sequence[bytes], html: Sequence[bytes], boundary: str
+) -> bytes:
+    """The message of ``alternative`` from bodies already encoded, each as pieces from
+    ``quoted_printable``; each body's last piece must end a line (not in a soft break).
+
+    ``boundary`` as for ``alternative``."""
+    if not (text and text[-1].endswith(b"\r\n") and not text[-1].endswith(b"=\r\n")):
+        raise ValueError("the text body must end a line")
+    if not (html and html[-1].endswith(b"\r\n") and not html[-1].endswith(b"=\r\n")):
+        raise ValueError("the HTML body must end a line")
+    part = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable'
+    return b"".join(
+        (
+            "".join(headers).encode("utf-8"),
+            b"MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
+            f"--{boundary}\r\n{part.format('plain')}\r\n\r\n".encode(),
+            *text,
+            f"--{boundary}\r\n{part.format('html')}\r\n\r\n".encode(),
+            *html,
             f"--{boundary}--\r\n".encode(),
         )
     )
