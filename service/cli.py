@@ -924,7 +924,7 @@ def _digest(args: argparse.Namespace) -> int:
             )
             return 0
         print(
-            f"queued: {_count(planned.papers, 'paper')} for {owner.email} "
+            f"queued: {_count(planned.papers or 0, 'paper')} for {owner.email} "
             "(paperboy send delivers it)"
         )
     return 0
@@ -967,7 +967,7 @@ def _plan(args: argparse.Namespace) -> int:
         print(
             json.dumps(row)
             if args.json
-            else f"{item.email}: {_count(item.papers, 'paper')} ({item.window.key})"
+            else f"{item.email}: {_count(item.papers or 0, 'paper')} ({item.window.key})"
         )
     return 0
 
