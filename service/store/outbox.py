@@ -565,7 +565,11 @@ class Outbox:
                     deliveries.c.status == DeliveryStatus.SENDING.value,
                 )
                 .values(
-                    status=DeliveryStatus.PENDING.value,
+                    # A digest not composed yet goes back to be composed.
+                    status=sa.case(
+                        (deliveries.c.message.is_(None), DeliveryStatus.COMPOSE.value),
+                        else_=DeliveryStatus.PENDING.value,
+                    ),
                     claimed_until=None,
                     claimed_by=None,
                     **values,
