@@ -84,9 +84,15 @@ RENDER_SLICE = 50
 LEASE = timedelta(minutes=10)
 """How long a sender holds a claimed delivery; a claim older than this is taken again."""
 
-CLAIM_BATCH = 20
-"""Deliveries a sender claims at a time: a claim that outlives a crash unseen (a restarted
+CLAIM_BATCH = 100
+"""Deliveries a sender claims, and composes, at a time (their candidates, papers and ledger
+read and written in a few statements): a claim that outlives a crash unseen (a restarted
 container) holds back at most this many for ``LEASE`` (see ``service.store.outbox``)."""
+
+SEND_SLICE = 20
+"""Messages sent between two writes of their outcomes (one transaction): a sender that dies
+may have sent at most these (or ``mail.smtp.connections``, if more) without a record, and
+they are sent again."""
 
 
 class Sender(Protocol):
@@ -566,8 +572,9 @@ class Mailroom:
 
     async def send(self, *, limit: int = CLAIM_BATCH) -> SendResult:
         """Send what is due, a claimed batch at a time, until nothing is due or ``stop()``:
-        digests still to compose are composed and rendered first (``_compose_claimed``), and
-        each batch's outcomes are written in one transaction once its messages are done.
+        digests still to compose are composed and rendered first (``_compose_claimed``), then
+        the batch is sent ``SEND_SLICE`` messages at a time, each slice's outcomes written in
+        one transaction once its messages are done.
 
         Raises ``MailConfigError`` when the sender cannot work as configured (the mail server
         refuses the connection, TLS or the login): the claimed messages are given back, with
@@ -581,14 +588,47 @@ class Mailroom:
         with self._render_pool(self.outbox.to_compose(self.clock.now())) as pool:
             if pool is not None:  # a share for each rendering process in every batch
                 limit = max(limit, self._processes() * RENDER_SLICE)
-            while not self.stopping:
+
+            def take() -> list[tuple[Delivery, bytes]] | None:
+                """The next batch, claimed and composed; None when nothing is due."""
                 claimed = self.outbox.claim(self.clock.now(), LEASE, limit)
-                if not claimed:
-                    break
-                ready, _ = self._compose_claimed(claimed, pool, release=False)
-                batch = await self._send_batch(ready, from_address, lanes)
-                _log_batch(batch)
-                totals = _add(totals, **asdict(batch))
+                return self._compose_claimed(claimed, pool, release=False)[0] if claimed else None
+
+            # The next batch is claimed and composed (in a thread) while this one is sent, so
+            # that composing does not keep the relay waiting.
+            ahead: asyncio.Task[list[tuple[Delivery, bytes]] | None] | None = None
+            ahead = asyncio.create_task(asyncio.to_thread(take))
+            try:
+                while not self.stopping:
+                    ready = await ahead
+                    ahead = None
+                    if ready is None:
+                        break
+                    ahead = asyncio.create_task(asyncio.to_thread(take))
+                    totals = await self._send_slices(ready, from_address, lanes, totals)
+            finally:
+                if ahead is not None:  # stopped, or failed: the batch ahead was no attempt
+                    left = await ahead
+                    self.outbox.release([d.id for d, _ in left or ()])
+        return totals
+
+    async def _send_slices(
+        self,
+        ready: Sequence[tuple[Delivery, bytes]],
+        from_address: str,
+        lanes: asyncio.Semaphore,
+        totals: SendResult,
+    ) -> SendResult:
+        """Send a composed batch ``SEND_SLICE`` messages at a time."""
+        step = max(SEND_SLICE, getattr(self.sender, "concurrency", 1))
+        for start in range(0, len(ready), step):
+            try:
+                batch = await self._send_batch(ready[start : start + step], from_address, lanes)
+            except MailConfigError as exc:  # the rest were no attempt either
+                self.outbox.release([d.id for d, _ in ready[start + step :]], error=str(exc))
+                raise
+            _log_batch(batch)
+            totals = _add(totals, **asdict(batch))
         return totals
 
     async def _send_batch(
