@@ -596,7 +596,7 @@ class Mailroom:
 
             # The next batch is claimed and composed (in a thread) while this one is sent, so
             # that composing does not keep the relay waiting.
-            ahead: asyncio.Task[list[tuple[Delivery, bytes]] | None] | None = None
+            ahead: asyncio.Task[list[tuple[Delivery, bytes]] | None] | None
             ahead = asyncio.create_task(asyncio.to_thread(take))
             try:
                 while not self.stopping:

@@ -144,7 +144,7 @@ def sent_by(log: Path) -> int:
 def test_workers_share_what_the_leader_plans_and_send_each_digest_once(
     tmp_path: Path, pg_url: str
 ) -> None:
-    readers = 120
+    readers = 300  # a worker holds two batches of 100 at most: the others take the rest
     clock = due_readers(tmp_path, pg_url, readers)
     # A relay that takes 20 ms a message: one worker alone would take seconds.
     with (
