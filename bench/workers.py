@@ -214,12 +214,17 @@ def make_due(work: Workload) -> None:
 
 
 def start(config: Path, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "service", *args],
-        env={**os.environ, "PAPERBOY_CONFIG": str(config)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    """``paperboy ARGS``; what it logs goes to a file beside the config (a pipe nobody reads
+    would fill, and stop it)."""
+    logs = config.parent / "logs"
+    logs.mkdir(exist_ok=True)
+    with (logs / f"{args[0]}-{time.monotonic_ns()}.log").open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service", *args],
+            env={**os.environ, "PAPERBOY_CONFIG": str(config)},
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
 
 
 def cpu(pids: list[int]) -> float:
@@ -250,7 +255,7 @@ def wait_for_sink(log: Path, before: int, count: int, timeout: float, watch: lis
     while len(received(log)) - before < count:
         for process in watch:
             if process.poll() is not None:
-                raise SystemExit(f"a process ended: {process.stderr.read().decode()[-2000:]}")
+                raise SystemExit(f"a process ended: {process.args}, exit {process.returncode}")
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out: {len(received(log)) - before} of {count} arrived")
         time.sleep(0.2)
@@ -411,6 +416,14 @@ def main() -> int:
                     flush=True,
                 )
             work.app.close()
+            said = [
+                line
+                for path in sorted((tmp / "logs").glob("*.log"))
+                for line in path.read_text(errors="replace").splitlines()
+            ]
+            print(f"the processes logged {len(said)} lines (WARNING and above)", flush=True)
+            for line in sorted(set(said))[:10]:
+                print(f"  {line[:200]}", flush=True)
         finally:
             sink_process.send_signal(signal.SIGTERM)
             sink_process.wait(timeout=10)

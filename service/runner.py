@@ -194,6 +194,9 @@ async def serve(
             scheduler.modify_job("send", next_run_time=datetime.now(UTC))
 
     async def send() -> None:
+        if sending:  # a long send is running: it goes round once more (no overlap, no warning)
+            again.set()
+            return
         task = asyncio.current_task()
         assert task is not None
         sending.add(task)
@@ -215,7 +218,11 @@ async def serve(
             unusable.clear()
 
     now = datetime.now(UTC)
-    scheduler.add_job(send, "interval", seconds=send_every, id="send", next_run_time=now)
+    # A second instance only hands over to the first (see ``send``): APScheduler would log a
+    # warning at every interval that a long send spans.
+    scheduler.add_job(
+        send, "interval", seconds=send_every, id="send", next_run_time=now, max_instances=2
+    )
     if lead:
         _leader_jobs(app, scheduler, store_job, tick)
 
