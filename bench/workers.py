@@ -289,6 +289,7 @@ def run_workers(
     try:
         wait_for_sink(log, before, count, 3600, processes)
         worker_cpu = cpu([p.pid for p in processes])
+        database_cpu = postgres_cpu() - cpu_before[1]  # before the workers' backends end
     finally:
         stop(processes)
     wall = time.perf_counter() - began
@@ -304,7 +305,7 @@ def run_workers(
         "load": load,
         "worker cpu": worker_cpu,
         "sink cpu": cpu([sink_pid]) - cpu_before[0],
-        "postgres cpu": postgres_cpu() - cpu_before[1],
+        "postgres cpu": database_cpu,
         "twice": len(arrived) - len({r for _, r in arrived}),
     }
 
