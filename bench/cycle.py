@@ -7,12 +7,14 @@ PostgreSQL (a fresh database on 127.0.0.1:5432, dropped afterwards), side by sid
 - ingest + match: one listing of 1,000 new papers (the five seeds' real titles and abstracts,
   each given two topics of 400, so that a profile's phrase finds about five papers and a
   digest holds about ten), parsed, stored and matched against every profile;
-- plan: every subscriber's window closes (everyone is due at 07:00 in their own zone): each
-  digest composed, rendered and queued in the outbox;
-- send: the outbox drained into a local maildir.
+- plan: every subscriber's window closes (everyone is due at 07:00 in their own zone): the
+  window moved and a delivery to compose recorded, what the leader's plan job does;
+- send: the outbox drained into a local maildir: each digest composed (candidates, papers,
+  ledger), rendered (in a process pool across the cores) and sent by the sender that claims
+  it, what ``paperboy worker`` (and ``paperboy run``'s own sender) does.
 
 For each stage: seconds and the peak resident memory of the process during it (sampled every
-20 ms from /proc); after planning, the outbox's bytes per digest and papers per digest.
+20 ms from /proc); after sending, the outbox's bytes per digest and papers per digest.
 
     .venv/bin/python bench/cycle.py --subscribers 1000 10000 [--stores sqlite postgresql]
         [--profile plan]  # cProfile of one stage, top 25 by cumulative time
@@ -250,7 +252,9 @@ def cycle(kind: str, count: int, profile: str | None) -> dict[str, Any]:
             )
             assert summary.new == PAPERS, summary
             clock.at = DUE
-            planned = stage(figures, "plan", app.mailroom.plan, profile)
+            planned = stage(figures, "plan", app.mailroom.close_windows, profile)
+            result = stage(figures, "send", lambda: asyncio.run(app.mailroom.send()), profile)
+            figures["sent"] = result.sent
             with app.store.engine.connect() as db:
                 queued, size, shown = db.execute(
                     sa.select(
@@ -262,8 +266,6 @@ def cycle(kind: str, count: int, profile: str | None) -> dict[str, Any]:
             figures["digests"] = (int(queued), len(planned))
             figures["bytes/digest"] = int(size or 0) / max(1, int(queued))
             figures["papers/digest"] = int(shown or 0) / max(1, int(queued))
-            result = stage(figures, "send", lambda: asyncio.run(app.mailroom.send()), profile)
-            figures["sent"] = result.sent
     return figures
 
 

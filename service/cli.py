@@ -169,6 +169,18 @@ def _parser() -> argparse.ArgumentParser:
     _listen_options(run)
     run.set_defaults(handler=_run)
 
+    worker = commands.add_parser(
+        "worker",
+        help="compose, render and send due mail, and nothing else (start as many as you like)",
+    )
+    worker.add_argument(
+        "--send-every",
+        type=float,
+        default=10.0,
+        help="seconds between looks at the outbox (default 10)",
+    )
+    worker.set_defaults(handler=_worker)
+
     web = commands.add_parser(
         "web", help="serve only the web: feeds, subscription pages, health and metrics"
     )
@@ -847,6 +859,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from service.runner import work
+
+    with _app(args) as app:
+        work(app, send_every=args.send_every)
+    return 0
+
+
 def _web(args: argparse.Namespace) -> int:
     from service.runner import run_web
 
@@ -926,7 +946,7 @@ def _digest(args: argparse.Namespace) -> int:
             )
             return 0
         print(
-            f"queued: {_count(planned.papers, 'paper')} for {owner.email} "
+            f"queued: {_count(planned.papers or 0, 'paper')} for {owner.email} "
             "(paperboy send delivers it)"
         )
     return 0
@@ -969,7 +989,7 @@ def _plan(args: argparse.Namespace) -> int:
         print(
             json.dumps(row)
             if args.json
-            else f"{item.email}: {_count(item.papers, 'paper')} ({item.window.key})"
+            else f"{item.email}: {_count(item.papers or 0, 'paper')} ({item.window.key})"
         )
     return 0
 
@@ -1034,7 +1054,7 @@ def _app(args: argparse.Namespace) -> App:
 
 
 # Commands that run as a service: their log is their output (see _configure_logging).
-_SERVICES: frozenset[Handler] = frozenset({_run, _web})
+_SERVICES: frozenset[Handler] = frozenset({_run, _web, _worker})
 
 # The libraries whose logs tell about their own workings: WARNING unless -vv.
 _LIBRARIES = (

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -50,7 +50,15 @@ from service.render.email import EmailRenderer, Letterhead, Rendered
 from service.render.feeds import ALL, FORMATS, FeedEntry, FeedMeta, Format, render_feed, slugs
 from service.render.papers import reasons_from_json
 from service.render.templates import environment
-from service.store.outbox import Closing, FeedSource, MatchRow, NewDelivery, Outbox
+from service.store.outbox import (
+    Claimed,
+    Closing,
+    FeedSource,
+    MatchRow,
+    NewDelivery,
+    Outbox,
+    Outcome,
+)
 from service.store.repository import Store
 from service.store.subscriptions import Subscriptions
 from service.store.suppressions import Suppressions
@@ -76,9 +84,15 @@ RENDER_SLICE = 50
 LEASE = timedelta(minutes=10)
 """How long a sender holds a claimed delivery; a claim older than this is taken again."""
 
-CLAIM_BATCH = 20
-"""Deliveries a sender claims at a time: a claim that outlives a crash unseen (a restarted
+CLAIM_BATCH = 100
+"""Deliveries a sender claims, and composes, at a time (their candidates, papers and ledger
+read and written in a few statements): a claim that outlives a crash unseen (a restarted
 container) holds back at most this many for ``LEASE`` (see ``service.store.outbox``)."""
+
+SEND_SLICE = 20
+"""Messages sent between two writes of their outcomes (one transaction): a sender that dies
+may have sent at most these (or ``mail.smtp.connections``, if more) without a record, and
+they are sent again."""
 
 
 class Sender(Protocol):
@@ -96,7 +110,7 @@ class Planned:
     email: str
     kind: DeliveryKind
     window: Window
-    papers: int
+    papers: int | None  # None: not composed yet (``close_windows``)
     delivery_id: int | None  # None: nothing to send (or the window was closed already)
 
 
@@ -189,15 +203,46 @@ class Mailroom:
 
     # -- planning -------------------------------------------------------------------------------
 
-    def plan(self) -> list[Planned]:
-        """Close every due window: one digest per subscriber, queued in the outbox.
-
-        Subscribers are planned ``PLAN_BATCH`` at a time: their profiles, candidates and papers
-        read in a few queries, and their deliveries, ledger and windows written in one
-        transaction (``Outbox.close_windows``), so a crash leaves each window either closed
-        with its delivery or open.
-        """
+    def close_windows(self) -> list[Planned]:
+        """Close every due window (the leader's job): per due subscriber, a delivery to compose
+        (with the window's bounds) recorded and the window moved, ``PLAN_BATCH`` subscribers
+        to a short transaction, so a crash leaves each window either closed with its delivery
+        or open. The sender that claims a delivery composes, renders and sends it (``send``).
+        The ``Planned`` show no papers: nothing is composed yet."""
         now = self.clock.now()
+        due = self._due(now)
+        done: list[Planned] = []
+        for start in range(0, len(due), PLAN_BATCH):
+            batch = due[start : start + PLAN_BATCH]
+            closing = [
+                Closing(
+                    owner.id,
+                    owner.email,
+                    window,
+                    windows.next_boundary(owner.schedule, ZoneInfo(owner.timezone), now),
+                )
+                for owner, window in batch
+            ]
+            ids = self.outbox.close_windows(closing, now)
+            count = sum(1 for i in ids.values() if i is not None)
+            if count:
+                log.info("closed %d digest window%s", count, "" if count == 1 else "s")
+            done += [
+                Planned(owner.email, DeliveryKind.DIGEST, window, None, ids[owner.id])
+                for owner, window in batch
+            ]
+        return done
+
+    def plan(self) -> list[Planned]:
+        """Close every due window and compose its digest here, ready to send
+        (``close_windows``, then ``compose``): ``paperboy plan``, one process doing it all.
+        ``paperboy run`` only closes windows and leaves the rest to the senders."""
+        closed = self.close_windows()
+        shown = self.compose([p.delivery_id for p in closed if p.delivery_id is not None])
+        return [_composed(planned, shown) for planned in closed]
+
+    def _due(self, now: datetime) -> list[tuple[Subscriber, Window]]:
+        """The subscribers whose digest window is due, with the window."""
         states = self.outbox.windows()
         suppressed = self.suppressions.all()
         due: list[tuple[Subscriber, Window]] = []
@@ -218,21 +263,26 @@ class Mailroom:
                         self.outbox.set_next_window(owner.id, upcoming)
                 continue
             due.append((owner, window))
-        if not due:
-            return []
-        health = self._health(now)  # the sources' health, read once for every digest
-        done: list[Planned] = []
-        with self._render_pool(len(due)) as pool:
-            for start in range(0, len(due), PLAN_BATCH):
-                done += self._close_batch(due[start : start + PLAN_BATCH], now, health, pool)
-        return done
+        return due
+
+    def compose(self, delivery_ids: Sequence[int]) -> dict[int, int | None]:
+        """Compose and render these digests here, and leave them pending for any sender
+        (those another sender holds are left to it). Per delivery composed: the papers it
+        shows, or None for an empty digest, dropped."""
+        shown: dict[int, int | None] = {}
+        with self._render_pool(len(delivery_ids)) as pool:
+            for start in range(0, len(delivery_ids), PLAN_BATCH):
+                chunk = delivery_ids[start : start + PLAN_BATCH]
+                claimed = self.outbox.claim(self.clock.now(), LEASE, len(chunk), to_compose=chunk)
+                shown.update(self._compose_claimed(claimed, pool, release=True)[1])
+        return shown
 
     @contextmanager
     def _render_pool(self, due: int) -> Iterator[ProcessPoolExecutor | None]:
         """Processes to render ``due`` digests in: ``mail.render_processes`` of them (0: one
         per core) when there are enough digests to pay for starting them, else None (rendered
         here)."""
-        processes = self.settings.mail.render_processes or os.cpu_count() or 1
+        processes = self._processes()
         if processes < 2 or due < POOL_MIN:
             yield None
             return
@@ -247,64 +297,105 @@ class Mailroom:
         finally:
             pool.shutdown(cancel_futures=True)
 
-    def _close_batch(
-        self,
-        batch: Sequence[tuple[Subscriber, Window]],
-        now: datetime,
-        health: Health,
-        pool: ProcessPoolExecutor | None = None,
-    ) -> list[Planned]:
-        """Close a batch of due windows: read in bulk, compose and render each digest, then
-        write every delivery in one transaction."""
-        profiles = self.subscriptions.profiles_of([owner.id for owner, _ in batch])
-        rows = self.outbox.candidates_of({o.id: (w.start, w.end) for o, w in batch})
+    def _processes(self) -> int:
+        return self.settings.mail.render_processes or os.cpu_count() or 1
+
+    def _compose_claimed(
+        self, claimed: Sequence[Claimed], pool: ProcessPoolExecutor | None, *, release: bool
+    ) -> tuple[list[tuple[Delivery, bytes]], dict[int, int | None]]:
+        """Compose and render the claimed digests still to compose (their candidates, papers
+        and ledger read in bulk), and write them back in one transaction, empty ones dropped.
+        Returns what is ready to send, in claim order, and per digest composed the papers it
+        shows (None: empty). If anything fails, the claims are given back before it is
+        raised: none was an attempt."""
+        try:
+            return self._compose_all(claimed, pool, release=release)
+        except BaseException:
+            self.outbox.release([c.delivery.id for c in claimed])
+            raise
+
+    def _compose_all(
+        self, claimed: Sequence[Claimed], pool: ProcessPoolExecutor | None, *, release: bool
+    ) -> tuple[list[tuple[Delivery, bytes]], dict[int, int | None]]:
+        spans: dict[int, Window] = {}
+        todo, later = [], []
+        for c in claimed:
+            if c.window is None:
+                continue
+            if c.delivery.subscriber_id in spans:  # a subscriber's digests, oldest first
+                later.append(c)
+            else:
+                spans[c.delivery.subscriber_id] = c.window
+                todo.append(c)
+        if later:
+            self.outbox.release([c.delivery.id for c in later])
+        if not todo:
+            return [(c.delivery, c.message or b"") for c in claimed if c.window is None], {}
+        now = self.clock.now()
+        owners = self.subscriptions.subscribers_by_id(list(spans))
+        profiles = self.subscriptions.profiles_of(list(spans))
+        rows = self.outbox.candidates_of({i: (w.start, w.end) for i, w in spans.items()})
         papers = {
             p.id: p
             for p in self.store.papers(
                 ids=sorted({r.paper_id for found in rows.values() for r in found})
             )
         }
-        composed_by: dict[int, Digest | None] = {}
-        for owner, window in batch:
+        health = self._health(now)
+        composed: list[tuple[Claimed, Digest]] = []
+        empty: list[int] = []
+        for c in todo:
+            owner = owners.get(c.delivery.subscriber_id)
+            if owner is None:  # removed meanwhile, and its deliveries with it
+                empty.append(c.delivery.id)
+                continue
             mine = profiles.get(owner.id, [])
-            composed_by[owner.id] = digests.compose(
+            digest = digests.compose(
                 owner,
                 DeliveryKind.DIGEST,
-                window,
+                spans[owner.id],
                 _candidates(mine, rows.get(owner.id, ()), papers),
                 notes=health.notes,
                 healthy=health.healthy,
                 send_when_empty=any(p.spec.send_when_empty for p in mine),
             )
-        queued = self._render_all([d for d in composed_by.values() if d is not None], now, pool)
-        closing = [
-            Closing(
-                owner.id,
-                composed.key if composed is not None else window.key,
-                queued.get(owner.id),
-                window.end,
-                windows.next_boundary(owner.schedule, ZoneInfo(owner.timezone), now),
-            )
-            for owner, window in batch
-            for composed in (composed_by[owner.id],)
+            if digest is None:
+                empty.append(c.delivery.id)
+            else:
+                composed.append((c, digest))
+        # Rendered as of planning: the message is the one planning would have rendered.
+        rendered = self._render_all([(d, c.delivery.created_at) for c, d in composed], pool)
+        filled = [
+            (c.delivery.id, _new_delivery(d, r))
+            for (c, d), r in zip(composed, rendered, strict=True)
         ]
-        ids = self.outbox.close_windows(closing, now)
-        count = sum(1 for i in ids.values() if i is not None)
-        if count:
-            log.info("planned %d digest%s", count, "" if count == 1 else "s")
-        done = []
-        for owner, window in batch:
-            composed = composed_by[owner.id]
-            done.append(
-                Planned(
-                    owner.email,
-                    DeliveryKind.DIGEST,
-                    window,
-                    len(composed.paper_ids) if composed else 0,
-                    ids[owner.id],
-                )
+        self.outbox.fill(filled, empty, now, release=release)
+        for (c, d), (_, new) in zip(composed, filled, strict=True):
+            log.info(
+                "digest for %s: %d paper%s",
+                new.recipient,
+                len(new.paper_ids),
+                "" if len(new.paper_ids) == 1 else "s",
+                extra={"subscriber_id": d.subscriber.id, "delivery_id": c.delivery.id},
             )
-        return done
+        messages = dict(filled)
+        ready = []
+        for c in claimed:
+            if c.window is None:
+                ready.append((c.delivery, c.message or b""))
+            elif c.delivery.id in messages:
+                new = messages[c.delivery.id]
+                delivery = replace(
+                    c.delivery,
+                    recipient=new.recipient,
+                    subject=new.subject,
+                    message_id=new.message_id,
+                    papers=len(new.paper_ids),
+                )
+                ready.append((delivery, new.message))
+        shown: dict[int, int | None] = dict.fromkeys(empty)
+        shown.update((i, len(new.paper_ids)) for i, new in filled)
+        return ready, shown
 
     def _health(self, now: datetime) -> Health:
         states = self.outbox.source_health()
@@ -370,17 +461,14 @@ class Mailroom:
         return _candidates(profiles, rows, papers)
 
     def _render_all(
-        self, composed: Sequence[Digest], now: datetime, pool: ProcessPoolExecutor | None
-    ) -> dict[int, NewDelivery]:
-        """Each digest rendered and ready to queue, by subscriber id: in ``pool`` when there
-        is one (in slices, so that each process gets a share), else here."""
+        self, composed: Sequence[tuple[Digest, datetime]], pool: ProcessPoolExecutor | None
+    ) -> list[Rendered]:
+        """Each digest rendered as of its time: in ``pool`` when there is one (in slices, so
+        that each process gets a share), else here."""
         if pool is None:
-            return {d.subscriber.id: self._queue(d, now) for d in composed}
+            return [self.renderer.render(d, at) for d, at in composed]
         slices = [composed[i : i + RENDER_SLICE] for i in range(0, len(composed), RENDER_SLICE)]
-        rendered = [r for done in pool.map(_render_many, slices, [now] * len(slices)) for r in done]
-        return {
-            d.subscriber.id: _new_delivery(d, r) for d, r in zip(composed, rendered, strict=True)
-        }
+        return [r for done in pool.map(_render_many, slices) for r in done]
 
     def _queue(self, composed: Digest, now: datetime) -> NewDelivery:
         rendered = self.renderer.render(composed, now)
@@ -483,7 +571,10 @@ class Mailroom:
     # -- sending --------------------------------------------------------------------------------
 
     async def send(self, *, limit: int = CLAIM_BATCH) -> SendResult:
-        """Send what is due, a claimed batch at a time, until nothing is due or ``stop()``.
+        """Send what is due, a claimed batch at a time, until nothing is due or ``stop()``:
+        digests still to compose are composed and rendered first (``_compose_claimed``), then
+        the batch is sent ``SEND_SLICE`` messages at a time, each slice's outcomes written in
+        one transaction once its messages are done.
 
         Raises ``MailConfigError`` when the sender cannot work as configured (the mail server
         refuses the connection, TLS or the login): the claimed messages are given back, with
@@ -494,11 +585,48 @@ class Mailroom:
         totals = SendResult()
         from_address = _addr_spec(self.settings.mail.from_address)
         lanes = asyncio.Semaphore(max(1, getattr(self.sender, "concurrency", 1)))
-        while not self.stopping:
-            claimed = self.outbox.claim(self.clock.now(), LEASE, limit)
-            if not claimed:
-                break
-            batch = await self._send_batch(claimed, from_address, lanes)
+        with self._render_pool(self.outbox.to_compose(self.clock.now())) as pool:
+            if pool is not None:  # a share for each rendering process in every batch
+                limit = max(limit, self._processes() * RENDER_SLICE)
+
+            def take() -> list[tuple[Delivery, bytes]] | None:
+                """The next batch, claimed and composed; None when nothing is due."""
+                claimed = self.outbox.claim(self.clock.now(), LEASE, limit)
+                return self._compose_claimed(claimed, pool, release=False)[0] if claimed else None
+
+            # The next batch is claimed and composed (in a thread) while this one is sent, so
+            # that composing does not keep the relay waiting.
+            ahead: asyncio.Task[list[tuple[Delivery, bytes]] | None] | None
+            ahead = asyncio.create_task(asyncio.to_thread(take))
+            try:
+                while not self.stopping:
+                    ready = await ahead
+                    ahead = None
+                    if ready is None:
+                        break
+                    ahead = asyncio.create_task(asyncio.to_thread(take))
+                    totals = await self._send_slices(ready, from_address, lanes, totals)
+            finally:
+                if ahead is not None:  # stopped, or failed: the batch ahead was no attempt
+                    left = await ahead
+                    self.outbox.release([d.id for d, _ in left or ()])
+        return totals
+
+    async def _send_slices(
+        self,
+        ready: Sequence[tuple[Delivery, bytes]],
+        from_address: str,
+        lanes: asyncio.Semaphore,
+        totals: SendResult,
+    ) -> SendResult:
+        """Send a composed batch ``SEND_SLICE`` messages at a time."""
+        step = max(SEND_SLICE, getattr(self.sender, "concurrency", 1))
+        for start in range(0, len(ready), step):
+            try:
+                batch = await self._send_batch(ready[start : start + step], from_address, lanes)
+            except MailConfigError as exc:  # the rest were no attempt either
+                self.outbox.release([d.id for d, _ in ready[start + step :]], error=str(exc))
+                raise
             _log_batch(batch)
             totals = _add(totals, **asdict(batch))
         return totals
@@ -510,34 +638,43 @@ class Mailroom:
         lanes: asyncio.Semaphore,
     ) -> SendResult:
         """Send a claimed batch, as many at once as the sender has lanes (SMTP connections,
-        maildir writers), in claim order. Claims not tried (a stop, a sender that cannot work)
-        are given back; a ``MailConfigError`` is raised once the messages in flight are done."""
-        batch = SendResult()
+        maildir writers), in claim order, and record the outcomes together. Claims not tried
+        (a stop, a sender that cannot work) are given back; a ``MailConfigError`` is raised
+        once the messages in flight are done."""
+        outcomes: list[Outcome] = []
         tried: set[int] = set()
         failure: list[MailConfigError] = []
 
         async def one(delivery: Delivery, message: bytes) -> None:
-            nonlocal batch
             async with lanes:
                 if self.stopping or failure:
                     return
                 tried.add(delivery.id)
                 try:
-                    done = await self._send_one(
-                        delivery.id,
-                        delivery.attempts + 1,
-                        delivery.recipient,
-                        self.envelope_sender(delivery.id, from_address),
-                        message,
-                        SendResult(),
+                    outcomes.append(
+                        await self._send_one(
+                            delivery.id,
+                            delivery.attempts + 1,
+                            delivery.recipient,
+                            self.envelope_sender(delivery.id, from_address),
+                            message,
+                        )
                     )
                 except MailConfigError as exc:
                     tried.discard(delivery.id)  # no attempt: given back below
                     failure.append(exc)
-                    return
-                batch = _add(batch, **asdict(done))
 
-        await asyncio.gather(*(one(d, m) for d, m in claimed))
+        try:
+            await asyncio.gather(*(one(d, m) for d, m in claimed))
+        finally:
+            # Written even when something unforeseen is raised: what went out is not repeated.
+            self.outbox.record(outcomes)
+        batch = SendResult(
+            sent=sum(1 for o in outcomes if o.status is DeliveryStatus.SENT),
+            retried=sum(1 for o in outcomes if o.status is DeliveryStatus.PENDING),
+            failed=sum(1 for o in outcomes if o.status is DeliveryStatus.FAILED),
+            dead=sum(1 for o in outcomes if o.status is DeliveryStatus.DEAD),
+        )
         untried = [d.id for d, _ in claimed if d.id not in tried]
         if failure:
             self.outbox.release(untried, error=str(failure[0]))
@@ -576,14 +713,8 @@ class Mailroom:
         return identity.verp_address(bounces.local_part, domain, delivery_id)
 
     async def _send_one(
-        self,
-        delivery_id: int,
-        attempt: int,
-        recipient: str,
-        envelope_from: str,
-        message: bytes,
-        totals: SendResult,
-    ) -> SendResult:
+        self, delivery_id: int, attempt: int, recipient: str, envelope_from: str, message: bytes
+    ) -> Outcome:
         """Make attempt number ``attempt`` (counting from 1) at one delivery."""
         assert self.sender is not None
         started = time.perf_counter()
@@ -604,8 +735,7 @@ class Mailroom:
                     exc,
                     extra={"delivery_id": delivery_id},
                 )
-                self.outbox.mark_failed(delivery_id, str(exc), DeliveryStatus.FAILED)
-                return _add(totals, failed=1)
+                return Outcome(delivery_id, DeliveryStatus.FAILED, error=str(exc))
             if attempt >= self.settings.mail.max_attempts:
                 log.warning(
                     "delivery %d to %s is dead after %d attempts: %s",
@@ -615,8 +745,7 @@ class Mailroom:
                     exc,
                     extra={"delivery_id": delivery_id},
                 )
-                self.outbox.mark_failed(delivery_id, str(exc), DeliveryStatus.DEAD)
-                return _add(totals, dead=1)
+                return Outcome(delivery_id, DeliveryStatus.DEAD, error=str(exc))
             mail = self.settings.mail
             wait = polling.backoff(attempt, mail.retry_base, mail.retry_max, self.rng)
             log.warning(
@@ -629,11 +758,9 @@ class Mailroom:
                 exc,
                 extra={"delivery_id": delivery_id},
             )
-            self.outbox.mark_retry(delivery_id, str(exc), now + wait)
-            return _add(totals, retried=1)
+            return Outcome(delivery_id, DeliveryStatus.PENDING, now + wait, str(exc))
         self._timed("sent", time.perf_counter() - started)
-        self.outbox.mark_sent(delivery_id, self.clock.now())
-        return _add(totals, sent=1)
+        return Outcome(delivery_id, DeliveryStatus.SENT, self.clock.now())
 
     def _timed(self, outcome: str, seconds: float) -> None:
         for listener in self.send_listeners:
@@ -780,10 +907,20 @@ def _start_renderer(templates_dir: Path | None, letterhead: Letterhead) -> None:
     _WORKER["renderer"] = EmailRenderer(environment(templates_dir), letterhead)
 
 
-def _render_many(composed: Sequence[Digest], now: datetime) -> list[Rendered]:
-    """Render digests in a rendering process."""
+def _render_many(composed: Sequence[tuple[Digest, datetime]]) -> list[Rendered]:
+    """Render digests, each as of its time, in a rendering process."""
     renderer = _WORKER["renderer"]
-    return [renderer.render(digest, now) for digest in composed]
+    return [renderer.render(digest, at) for digest, at in composed]
+
+
+def _composed(planned: Planned, shown: Mapping[int, int | None]) -> Planned:
+    """``planned`` once its digest is composed: its papers, and no delivery if it was empty."""
+    if planned.delivery_id is None or planned.delivery_id not in shown:
+        return planned  # closed already, or being composed by another sender
+    papers = shown[planned.delivery_id]
+    if papers is None:
+        return replace(planned, papers=0, delivery_id=None)
+    return replace(planned, papers=papers)
 
 
 def _new_delivery(composed: Digest, rendered: Rendered) -> NewDelivery:

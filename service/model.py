@@ -294,6 +294,7 @@ class DeliveryKind(StrEnum):
 
 
 class DeliveryStatus(StrEnum):
+    COMPOSE = "compose"  # a digest window closed: the sender that claims it composes it
     PENDING = "pending"  # waiting for its next attempt
     SENDING = "sending"  # claimed by a sender until claimed_until
     SENT = "sent"

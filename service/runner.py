@@ -1,13 +1,19 @@
 """``paperboy run``: APScheduler's AsyncIOScheduler runs the "do what is due" jobs.
 
 Jobs: ``poll`` (poll due sources; matching and alerts follow each snapshot), ``plan`` (close
-due digest windows), ``send`` (drain the outbox) and ``cleanup``. Due times live in the
-database, so the jobs only ask "what is due now?". The jobs that write papers and windows run
-one at a time on a single worker thread, and on PostgreSQL only in the process that leads them
-(an advisory lock per job), so any number of ``paperboy run`` processes can share a database.
-``send`` runs on the event loop in every process and is woken as soon as a poll or a plan
-queued something. Every job coalesces missed runs and never overlaps itself. SIGTERM or
+due digest windows: a delivery to compose recorded for each), ``send`` (compose, render and
+send what the outbox holds) and ``cleanup``. Due times live in the database, so the jobs only
+ask "what is due now?". The jobs that write papers and windows run one at a time on a single
+worker thread, and on PostgreSQL only in the process that leads them (an advisory lock per
+job, taken for each run: when the leader dies its locks go with its connection, and the next
+tick of another process leads), so any number of ``paperboy run`` processes can share a
+database. ``send`` runs on the event loop in every process and is woken as soon as a poll or a
+plan queued something. Every job coalesces missed runs and never overlaps itself. SIGTERM or
 SIGINT: the job in hand finishes (the message in flight is sent), then the process exits.
+
+``paperboy worker`` runs ``send`` alone (no polling, planning or web): any number of them, on
+one machine or many, compose, render and send what the leaders plan, each claiming its own
+rows (``FOR UPDATE SKIP LOCKED``).
 
 ``paperboy run`` also serves the web (feeds, pages, health and metrics) with uvicorn on the
 same event loop, and ``paperboy web`` serves only the web. uvicorn's own signal handling is
@@ -51,6 +57,11 @@ def run(
 ) -> None:
     """Run the jobs (and the web, when ``listen`` says where) until SIGTERM or SIGINT."""
     asyncio.run(serve(app, tick=tick, send_every=send_every, listen=listen))
+
+
+def work(app: App, *, send_every: float = 10.0) -> None:
+    """Compose, render and send what is due, and nothing else, until SIGTERM or SIGINT."""
+    asyncio.run(serve(app, send_every=send_every, lead=False))
 
 
 def run_web(app: App, listen: Listen) -> None:
@@ -133,9 +144,10 @@ async def serve(
     send_every: float = 60.0,
     stop: asyncio.Event | None = None,
     listen: Listen | None = None,
+    lead: bool = True,
 ) -> None:
     """Run the jobs (and the web, when ``listen`` says where) until ``stop`` is set (by
-    SIGTERM or SIGINT, or by a caller)."""
+    SIGTERM or SIGINT, or by a caller). ``lead=False``: only ``send`` (``paperboy worker``)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     mailroom = app.mailroom
@@ -182,6 +194,9 @@ async def serve(
             scheduler.modify_job("send", next_run_time=datetime.now(UTC))
 
     async def send() -> None:
+        if sending:  # a long send is running: it goes round once more (no overlap, no warning)
+            again.set()
+            return
         task = asyncio.current_task()
         assert task is not None
         sending.add(task)
@@ -203,30 +218,18 @@ async def serve(
             unusable.clear()
 
     now = datetime.now(UTC)
-    store = {"executor": "store", "next_run_time": now}
-    # Papers another process polled meanwhile are not in this one's document frequencies.
-    poll = store_job("poll", app.pipeline.ingest.poll, take_over=app.pipeline.matching.forget_stats)
-    plan = store_job("plan", mailroom.plan)
-    scheduler.add_job(poll, "interval", seconds=tick, id="poll", **store)
-    scheduler.add_job(plan, "interval", seconds=tick, id="plan", **store)
-    scheduler.add_job(send, "interval", seconds=send_every, id="send", next_run_time=now)
-    cleanup = store_job("cleanup", app.pipeline.cleanup)
-    scheduler.add_job(cleanup, "interval", hours=1, id="cleanup", executor="store")
-    if app.bounce_mailboxes():
-
-        def read_bounces() -> None:
-            try:
-                app.check_bounces()
-            except MailConfigError as exc:  # the mailbox is unreachable: next time, maybe
-                log.error("bounce mailbox: %s", exc)
-
-        bounces = store_job("bounces", read_bounces)
-        every = app.settings.bounces.interval.total_seconds()
-        scheduler.add_job(bounces, "interval", seconds=every, id="bounces", **store)
+    # A second instance only hands over to the first (see ``send``): APScheduler would log a
+    # warning at every interval that a long send spans.
+    scheduler.add_job(
+        send, "interval", seconds=send_every, id="send", next_run_time=now, max_instances=2
+    )
+    if lead:
+        _leader_jobs(app, scheduler, store_job, tick)
 
     _on_signals(loop, stop)
     log.info(
-        "paperboy running: %d sources, mail by %s",
+        "paperboy %s: %d sources, mail by %s",
+        "running" if lead else "worker running (composes, renders and sends)",
         len(app.settings.sources),
         app.settings.mail.sender,
     )
@@ -244,3 +247,31 @@ async def serve(
         _off_signals(loop)
         if mailroom.sender is not None:
             await mailroom.sender.close()
+
+
+def _leader_jobs(
+    app: App,
+    scheduler: AsyncIOScheduler,
+    store_job: Callable[..., Callable[[], None]],
+    tick: float,
+) -> None:
+    """The jobs one process at a time leads: poll, plan, cleanup and bounces."""
+    store = {"executor": "store", "next_run_time": datetime.now(UTC)}
+    # Papers another process polled meanwhile are not in this one's document frequencies.
+    poll = store_job("poll", app.pipeline.ingest.poll, take_over=app.pipeline.matching.forget_stats)
+    plan = store_job("plan", app.mailroom.close_windows)
+    scheduler.add_job(poll, "interval", seconds=tick, id="poll", **store)
+    scheduler.add_job(plan, "interval", seconds=tick, id="plan", **store)
+    cleanup = store_job("cleanup", app.pipeline.cleanup)
+    scheduler.add_job(cleanup, "interval", hours=1, id="cleanup", executor="store")
+    if app.bounce_mailboxes():
+
+        def read_bounces() -> None:
+            try:
+                app.check_bounces()
+            except MailConfigError as exc:  # the mailbox is unreachable: next time, maybe
+                log.error("bounce mailbox: %s", exc)
+
+        bounces = store_job("bounces", read_bounces)
+        every = app.settings.bounces.interval.total_seconds()
+        scheduler.add_job(bounces, "interval", seconds=every, id="bounces", **store)

@@ -158,6 +158,13 @@ def test_compose_wires_paperboy_to_postgresql_and_the_mail_catcher(
     # The workers start once paperboy is healthy: one process applies the migrations.
     assert services["worker"]["depends_on"]["paperboy"]["condition"] == "service_healthy"
     assert "ports" not in services["worker"]
+    # The workers compose, render and send only; the image's entry point is `paperboy`.
+    assert services["worker"]["command"] == ["worker"]
+    assert services["worker"]["healthcheck"] == {"disable": True}  # it serves no /healthz
+    assert "command" not in services["paperboy"]  # the image's CMD: `paperboy run`
+    from service.cli import _parser, _worker
+
+    assert _parser().parse_args(services["worker"]["command"]).handler is _worker
 
 
 def test_the_image_labels_carry_the_projects_version_and_licence() -> None:

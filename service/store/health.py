@@ -55,7 +55,9 @@ class Health:
             ).all()
             oldest = db.execute(
                 sa.select(sa.func.min(deliveries.c.created_at)).where(
-                    deliveries.c.status == DeliveryStatus.PENDING.value,
+                    deliveries.c.status.in_(
+                        [DeliveryStatus.PENDING.value, DeliveryStatus.COMPOSE.value]
+                    ),
                     deliveries.c.next_attempt_at <= now,
                 )
             ).scalar()

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from service import tokens
 from service.identity import mailbox_key
 from service.model import DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
-from service.store.outbox import NewDelivery, cancel
+from service.store.outbox import WAITING, NewDelivery, cancel
 from service.store.subscriptions import _subscriber
 from service.store.tables import deliveries, subscribers
 
@@ -159,7 +159,7 @@ class Members:
                 cancelled = db.execute(
                     sa.select(deliveries.c.id).where(
                         deliveries.c.subscriber_id == subscriber_id,
-                        deliveries.c.status == DeliveryStatus.PENDING.value,
+                        deliveries.c.status.in_(WAITING),
                         deliveries.c.kind.in_([k.value for k in change.cancel]),
                     )
                 ).scalars()

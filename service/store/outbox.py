@@ -1,11 +1,16 @@
 """The outbox: digest windows, deliveries and the ledger of papers sent.
 
-A window is closed in one transaction that writes the delivery (unique per subscriber, kind and
-window), the papers it sends into the ledger, and the subscriber's next window: a job that runs
-twice, or after a crash, finds the window closed and does nothing. Senders claim due deliveries
-for a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several processes share the work); a
-claim that outlives its lease (the sender died) is taken again, which may repeat the one message
-that was in flight and no other.
+Digest windows are closed in batches, one transaction each, that write per window a delivery
+"to compose" (status ``compose``, unique per subscriber, kind and window, with the window's
+bounds) and move the subscriber's next window: a job that runs twice, or after a crash, finds
+the window closed and does nothing. Senders claim due deliveries for a lease (``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL, so any number of processes share the work): one to compose is composed
+and rendered by the sender that claims it, written back with its papers in the ledger in one
+transaction per batch (an empty digest is dropped, never sent), then sent. A subscriber's
+deliveries to compose are claimed one at a time, oldest first, so that each reads the ledger its
+predecessor wrote. A claim that outlives its lease (the sender died) is taken again: one not yet
+composed is composed afresh; a composed one is sent, which may repeat what was in flight (the
+sender's batch whose outcomes were not yet written) and nothing else.
 
 A claim names its claimer (host, pid namespace, pid, process start: ``store.claimer``). A
 sender that crashed leaves its claims orphaned, and the next sender that can see its processes
@@ -50,6 +55,7 @@ from service.store.tables import (
     sources,
     subscribers,
 )
+from service.windows import Window
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +74,34 @@ class NewDelivery:
 
 @dataclass(frozen=True, slots=True)
 class Closing:
-    """A subscriber's digest window to close: the delivery to queue (None: nothing to send)
-    and where the next window starts and is due."""
+    """A subscriber's digest window to close, and when the next one is due; its digest is
+    composed later, by the sender that claims the delivery."""
 
     subscriber_id: int
-    window: str
-    delivery: NewDelivery | None
-    window_end: datetime
+    recipient: str
+    window: Window
     next_window_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery a sender holds: its message, or None for a digest still to compose over
+    ``window``."""
+
+    delivery: Delivery
+    message: bytes | None
+    window: Window | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of an attempt at a delivery: ``sent`` (``at``: when), ``pending`` (a passing
+    failure; ``at``: the next attempt), ``failed`` or ``dead``."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    at: datetime | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +217,9 @@ class Outbox:
         return found
 
     def close_windows(self, closing: Sequence[Closing], now: datetime) -> dict[int, int | None]:
-        """``close_window`` for many digest windows in one transaction: the deliveries, their
-        papers in the ledger and the moved windows written in bulk, all or nothing. Returns,
-        per subscriber id, the delivery id (None: nothing to queue, or closed already)."""
+        """Close many digest windows in one transaction: a delivery to compose for each, and
+        the moved windows, all or nothing. Returns, per subscriber id, the delivery id (None:
+        closed already, by an earlier run or another process)."""
         if not closing:
             return {}
         kind = DeliveryKind.DIGEST.value
@@ -204,66 +230,105 @@ class Outbox:
                     for row in db.execute(
                         sa.select(deliveries.c.subscriber_id, deliveries.c.window).where(
                             sa.tuple_(deliveries.c.subscriber_id, deliveries.c.window).in_(
-                                [(c.subscriber_id, c.window) for c in closing]
+                                [(c.subscriber_id, c.window.key) for c in closing]
                             ),
                             deliveries.c.kind == kind,
                         )
                     )
                 }
-                todo = [c for c in closing if (c.subscriber_id, c.window) not in closed]
+                todo = [c for c in closing if (c.subscriber_id, c.window.key) not in closed]
                 done: dict[int, int | None] = {c.subscriber_id: None for c in closing}
-                queued = [c for c in todo if c.delivery is not None]
-                if queued:
+                if todo:
                     ids = db.execute(
                         deliveries.insert().returning(
                             deliveries.c.id, sort_by_parameter_order=True
                         ),
-                        [_delivery_values(c, kind, now) for c in queued],
+                        [_to_compose(c, now) for c in todo],
                     ).scalars()
-                    done.update(zip((c.subscriber_id for c in queued), ids, strict=True))
-                    ledger = []
-                    for c in queued:
-                        assert c.delivery is not None
-                        delivery_id = done[c.subscriber_id]
-                        ledger += [
-                            {
-                                "subscriber_id": c.subscriber_id,
-                                "paper_id": paper_id,
-                                "delivery_id": delivery_id,
-                                "at": now,
-                            }
-                            for paper_id in c.delivery.paper_ids
-                        ]
-                    if ledger:
-                        db.execute(sent.insert(), ledger)
-                if todo:
-                    db.execute(
-                        subscribers.update()
-                        .where(subscribers.c.id == sa.bindparam("sid"))
-                        .values(
-                            window_end=sa.bindparam("end"),
-                            next_window_at=sa.bindparam("next"),
-                        ),
-                        [
-                            {"sid": c.subscriber_id, "end": c.window_end, "next": c.next_window_at}
-                            for c in todo
-                        ],
-                    )
+                    done.update(zip((c.subscriber_id for c in todo), ids, strict=True))
+                    db.execute(_move_window(), [_moved(c) for c in todo])
         except sa.exc.IntegrityError:
             # Another process closed one of these windows meanwhile: each on its own, then.
-            return {
-                c.subscriber_id: self.close_window(
-                    c.subscriber_id,
-                    DeliveryKind.DIGEST,
-                    c.window,
-                    now,
-                    c.delivery,
-                    window_end=c.window_end,
-                    next_window_at=c.next_window_at,
-                )
-                for c in closing
-            }
+            return {c.subscriber_id: self._close_one(c, now) for c in closing}
         return done
+
+    def _close_one(self, closing: Closing, now: datetime) -> int | None:
+        key = (closing.subscriber_id, DeliveryKind.DIGEST, closing.window.key)
+        try:
+            with self.engine.begin() as db:
+                if db.execute(_window_delivery(*key)).first() is not None:
+                    return None
+                delivery_id: int = db.execute(
+                    deliveries.insert()
+                    .values(**_to_compose(closing, now))
+                    .returning(deliveries.c.id)
+                ).scalar_one()
+                db.execute(_move_window(), [_moved(closing)])
+        except sa.exc.IntegrityError:
+            if self._closed(*key):
+                return None
+            raise
+        return delivery_id
+
+    def fill(
+        self,
+        composed: Sequence[tuple[int, NewDelivery]],
+        empty: Sequence[int],
+        now: datetime,
+        *,
+        release: bool,
+    ) -> None:
+        """Write composed digests into the deliveries claimed to compose them, their papers
+        into the ledger, and drop the empty ones (nothing to send): one transaction. With
+        ``release`` the claims are given back (any sender sends them), else they stay."""
+        claim: dict[str, Any] = {}
+        if release:
+            claim = {
+                "status": DeliveryStatus.PENDING.value,
+                "claimed_until": None,
+                "claimed_by": None,
+            }
+        with self.engine.begin() as db:
+            if composed:
+                db.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id == sa.bindparam("did"))
+                    .values(
+                        recipient=sa.bindparam("to"),
+                        subject=sa.bindparam("subject"),
+                        message_id=sa.bindparam("mid"),
+                        message=sa.bindparam("body"),
+                        papers=sa.bindparam("count"),
+                        **claim,
+                    ),
+                    [
+                        {
+                            "did": delivery_id,
+                            "to": new.recipient,
+                            "subject": new.subject,
+                            "mid": new.message_id,
+                            "body": new.message,
+                            "count": len(new.paper_ids),
+                        }
+                        for delivery_id, new in composed
+                    ],
+                )
+                ledger = [
+                    {
+                        "subscriber_id": new.subscriber_id,
+                        "paper_id": paper_id,
+                        "delivery_id": delivery_id,
+                        "at": now,
+                    }
+                    for delivery_id, new in composed
+                    for paper_id in new.paper_ids
+                ]
+                if ledger:
+                    # A paper an alert took meanwhile stays the alert's (the digest shows it
+                    # once more, which is rarer than a race and kinder than losing the batch).
+                    db.execute(_insert_new(db, sent), ledger)
+            if empty:
+                db.execute(deliveries.delete().where(deliveries.c.id.in_(list(empty))))
 
     def close_window(
         self,
@@ -350,13 +415,27 @@ class Outbox:
 
     # -- sending --------------------------------------------------------------------------------
 
-    def claim(self, now: datetime, lease: timedelta, limit: int) -> list[tuple[Delivery, bytes]]:
-        """Take up to ``limit`` due deliveries for ``lease``: pending ones whose time has come,
-        and claims whose lease ran out or whose claimer on this host is gone."""
+    def claim(
+        self,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        *,
+        to_compose: Sequence[int] | None = None,
+    ) -> list[Claimed]:
+        """Take up to ``limit`` due deliveries for ``lease``: digests to compose, pending ones
+        whose time has come, and claims whose lease ran out or whose claimer on this host is
+        gone. ``to_compose``: only these deliveries, and only if they are still to compose."""
         # Each kind of due row is looked up on its own, in the order of the index on (status,
         # next_attempt_at): one OR with an ORDER BY would sort every pending row on each claim
         # (on SQLite reading past each row's message bytes), which makes draining quadratic.
+        compose = sa.and_(
+            deliveries.c.status == DeliveryStatus.COMPOSE.value,
+            deliveries.c.next_attempt_at <= now,
+            ~_earlier_to_compose(),
+        )
         due = [
+            compose,
             sa.and_(
                 deliveries.c.status == DeliveryStatus.PENDING.value,
                 deliveries.c.next_attempt_at <= now,
@@ -366,8 +445,10 @@ class Outbox:
                 deliveries.c.claimed_until < now,
             ),
         ]
+        if to_compose is not None:
+            due = [sa.and_(compose, deliveries.c.id.in_(list(to_compose)))]
         with self.engine.begin() as db:
-            orphaned = self._orphaned(db)
+            orphaned = self._orphaned(db) if to_compose is None else []
             if orphaned:
                 due.append(
                     sa.and_(
@@ -392,7 +473,7 @@ class Outbox:
                 .where(deliveries.c.id.in_(ids))
                 .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
             ).all()
-        return [(_delivery(row), bytes(row.message or b"")) for row in rows]
+        return [_claimed(row) for row in rows]
 
     def _orphaned(self, db: sa.Connection) -> list[str]:
         """The ``claimed_by`` of live claims whose claimer, a process this one can see (same
@@ -414,25 +495,61 @@ class Outbox:
         return gone
 
     def due(self, now: datetime) -> int:
-        """How many deliveries a sender could claim now."""
+        """How many deliveries a sender could claim now (to compose, or to send)."""
+        return self._count(now, DeliveryStatus.PENDING, DeliveryStatus.COMPOSE)
+
+    def to_compose(self, now: datetime) -> int:
+        """How many of those are digests still to compose."""
+        return self._count(now, DeliveryStatus.COMPOSE)
+
+    def _count(self, now: datetime, *statuses: DeliveryStatus) -> int:
         query = sa.select(sa.func.count()).where(
-            deliveries.c.status == DeliveryStatus.PENDING.value,
+            deliveries.c.status.in_([s.value for s in statuses]),
             deliveries.c.next_attempt_at <= now,
         )
         with self.engine.connect() as db:
             return int(db.execute(query).scalar_one())
 
-    def mark_sent(self, delivery_id: int, now: datetime) -> None:
-        """An attempt succeeded."""
-        self._set(delivery_id, status=DeliveryStatus.SENT, sent_at=now, last_error=None)
-
-    def mark_retry(self, delivery_id: int, error: str, at: datetime) -> None:
-        """An attempt failed for a passing reason: try again ``at``."""
-        self._set(delivery_id, status=DeliveryStatus.PENDING, next_attempt_at=at, last_error=error)
-
-    def mark_failed(self, delivery_id: int, error: str, status: DeliveryStatus) -> None:
-        """An attempt failed for good (``failed``), or was the last one allowed (``dead``)."""
-        self._set(delivery_id, status=status, last_error=error)
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Record the outcomes of a batch of attempts in one transaction: one more attempt
+        each, and their claims are over."""
+        if not outcomes:
+            return
+        update = (
+            deliveries.update()
+            .where(deliveries.c.id == sa.bindparam("did"))
+            .values(claimed_until=None, claimed_by=None, attempts=deliveries.c.attempts + 1)
+        )
+        sent_ = [o for o in outcomes if o.status is DeliveryStatus.SENT]
+        retry = [o for o in outcomes if o.status is DeliveryStatus.PENDING]
+        over = [o for o in outcomes if o.status in (DeliveryStatus.FAILED, DeliveryStatus.DEAD)]
+        with self.engine.begin() as db:
+            if sent_:
+                db.execute(
+                    update.values(
+                        status=DeliveryStatus.SENT.value,
+                        sent_at=sa.bindparam("at"),
+                        last_error=None,
+                    ),
+                    [{"did": o.delivery_id, "at": o.at} for o in sent_],
+                )
+            if retry:
+                db.execute(
+                    update.values(
+                        status=DeliveryStatus.PENDING.value,
+                        next_attempt_at=sa.bindparam("at"),
+                        last_error=sa.bindparam("error"),
+                    ),
+                    [{"did": o.delivery_id, "at": o.at, "error": o.error} for o in retry],
+                )
+            if over:
+                db.execute(
+                    update.values(status=sa.bindparam("state"), last_error=sa.bindparam("error")),
+                    [
+                        {"did": o.delivery_id, "state": o.status.value, "error": o.error}
+                        for o in over
+                    ],
+                )
 
     def release(self, delivery_ids: Sequence[int], error: str | None = None) -> None:
         """Give back claims not tried (a graceful stop, a sender that cannot work): they were no
@@ -448,24 +565,13 @@ class Outbox:
                     deliveries.c.status == DeliveryStatus.SENDING.value,
                 )
                 .values(
-                    status=DeliveryStatus.PENDING.value,
+                    # A digest not composed yet goes back to be composed.
+                    status=sa.case(
+                        (deliveries.c.message.is_(None), DeliveryStatus.COMPOSE.value),
+                        else_=DeliveryStatus.PENDING.value,
+                    ),
                     claimed_until=None,
                     claimed_by=None,
-                    **values,
-                )
-            )
-
-    def _set(self, delivery_id: int, *, status: DeliveryStatus, **values: Any) -> None:
-        """Record an attempt's outcome: one more attempt, and the claim is over."""
-        with self.engine.begin() as db:
-            db.execute(
-                deliveries.update()
-                .where(deliveries.c.id == delivery_id)
-                .values(
-                    status=status.value,
-                    claimed_until=None,
-                    claimed_by=None,
-                    attempts=deliveries.c.attempts + 1,
                     **values,
                 )
             )
@@ -572,6 +678,8 @@ class Outbox:
         ]
 
 
+WAITING = (DeliveryStatus.PENDING.value, DeliveryStatus.COMPOSE.value)
+"""Deliveries not yet claimed: what an unsubscribe or a suppression cancels."""
 NOTICES = (DeliveryKind.CONFIRMATION.value, DeliveryKind.MANAGE_LINK.value)
 """The kinds of mail a subscriber who is not active gets (a pending one, their confirmation)."""
 ACTIVE = SubscriberStatus.ACTIVE.value
@@ -633,23 +741,68 @@ def _window_delivery(subscriber_id: int, kind: DeliveryKind, window: str) -> sa.
     )
 
 
-def _delivery_values(closing: Closing, kind: str, now: datetime) -> dict[str, Any]:
-    delivery = closing.delivery
-    assert delivery is not None
+def _earlier_to_compose() -> sa.ColumnElement[bool]:
+    """Whether the subscriber has an older digest still to compose (or being composed)."""
+    earlier = deliveries.alias("earlier")
+    return sa.exists().where(
+        earlier.c.subscriber_id == deliveries.c.subscriber_id,
+        earlier.c.kind == DeliveryKind.DIGEST.value,
+        earlier.c.id < deliveries.c.id,
+        earlier.c.status.in_([DeliveryStatus.COMPOSE.value, DeliveryStatus.SENDING.value]),
+        earlier.c.message.is_(None),
+    )
+
+
+def _to_compose(closing: Closing, now: datetime) -> dict[str, Any]:
+    """A delivery to compose: no subject, Message-ID or body until a sender composes it."""
     return {
         "subscriber_id": closing.subscriber_id,
-        "kind": kind,
-        "window": closing.window,
-        "recipient": delivery.recipient,
-        "subject": delivery.subject,
-        "message_id": delivery.message_id,
-        "message": delivery.message,
-        "papers": len(delivery.paper_ids),
-        "status": DeliveryStatus.PENDING.value,
+        "kind": DeliveryKind.DIGEST.value,
+        "window": closing.window.key,
+        "window_start": closing.window.start,
+        "window_end": closing.window.end,
+        "recipient": closing.recipient,
+        "subject": "",
+        "message_id": "",
+        "message": None,
+        "papers": 0,
+        "status": DeliveryStatus.COMPOSE.value,
         "attempts": 0,
         "next_attempt_at": now,
         "created_at": now,
     }
+
+
+def _move_window() -> sa.Update:
+    return (
+        subscribers.update()
+        .where(subscribers.c.id == sa.bindparam("sid"))
+        .values(window_end=sa.bindparam("end"), next_window_at=sa.bindparam("next"))
+    )
+
+
+def _moved(closing: Closing) -> dict[str, Any]:
+    return {"sid": closing.subscriber_id, "end": closing.window.end, "next": closing.next_window_at}
+
+
+def _insert_new(db: sa.Connection, table: sa.Table) -> Any:
+    """An INSERT that skips rows whose key is taken."""
+    if db.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def _claimed(row: Any) -> Claimed:
+    window = None
+    if row.message is None and row.window_start is not None and row.window_end is not None:
+        window = Window(row.window_start, row.window_end)
+    return Claimed(
+        _delivery(row), None if window is not None else bytes(row.message or b""), window
+    )
 
 
 def _match(row: Any) -> MatchRow:

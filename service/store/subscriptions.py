@@ -44,6 +44,12 @@ class Subscriptions:
         with self.engine.connect() as db:
             return {row.email_key: _subscriber(row) for row in db.execute(query)}
 
+    def subscribers_by_id(self, ids: Sequence[int]) -> dict[int, Subscriber]:
+        """The subscribers with these ids, by id, in one query."""
+        query = sa.select(subscribers).where(subscribers.c.id.in_(list(ids)))
+        with self.engine.connect() as db:
+            return {row.id: _subscriber(row) for row in db.execute(query)}
+
     def subscribers(self) -> list[Subscriber]:
         with self.engine.connect() as db:
             rows = db.execute(sa.select(subscribers).order_by(subscribers.c.email)).all()

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from service.identity import mailbox_key
 from service.model import DeliveryStatus, Suppression
 from service.store.mailboxes import hashed, salt
-from service.store.outbox import cancel
+from service.store.outbox import WAITING, cancel
 from service.store.tables import bounces, deliveries, subscribers, suppressions
 
 
@@ -77,7 +77,7 @@ class Suppressions:
                 .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
                 .where(
                     subscribers.c.email_key == mailbox_key(email),
-                    deliveries.c.status == DeliveryStatus.PENDING.value,
+                    deliveries.c.status.in_(WAITING),
                 )
             ).scalars()
             cancel(db, list(pending))

@@ -258,12 +258,15 @@ deliveries = sa.Table(
     ),
     sa.Column("kind", sa.String(16), nullable=False),  # digest, alert
     sa.Column("window", sa.String(64), nullable=False),  # "start/end" (ISO, UTC) or alert time
+    # A digest's window, exactly: what a delivery still to compose (status "compose") covers.
+    sa.Column("window_start", UTCDateTime),
+    sa.Column("window_end", UTCDateTime),
     sa.Column("recipient", sa.String(320), nullable=False),
     sa.Column("subject", sa.Text, nullable=False),
     sa.Column("message_id", sa.Text, nullable=False),
     sa.Column("message", sa.LargeBinary),  # the rendered bytes; emptied after mail.keep_sent
     sa.Column("papers", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # pending sending sent failed dead
+    sa.Column("status", sa.String(16), nullable=False),  # compose pending sending sent failed …
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", UTCDateTime, nullable=False),
     sa.Column("claimed_until", UTCDateTime),
