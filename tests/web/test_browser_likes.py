@@ -6,7 +6,6 @@ the feedback page and the manage page's likes at phone and desktop widths, light
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,24 +22,12 @@ from service.model import ProfileSpec
 
 from .serve import free_port, serving, web_app
 from .test_browser import ARGS, CHROMIUM, SCREENS, SIDEWAYS, drain, png_size
+from .topics import BIO, SKY, papers
 
 pytestmark = pytest.mark.browser
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-SKY = ["galaxy", "redshift", "telescope", "stellar", "supernova", "cosmic", "nebula", "quasar"]
-BIO = ["protein", "enzyme", "genome", "membrane", "receptor", "mutation", "folding", "ligand"]
 EMAIL = "jane@example.org"
-
-
-def papers(start: int, count: int, seed: int) -> list[tuple[str, str, str]]:
-    """(arXiv id, title, abstract): even numbers about the sky, odd ones about proteins."""
-    rng = random.Random(seed)
-    made = []
-    for n in range(start, start + count):
-        words = SKY if n % 2 == 0 else BIO
-        title = " ".join(rng.sample(words, 4)).capitalize() + f" {n}"
-        made.append((f"2603.{n:05d}", title, " ".join(rng.sample(words, 7)) + " results."))
-    return made
 
 
 def about_sky(title: str) -> bool:

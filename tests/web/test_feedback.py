@@ -6,7 +6,6 @@ digest makes of it, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import html
-import random
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,22 +22,10 @@ from service.model import ProfileSpec
 from service.web.access_log import redact_path
 
 from .serve import Visitor, free_port, serving, web_app
+from .topics import BIO, SKY, papers
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-SKY = ["galaxy", "redshift", "telescope", "stellar", "supernova", "cosmic", "nebula", "quasar"]
-BIO = ["protein", "enzyme", "genome", "membrane", "receptor", "mutation", "folding", "ligand"]
 QUERY = " OR ".join(SKY + BIO)  # matches every paper of both topics
-
-
-def papers(start: int, count: int, seed: int) -> list[tuple[str, str, str]]:
-    """(arXiv id, title, abstract): even numbers about the sky, odd ones about proteins."""
-    rng = random.Random(seed)
-    made = []
-    for n in range(start, start + count):
-        words = SKY if n % 2 == 0 else BIO
-        title = " ".join(rng.sample(words, 4)).capitalize() + f" {n}"
-        made.append((f"2603.{n:05d}", title, " ".join(rng.sample(words, 7)) + " results."))
-    return made
 
 
 World = tuple[App, str, FixedClock, Path]

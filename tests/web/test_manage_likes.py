@@ -6,7 +6,6 @@ renamed, and the live preview of a likes profile before it is saved; SQLite and 
 from __future__ import annotations
 
 import html
-import random
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,22 +19,10 @@ from service.clock import FixedClock
 from service.model import ProfileSpec
 
 from .serve import Visitor, field_errors, free_port, serving, web_app
+from .topics import SKY, papers
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-SKY = ["galaxy", "redshift", "telescope", "stellar", "supernova", "cosmic", "nebula", "quasar"]
-BIO = ["protein", "enzyme", "genome", "membrane", "receptor", "mutation", "folding", "ligand"]
 EMAIL = "jane@example.org"
-
-
-def papers(start: int, count: int, seed: int) -> list[tuple[str, str, str]]:
-    """(arXiv id, title, abstract): even numbers about the sky, odd ones about proteins."""
-    rng = random.Random(seed)
-    made = []
-    for n in range(start, start + count):
-        words = SKY if n % 2 == 0 else BIO
-        title = " ".join(rng.sample(words, 4)).capitalize() + f" {n}"
-        made.append((f"2603.{n:05d}", title, " ".join(rng.sample(words, 7)) + " results."))
-    return made
 
 
 DAY = papers(1, 40, seed=1)
