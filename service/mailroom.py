@@ -16,9 +16,8 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,8 +47,9 @@ from service.model import (
 )
 from service.render.email import EmailRenderer, Letterhead, Rendered
 from service.render.feeds import ALL, FORMATS, FeedEntry, FeedMeta, Format, render_feed, slugs
-from service.render.papers import reasons_from_json
+from service.render.papers import reasons_from_text
 from service.render.templates import environment
+from service.store.database import create_engine
 from service.store.outbox import (
     Claimed,
     Closing,
@@ -76,10 +76,8 @@ PLAN_BATCH = 500
 """Subscribers planned together: read in a few queries and written in one transaction."""
 
 POOL_MIN = 2000
-"""Due digests from which rendering is spread over processes (fewer are quicker here)."""
-
-RENDER_SLICE = 50
-"""Digests sent to a rendering process at a time."""
+"""Digests to compose from which ``compose`` spreads them over processes (fewer are quicker
+in one: starting a process that imports paperboy takes about a second)."""
 
 LEASE = timedelta(minutes=10)
 """How long a sender holds a claimed delivery; a claim older than this is taken again."""
@@ -266,56 +264,68 @@ class Mailroom:
         return due
 
     def compose(self, delivery_ids: Sequence[int]) -> dict[int, int | None]:
-        """Compose and render these digests here, and leave them pending for any sender
-        (those another sender holds are left to it). Per delivery composed: the papers it
-        shows, or None for an empty digest, dropped."""
+        """Compose and render these digests, ``PLAN_BATCH`` to a claim and a transaction, and
+        leave them pending for any sender (those another sender holds are left to it): in
+        ``mail.render_processes`` processes (0: one per core) when there are ``POOL_MIN`` or
+        more, each composing whole batches with its own connection, else here. Per delivery
+        composed: the papers it shows, or None for an empty digest, dropped."""
+        chunks = [
+            delivery_ids[start : start + PLAN_BATCH]
+            for start in range(0, len(delivery_ids), PLAN_BATCH)
+        ]
         shown: dict[int, int | None] = {}
-        with self._render_pool(len(delivery_ids)) as pool:
-            for start in range(0, len(delivery_ids), PLAN_BATCH):
-                chunk = delivery_ids[start : start + PLAN_BATCH]
-                claimed = self.outbox.claim(self.clock.now(), LEASE, len(chunk), to_compose=chunk)
-                shown.update(self._compose_claimed(claimed, pool, release=True)[1])
+        processes = self.settings.mail.render_processes or os.cpu_count() or 1
+        if processes < 2 or len(delivery_ids) < POOL_MIN:
+            papers: dict[int, Paper] = {}
+            for chunk in chunks:
+                shown.update(self.compose_batch(chunk, papers))
+            return shown
+        with ProcessPoolExecutor(
+            min(processes, len(chunks)),
+            mp_context=multiprocessing.get_context("spawn"),  # no forked engine or threads
+            initializer=_start_composer,
+            initargs=(self.settings, self.clock),
+        ) as pool:
+            for done in pool.map(_compose_batch, chunks):
+                shown.update(done)
         return shown
 
-    @contextmanager
-    def _render_pool(self, due: int) -> Iterator[ProcessPoolExecutor | None]:
-        """Processes to render ``due`` digests in: ``mail.render_processes`` of them (0: one
-        per core) when there are enough digests to pay for starting them, else None (rendered
-        here)."""
-        processes = self._processes()
-        if processes < 2 or due < POOL_MIN:
-            yield None
-            return
-        pool = ProcessPoolExecutor(
-            processes,
-            mp_context=multiprocessing.get_context("spawn"),  # no forked engine or threads
-            initializer=_start_renderer,
-            initargs=(self.settings.templates_dir, self.letterhead),
+    def compose_batch(
+        self, delivery_ids: Sequence[int], papers: dict[int, Paper]
+    ) -> dict[int, int | None]:
+        """Claim these digests if they are still to compose, compose and render them here, and
+        leave them pending (``compose``, one batch). ``papers``: those read so far."""
+        claimed = self.outbox.claim(
+            self.clock.now(), LEASE, len(delivery_ids), to_compose=delivery_ids
         )
-        try:
-            yield pool
-        finally:
-            pool.shutdown(cancel_futures=True)
-
-    def _processes(self) -> int:
-        return self.settings.mail.render_processes or os.cpu_count() or 1
+        return self._compose_claimed(claimed, papers, release=True)[1]
 
     def _compose_claimed(
-        self, claimed: Sequence[Claimed], pool: ProcessPoolExecutor | None, *, release: bool
+        self,
+        claimed: Sequence[Claimed],
+        papers: dict[int, Paper],
+        *,
+        release: bool,
     ) -> tuple[list[tuple[Delivery, bytes]], dict[int, int | None]]:
         """Compose and render the claimed digests still to compose (their candidates, papers
         and ledger read in bulk), and write them back in one transaction, empty ones dropped.
         Returns what is ready to send, in claim order, and per digest composed the papers it
         shows (None: empty). If anything fails, the claims are given back before it is
-        raised: none was an attempt."""
+        raised: none was an attempt. ``papers`` are those read so far in this run (by id),
+        kept across its batches: a day's digests show the same papers over and over, and a
+        run composes as of its start."""
         try:
-            return self._compose_all(claimed, pool, release=release)
+            return self._compose_all(claimed, papers, release=release)
         except BaseException:
             self.outbox.release([c.delivery.id for c in claimed])
             raise
 
     def _compose_all(
-        self, claimed: Sequence[Claimed], pool: ProcessPoolExecutor | None, *, release: bool
+        self,
+        claimed: Sequence[Claimed],
+        papers: dict[int, Paper],
+        *,
+        release: bool,
     ) -> tuple[list[tuple[Delivery, bytes]], dict[int, int | None]]:
         spans: dict[int, Window] = {}
         todo, later = [], []
@@ -335,12 +345,9 @@ class Mailroom:
         owners = self.subscriptions.subscribers_by_id(list(spans))
         profiles = self.subscriptions.profiles_of(list(spans))
         rows = self.outbox.candidates_of({i: (w.start, w.end) for i, w in spans.items()})
-        papers = {
-            p.id: p
-            for p in self.store.papers(
-                ids=sorted({r.paper_id for found in rows.values() for r in found})
-            )
-        }
+        wanted = {r.paper_id for found in rows.values() for r in found}
+        if missing := sorted(wanted - papers.keys()):
+            papers.update((p.id, p) for p in self.store.papers(ids=missing))
         health = self._health(now)
         composed: list[tuple[Claimed, Digest]] = []
         empty: list[int] = []
@@ -364,7 +371,7 @@ class Mailroom:
             else:
                 composed.append((c, digest))
         # Rendered as of planning: the message is the one planning would have rendered.
-        rendered = self._render_all([(d, c.delivery.created_at) for c, d in composed], pool)
+        rendered = [self.renderer.render(d, c.delivery.created_at) for c, d in composed]
         filled = [
             (c.delivery.id, _new_delivery(d, r))
             for (c, d), r in zip(composed, rendered, strict=True)
@@ -459,16 +466,6 @@ class Mailroom:
     ) -> list[Candidate]:
         papers = {p.id: p for p in self.store.papers(ids=sorted({r.paper_id for r in rows}))}
         return _candidates(profiles, rows, papers)
-
-    def _render_all(
-        self, composed: Sequence[tuple[Digest, datetime]], pool: ProcessPoolExecutor | None
-    ) -> list[Rendered]:
-        """Each digest rendered as of its time: in ``pool`` when there is one (in slices, so
-        that each process gets a share), else here."""
-        if pool is None:
-            return [self.renderer.render(d, at) for d, at in composed]
-        slices = [composed[i : i + RENDER_SLICE] for i in range(0, len(composed), RENDER_SLICE)]
-        return [r for done in pool.map(_render_many, slices) for r in done]
 
     def _queue(self, composed: Digest, now: datetime) -> NewDelivery:
         rendered = self.renderer.render(composed, now)
@@ -585,31 +582,31 @@ class Mailroom:
         totals = SendResult()
         from_address = _addr_spec(self.settings.mail.from_address)
         lanes = asyncio.Semaphore(max(1, getattr(self.sender, "concurrency", 1)))
-        with self._render_pool(self.outbox.to_compose(self.clock.now())) as pool:
-            if pool is not None:  # a share for each rendering process in every batch
-                limit = max(limit, self._processes() * RENDER_SLICE)
+        papers: dict[int, Paper] = {}  # read so far in this run
 
-            def take() -> list[tuple[Delivery, bytes]] | None:
-                """The next batch, claimed and composed; None when nothing is due."""
-                claimed = self.outbox.claim(self.clock.now(), LEASE, limit)
-                return self._compose_claimed(claimed, pool, release=False)[0] if claimed else None
+        def take() -> list[tuple[Delivery, bytes]] | None:
+            """The next batch, claimed and composed; None when nothing is due."""
+            claimed = self.outbox.claim(self.clock.now(), LEASE, limit)
+            if not claimed:
+                return None
+            return self._compose_claimed(claimed, papers, release=False)[0]
 
-            # The next batch is claimed and composed (in a thread) while this one is sent, so
-            # that composing does not keep the relay waiting.
-            ahead: asyncio.Task[list[tuple[Delivery, bytes]] | None] | None
-            ahead = asyncio.create_task(asyncio.to_thread(take))
-            try:
-                while not self.stopping:
-                    ready = await ahead
-                    ahead = None
-                    if ready is None:
-                        break
-                    ahead = asyncio.create_task(asyncio.to_thread(take))
-                    totals = await self._send_slices(ready, from_address, lanes, totals)
-            finally:
-                if ahead is not None:  # stopped, or failed: the batch ahead was no attempt
-                    left = await ahead
-                    self.outbox.release([d.id for d, _ in left or ()])
+        # The next batch is claimed and composed (in a thread) while this one is sent, so that
+        # composing does not keep the relay waiting.
+        ahead: asyncio.Task[list[tuple[Delivery, bytes]] | None] | None
+        ahead = asyncio.create_task(asyncio.to_thread(take))
+        try:
+            while not self.stopping:
+                ready = await ahead
+                ahead = None
+                if ready is None:
+                    break
+                ahead = asyncio.create_task(asyncio.to_thread(take))
+                totals = await self._send_slices(ready, from_address, lanes, totals)
+        finally:
+            if ahead is not None:  # stopped, or failed: the batch ahead was no attempt
+                left = await ahead
+                self.outbox.release([d.id for d, _ in left or ()])
         return totals
 
     async def _send_slices(
@@ -859,7 +856,7 @@ class Mailroom:
                 continue
             found.sort(key=lambda r: -r.score)
             hits = tuple(
-                Hit(names[r.profile_id], r.score, reasons_from_json(r.reasons)) for r in found
+                Hit(names[r.profile_id], r.score, reasons_from_text(r.reasons)) for r in found
             )
             entries.append(FeedEntry(paper, hits, max(r.matched_at for r in found)))
         entries.sort(key=lambda e: (e.at, e.hits[0].score), reverse=True)
@@ -893,24 +890,28 @@ def _candidates(
     """The match rows of these profiles as candidates, with their papers."""
     by_id = {p.id: p for p in profiles}
     return [
-        Candidate(by_id[r.profile_id], papers[r.paper_id], r.score, reasons_from_json(r.reasons))
+        Candidate(by_id[r.profile_id], papers[r.paper_id], r.score, reasons_from_text(r.reasons))
         for r in rows
         if r.profile_id in by_id and r.paper_id in papers
     ]
 
 
-_WORKER: dict[str, EmailRenderer] = {}  # a rendering process's renderer
+_COMPOSER: list[Mailroom] = []  # a composing process's own mailroom
+_PAPERS: dict[int, Paper] = {}  # the papers it has read
 
 
-def _start_renderer(templates_dir: Path | None, letterhead: Letterhead) -> None:
-    """Set up a rendering process: the templates compiled once."""
-    _WORKER["renderer"] = EmailRenderer(environment(templates_dir), letterhead)
+def _start_composer(settings: Settings, clock: Clock) -> None:
+    """Set up a composing process: its own connection to the database, its templates."""
+    engine = create_engine(settings.database())
+    store = Store(engine)
+    _COMPOSER.append(
+        Mailroom(settings, store, Subscriptions(engine), clock, environment(settings.templates_dir))
+    )
 
 
-def _render_many(composed: Sequence[tuple[Digest, datetime]]) -> list[Rendered]:
-    """Render digests, each as of its time, in a rendering process."""
-    renderer = _WORKER["renderer"]
-    return [renderer.render(digest, at) for digest, at in composed]
+def _compose_batch(delivery_ids: Sequence[int]) -> dict[int, int | None]:
+    """``Mailroom.compose_batch`` in a composing process."""
+    return _COMPOSER[0].compose_batch(delivery_ids, _PAPERS)
 
 
 def _composed(planned: Planned, shown: Mapping[int, int | None]) -> Planned:

@@ -177,3 +177,21 @@ def test_the_suppression_hash_migration_keeps_no_address_and_still_suppresses(
         assert list(held.all()) == [held.key("ann@example.org")]
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_messages_are_compressed_with_lz4_on_postgresql(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    compression = sa.text(
+        "SELECT attcompression FROM pg_attribute"
+        " WHERE attrelid = 'deliveries'::regclass AND attname = 'message'"
+    )
+    try:
+        upgrade(engine, "0013")
+        with engine.connect() as db:
+            assert db.execute(compression).scalar_one() in ("", "\x00")  # the server's default
+        upgrade(engine)
+        with engine.connect() as db:
+            assert db.execute(compression).scalar_one() == "l"
+    finally:
+        engine.dispose()

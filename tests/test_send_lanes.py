@@ -1,8 +1,10 @@
-"""Sending in lanes: several SMTP connections at once under one rate cap, maildir writers in
-threads, and the warning when the cap makes a day's digests take over an hour."""
+"""Sending in lanes: several SMTP connections at once under one rate cap, maildir messages stored
+in groups (written, flushed and linked together), and the warning when the cap makes a day's
+digests take over an hour."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +15,8 @@ from mail import ingest, listing, maildir_messages, make_app, send
 
 from service.app import App
 from service.clock import FixedClock
+from service.deliver.maildir import MaildirSender, store_group
+from service.errors import DeliveryError
 from service.model import DeliveryStatus, ProfileSpec
 
 T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -77,3 +81,75 @@ def test_a_rate_cap_that_makes_the_digests_take_over_an_hour_is_warned_of_at_sta
     fast = {**slow, "max_per_second": 10.0}
     with make_app(tmp_path / "b", url, clock, sender="smtp", smtp=fast) as app:
         assert app.mailroom.warn_of_slow_sending() is None
+
+
+def test_messages_handed_over_together_are_stored_together_each_told_how_it_went(
+    tmp_path: Path,
+) -> None:
+    maildir = tmp_path / "outbox"
+    for sub in ("tmp", "new", "cur"):
+        (maildir / sub).mkdir(parents=True)
+    (maildir / "tmp" / "taken-in-tmp").write_bytes(b"another writer's")
+    (maildir / "new" / "taken-in-new").write_bytes(b"an earlier message")
+    names = ["one", "taken-in-tmp", "two", "taken-in-new", "three"]
+    errors = store_group(
+        str(maildir / "tmp"), str(maildir / "new"), [(name, name.encode()) for name in names]
+    )
+    assert [type(e).__name__ if e else None for e in errors] == [
+        None,
+        "FileExistsError",
+        None,
+        "FileExistsError",
+        None,
+    ]
+    assert {p.name: p.read_bytes() for p in (maildir / "new").iterdir()} == {
+        "one": b"one",
+        "two": b"two",
+        "three": b"three",
+        "taken-in-new": b"an earlier message",  # never written over
+    }
+    # Only its own files leave tmp/: the other writer's stays.
+    assert [p.name for p in (maildir / "tmp").iterdir()] == ["taken-in-tmp"]
+
+
+def test_the_maildir_sender_stores_concurrent_sends_once_each_across_event_loops(
+    tmp_path: Path,
+) -> None:
+    sender = MaildirSender(tmp_path / "outbox")
+
+    async def hand_over(first: int) -> list[str]:
+        bodies = [f"Subject: {n}\r\n\r\nmessage {n}\r\n".encode() for n in range(first, first + 50)]
+        return await asyncio.gather(*(sender.send("a@x", ["b@x"], b) for b in bodies))
+
+    said = asyncio.run(hand_over(0)) + asyncio.run(hand_over(50))  # a sender outlives a loop
+    asyncio.run(sender.close())
+    stored = sorted((tmp_path / "outbox" / "new").iterdir(), key=lambda p: p.name)
+    assert sorted(s.removeprefix("stored as ") for s in said) == [p.name for p in stored]
+    assert sorted(p.read_bytes() for p in stored) == sorted(
+        f"Subject: {n}\r\n\r\nmessage {n}\r\n".encode() for n in range(100)
+    )
+    assert not list((tmp_path / "outbox" / "tmp").iterdir())
+
+
+def test_a_maildir_that_cannot_take_the_messages_fails_each_send_transiently(
+    tmp_path: Path,
+) -> None:
+    sender = MaildirSender(tmp_path / "outbox")
+
+    async def hand_over() -> list[BaseException | str]:
+        await sender.send("a@x", ["b@x"], b"first\r\n")  # makes the folders
+        for stored in (tmp_path / "outbox" / "new").iterdir():
+            stored.unlink()
+        (tmp_path / "outbox" / "new").rmdir()  # and now nothing can be linked into new/
+        bodies = [f"message {n}\r\n".encode() for n in range(5)]
+        return await asyncio.gather(
+            *(sender.send("a@x", ["b@x"], b) for b in bodies), return_exceptions=True
+        )
+
+    outcomes = asyncio.run(hand_over())
+    assert len(outcomes) == 5
+    for outcome in outcomes:
+        assert isinstance(outcome, DeliveryError)
+        assert outcome.transient
+        assert str(tmp_path / "outbox") in str(outcome)
+    assert not list((tmp_path / "outbox" / "tmp").iterdir())  # nothing half-stored left

@@ -3,6 +3,8 @@ why it matched. Emails and feeds share this view; templates only lay it out."""
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import quote_plus
@@ -180,6 +182,13 @@ def snippet(abstract: str, spans: Sequence[tuple[int, int]]) -> tuple[Segment, .
     if end < len(abstract):
         parts.append(Segment("…"))
     return tuple(parts)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def reasons_from_text(text: str) -> tuple[Reason, ...]:
+    """Reasons from their stored JSON text, each distinct text decoded once (the same phrase
+    found in the same paper is the same text for every profile that asks for it)."""
+    return reasons_from_json(json.loads(text))
 
 
 def reasons_from_json(data: Iterable[dict[str, object]]) -> tuple[Reason, ...]:

@@ -44,9 +44,11 @@ def hashed(salt: str, email_key: str) -> str:
 
 def suppressed(db: sa.Connection, email_keys: Iterable[str]) -> set[str]:
     """Which of these mailboxes (``identity.mailbox_key``) are suppressed."""
-    wanted = {hashed(salt(db), key): key for key in set(email_keys)}
-    if not wanted:
+    keys = set(email_keys)
+    if not keys:
         return set()
+    pepper = salt(db)  # read once, not once a mailbox
+    wanted = {hashed(pepper, key): key for key in keys}
     found = db.execute(
         sa.select(suppressions.c.mailbox).where(suppressions.c.mailbox.in_(list(wanted)))
     ).scalars()
