@@ -17,7 +17,8 @@ PostgreSQL (a fresh database on 127.0.0.1:5432, dropped afterwards), side by sid
   composing and sending overlap; here they are timed apart, as the issue's stages are.)
 
 For each stage: seconds and the peak resident memory of the process during it (sampled every
-20 ms from /proc); after sending, the outbox's bytes per digest and papers per digest.
+20 ms from /proc); after sending, per digest: the message's KB, the KB the database stores for it
+("stored": PostgreSQL compresses it) and its papers.
 
     .venv/bin/python bench/cycle.py --subscribers 1000 10000 [--stores sqlite postgresql]
         [--profile plan]  # cProfile of one stage, top 25 by cumulative time
@@ -51,7 +52,7 @@ from service.config import FetchSettings, Settings
 from service.mailroom import Mailroom, Planned
 from service.model import PaperIn, ProfileSpec, Schedule, Snapshot
 from service.parse.listing import parse
-from service.store.tables import deliveries
+from service.store.tables import deliveries, messages
 
 SEEDS = Path(__file__).resolve().parents[1].parent / "shared" / "seeds"
 PG_SERVER = os.environ.get("PAPERBOY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -274,15 +275,20 @@ def cycle(kind: str, count: int, profile: str | None) -> dict[str, Any]:
             result = stage(figures, "send", lambda: asyncio.run(app.mailroom.send()), profile)
             figures["sent"] = result.sent
             with app.store.engine.connect() as db:
-                queued, size, shown = db.execute(
+                queued, shown = db.execute(
+                    sa.select(sa.func.count(), sa.func.sum(deliveries.c.papers))
+                ).one()
+                # Stored: as the database keeps the bytes (PostgreSQL compresses them).
+                stored = sa.func.pg_column_size if kind == "postgresql" else sa.func.length
+                size, kept = db.execute(
                     sa.select(
-                        sa.func.count(),
-                        sa.func.sum(sa.func.length(deliveries.c.message)),
-                        sa.func.sum(deliveries.c.papers),
+                        sa.func.sum(sa.func.length(messages.c.body)),
+                        sa.func.sum(stored(messages.c.body)),
                     )
                 ).one()
             figures["digests"] = (int(queued), len(planned))
             figures["bytes/digest"] = int(size or 0) / max(1, int(queued))
+            figures["stored/digest"] = int(kept or 0) / max(1, int(queued))
             figures["papers/digest"] = int(shown or 0) / max(1, int(queued))
     return figures
 
@@ -297,7 +303,7 @@ def main() -> int:
     print(
         f"{'store':<11}{'subscribers':>12}"
         + "".join(f"{s + ' s':>15}{'peak MB':>9}" for s in stages)
-        + f"{'total s':>9}{'digests':>9}{'KB/digest':>10}{'papers':>8}",
+        + f"{'total s':>9}{'digests':>9}{'KB/digest':>10}{'stored':>8}{'papers':>8}",
         flush=True,
     )
     for count in args.subscribers:
@@ -307,7 +313,8 @@ def main() -> int:
             total = sum(figures[s][0] for s in stages)
             print(
                 f"{kind:<11}{count:>12}{cells}{total:>9.1f}{figures['digests'][0]:>9}"
-                f"{figures['bytes/digest'] / 1024:>10.1f}{figures['papers/digest']:>8.1f}",
+                f"{figures['bytes/digest'] / 1024:>10.1f}{figures['stored/digest'] / 1024:>8.1f}"
+                f"{figures['papers/digest']:>8.1f}",
                 flush=True,
             )
             for s in stages:

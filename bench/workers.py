@@ -54,7 +54,7 @@ from service.app import App, build
 from service.clock import FixedClock
 from service.config import Settings
 from service.model import ProfileSpec
-from service.store.tables import deliveries, matches, profiles, sent, subscribers
+from service.store.tables import deliveries, matches, messages, profiles, sent, subscribers
 
 PG_SERVER = os.environ.get("PAPERBOY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DELAY = 0.02  # what the sink takes over each message
@@ -321,7 +321,10 @@ def run_kill(work: Workload, config: Path, log: Path, count: int) -> dict[str, A
         leader.send_signal(signal.SIGSTOP)  # frozen: what it holds stays as it is
         with work.app.store.engine.connect() as db:
             held = db.execute(
-                sa.select(deliveries.c.recipient, deliveries.c.message.is_not(None)).where(
+                sa.select(deliveries.c.recipient, messages.c.body.is_not(None))
+                .select_from(deliveries)
+                .outerjoin(messages)
+                .where(
                     deliveries.c.status == "sending",
                     deliveries.c.claimed_by.like(f"%/{leader.pid}/%"),
                 )

@@ -15,7 +15,16 @@ from service.app import App, build
 from service.clock import FixedClock
 from service.config import RetentionSettings, Settings, SourceSettings
 from service.model import ProfileSpec, SourceKind
-from service.store.tables import deliveries, events, matches, papers, profiles, sent, snapshots
+from service.store.tables import (
+    deliveries,
+    events,
+    matches,
+    messages,
+    papers,
+    profiles,
+    sent,
+    snapshots,
+)
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 ANN = "ann@example.org"
@@ -161,16 +170,20 @@ def test_sent_bodies_are_dropped_after_keep_sent_and_the_record_stays(
     poll_days(app, clock, range(3), digests=True)
     with app.store.engine.connect() as db:
         bodies = db.execute(
-            sa.select(deliveries.c.sent_at, deliveries.c.message.is_not(None)).order_by(
-                deliveries.c.id
-            )
+            sa.select(deliveries.c.sent_at, messages.c.body.is_not(None))
+            .select_from(deliveries)
+            .outerjoin(messages)
+            .order_by(deliveries.c.id)
         ).all()
     assert [kept for _, kept in bodies] == [True, True, True]
     clock.at = bodies[0].sent_at + app.settings.mail.keep_sent + timedelta(minutes=1)
     assert app.pipeline.cleanup().sent_bodies == 1
     with app.store.engine.connect() as db:
         left = db.execute(
-            sa.select(deliveries.c.message.is_not(None)).order_by(deliveries.c.id)
+            sa.select(messages.c.body.is_not(None))
+            .select_from(deliveries)
+            .outerjoin(messages)
+            .order_by(deliveries.c.id)
         ).scalars()
         assert list(left) == [False, True, True]
     assert count(app, deliveries) == 3 and count(app, sent) == 10

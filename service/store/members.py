@@ -16,7 +16,7 @@ from service.identity import mailbox_key
 from service.model import DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
 from service.store.outbox import WAITING, NewDelivery, cancel
 from service.store.subscriptions import _subscriber
-from service.store.tables import deliveries, subscribers
+from service.store.tables import deliveries, messages, subscribers
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,22 +115,24 @@ class Members:
             claimed = db.execute(subscribers.update().where(*conditions).values(**values))
             if not claimed.rowcount:
                 return False
-            db.execute(
-                deliveries.insert().values(
+            delivery_id = db.execute(
+                deliveries.insert()
+                .values(
                     subscriber_id=subscriber_id,
                     kind=delivery.kind.value,
                     window=delivery.window,
                     recipient=delivery.recipient,
                     subject=delivery.subject,
                     message_id=delivery.message_id,
-                    message=delivery.message,
                     papers=0,
                     status=DeliveryStatus.PENDING.value,
                     attempts=0,
                     next_attempt_at=now,
                     created_at=now,
                 )
-            )
+                .returning(deliveries.c.id)
+            ).scalar_one()
+            db.execute(messages.insert().values(delivery_id=delivery_id, body=delivery.message))
         return True
 
     def transition(self, subscriber_id: int, change: Transition, now: datetime) -> bool:

@@ -51,6 +51,7 @@ from service.store.tables import (
     UTCDateTime,
     deliveries,
     matches,
+    messages,
     profiles,
     sent,
     sources,
@@ -282,7 +283,6 @@ class Outbox:
                         recipient=sa.bindparam("to"),
                         subject=sa.bindparam("subject"),
                         message_id=sa.bindparam("mid"),
-                        message=sa.bindparam("body"),
                         papers=sa.bindparam("count"),
                         **claim,
                     ),
@@ -292,11 +292,14 @@ class Outbox:
                             "to": new.recipient,
                             "subject": new.subject,
                             "mid": new.message_id,
-                            "body": new.message,
                             "count": len(new.paper_ids),
                         }
                         for delivery_id, new in composed
                     ],
+                )
+                db.execute(
+                    messages.insert(),
+                    [{"delivery_id": i, "body": new.message} for i, new in composed],
                 )
                 ledger = [
                     {
@@ -345,7 +348,6 @@ class Outbox:
                             recipient=delivery.recipient,
                             subject=delivery.subject,
                             message_id=delivery.message_id,
-                            message=delivery.message,
                             papers=len(delivery.paper_ids),
                             status=DeliveryStatus.PENDING.value,
                             attempts=0,
@@ -354,6 +356,9 @@ class Outbox:
                         )
                         .returning(deliveries.c.id)
                     ).scalar_one()
+                    db.execute(
+                        messages.insert().values(delivery_id=delivery_id, body=delivery.message)
+                    )
                     if delivery.paper_ids:
                         db.execute(
                             sent.insert(),
@@ -454,7 +459,8 @@ class Outbox:
                 )
             )
             rows = db.execute(
-                sa.select(deliveries)
+                sa.select(deliveries, messages.c.body)
+                .outerjoin(messages, messages.c.delivery_id == deliveries.c.id)
                 .where(deliveries.c.id.in_(ids))
                 .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
             ).all()
@@ -552,7 +558,7 @@ class Outbox:
                 .values(
                     # A digest not composed yet goes back to be composed.
                     status=sa.case(
-                        (deliveries.c.message.is_(None), DeliveryStatus.COMPOSE.value),
+                        (~_has_body(deliveries), DeliveryStatus.COMPOSE.value),
                         else_=DeliveryStatus.PENDING.value,
                     ),
                     claimed_until=None,
@@ -566,9 +572,7 @@ class Outbox:
     def deliveries(
         self, status: DeliveryStatus | None = None, subscriber_id: int | None = None
     ) -> list[Delivery]:
-        query = sa.select(*[c for c in deliveries.c if c.name != "message"]).order_by(
-            deliveries.c.created_at, deliveries.c.id
-        )
+        query = sa.select(deliveries).order_by(deliveries.c.created_at, deliveries.c.id)
         if status is not None:
             query = query.where(deliveries.c.status == status.value)
         if subscriber_id is not None:
@@ -579,7 +583,7 @@ class Outbox:
     def message(self, delivery_id: int) -> bytes | None:
         with self.engine.connect() as db:
             found = db.execute(
-                sa.select(deliveries.c.message).where(deliveries.c.id == delivery_id)
+                sa.select(messages.c.body).where(messages.c.delivery_id == delivery_id)
             ).scalar_one_or_none()
         return bytes(found) if found is not None else None
 
@@ -592,13 +596,14 @@ class Outbox:
         """Drop the bytes of messages sent before ``before``; the rows (and ledger) stay."""
         with self.engine.begin() as db:
             result = db.execute(
-                deliveries.update()
-                .where(
-                    deliveries.c.status == DeliveryStatus.SENT.value,
-                    deliveries.c.sent_at < before,
-                    deliveries.c.message.is_not(None),
+                messages.delete().where(
+                    messages.c.delivery_id.in_(
+                        sa.select(deliveries.c.id).where(
+                            deliveries.c.status == DeliveryStatus.SENT.value,
+                            deliveries.c.sent_at < before,
+                        )
+                    )
                 )
-                .values(message=None)
             )
         return int(result.rowcount)
 
@@ -726,6 +731,12 @@ def _window_delivery(subscriber_id: int, kind: DeliveryKind, window: str) -> sa.
     )
 
 
+def _has_body(table: sa.FromClause) -> sa.ColumnElement[bool]:
+    """Whether the delivery (a row of ``table``, deliveries or an alias of it) has its bytes:
+    composed, and not forgotten."""
+    return sa.exists().where(messages.c.delivery_id == table.c.id)
+
+
 def _earlier_to_compose() -> sa.ColumnElement[bool]:
     """Whether the subscriber has an older digest still to compose (or being composed)."""
     earlier = deliveries.alias("earlier")
@@ -734,7 +745,7 @@ def _earlier_to_compose() -> sa.ColumnElement[bool]:
         earlier.c.kind == DeliveryKind.DIGEST.value,
         earlier.c.id < deliveries.c.id,
         earlier.c.status.in_([DeliveryStatus.COMPOSE.value, DeliveryStatus.SENDING.value]),
-        earlier.c.message.is_(None),
+        ~_has_body(earlier),
     )
 
 
@@ -807,7 +818,6 @@ def _to_compose(closing: Closing, now: datetime) -> dict[str, Any]:
         "recipient": closing.recipient,
         "subject": "",
         "message_id": "",
-        "message": None,
         "papers": 0,
         "status": DeliveryStatus.COMPOSE.value,
         "attempts": 0,
@@ -841,11 +851,9 @@ def _insert_new(db: sa.Connection, table: sa.Table) -> Any:
 
 def _claimed(row: Any) -> Claimed:
     window = None
-    if row.message is None and row.window_start is not None and row.window_end is not None:
+    if row.body is None and row.window_start is not None and row.window_end is not None:
         window = Window(row.window_start, row.window_end)
-    return Claimed(
-        _delivery(row), None if window is not None else bytes(row.message or b""), window
-    )
+    return Claimed(_delivery(row), None if window is not None else bytes(row.body or b""), window)
 
 
 _MATCH_COLUMNS = (

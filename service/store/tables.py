@@ -264,7 +264,6 @@ deliveries = sa.Table(
     sa.Column("recipient", sa.String(320), nullable=False),
     sa.Column("subject", sa.Text, nullable=False),
     sa.Column("message_id", sa.Text, nullable=False),
-    sa.Column("message", sa.LargeBinary),  # the rendered bytes; emptied after mail.keep_sent
     sa.Column("papers", sa.Integer, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # compose pending sending sent failed …
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
@@ -276,6 +275,22 @@ deliveries = sa.Table(
     sa.Column("sent_at", UTCDateTime),
     sa.UniqueConstraint("subscriber_id", "kind", "window"),
     sa.Index(None, "status", "next_attempt_at"),
+)
+
+# A delivery's rendered bytes, apart from its row: a delivery's status changes three or four
+# times (claimed, sent), and SQLite rewrites a whole row, 25-30 KB of message with it, for each
+# change. No row: a digest still to compose, or a sent message whose bytes are forgotten
+# (``mail.keep_sent``).
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column(
+        "delivery_id",
+        sa.Integer,
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("body", sa.LargeBinary, nullable=False),
 )
 
 sent = sa.Table(
