@@ -79,6 +79,10 @@ POOL_MIN = 2000
 """Digests to compose from which ``compose`` spreads them over processes (fewer are quicker
 in one: starting a process that imports paperboy takes about a second)."""
 
+ANALYZE_AFTER = 1000
+"""Windows closed or digests composed at once from which the outbox's statistics are
+refreshed (``Outbox.analyze``)."""
+
 LEASE = timedelta(minutes=10)
 """How long a sender holds a claimed delivery; a claim older than this is taken again."""
 
@@ -89,8 +93,8 @@ container) holds back at most this many for ``LEASE`` (see ``service.store.outbo
 
 SEND_SLICE = 20
 """Messages sent between two writes of their outcomes (one transaction): a sender that dies
-may have sent at most these (or ``mail.smtp.connections``, if more) without a record, and
-they are sent again."""
+may have sent at most these (or as many as the sender takes at once, if more: its SMTP
+connections, or the maildir's group of 100) without a record, and they are sent again."""
 
 
 class Sender(Protocol):
@@ -229,6 +233,8 @@ class Mailroom:
                 Planned(owner.email, DeliveryKind.DIGEST, window, None, ids[owner.id])
                 for owner, window in batch
             ]
+        if sum(1 for p in done if p.delivery_id is not None) >= ANALYZE_AFTER:
+            self.outbox.analyze()
         return done
 
     def plan(self) -> list[Planned]:
@@ -279,15 +285,17 @@ class Mailroom:
             papers: dict[int, Paper] = {}
             for chunk in chunks:
                 shown.update(self.compose_batch(chunk, papers))
-            return shown
-        with ProcessPoolExecutor(
-            min(processes, len(chunks)),
-            mp_context=multiprocessing.get_context("spawn"),  # no forked engine or threads
-            initializer=_start_composer,
-            initargs=(self.settings, self.clock),
-        ) as pool:
-            for done in pool.map(_compose_batch, chunks):
-                shown.update(done)
+        else:
+            with ProcessPoolExecutor(
+                min(processes, len(chunks)),
+                mp_context=multiprocessing.get_context("spawn"),  # no forked engine or threads
+                initializer=_start_composer,
+                initargs=(self.settings, self.clock),
+            ) as pool:
+                for done in pool.map(_compose_batch, chunks):
+                    shown.update(done)
+        if len(shown) >= ANALYZE_AFTER:
+            self.outbox.analyze()
         return shown
 
     def compose_batch(

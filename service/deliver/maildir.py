@@ -24,9 +24,9 @@ from pathlib import Path
 from service.deliver import Closing
 from service.errors import DeliveryError
 
-WRITERS = 64
-"""Messages in flight at once, stored together: the mailroom hands over this many between two
-writes of their outcomes."""
+WRITERS = 100
+"""Messages in flight at once, stored together: the mailroom hands over this many (a claimed
+batch) between two writes of their outcomes."""
 
 
 class MaildirSender(Closing):
