@@ -255,7 +255,8 @@ class MailSettings(BaseModel):
     retry_max: timedelta = timedelta(hours=6)
     source_failing_after: timedelta = timedelta(days=1)
     keep_sent: timedelta = timedelta(days=30)
-    # Processes that render digests when many are due at once (0: one per core; 1: none).
+    # Processes that compose and render digests when `paperboy plan` composes thousands at
+    # once (0: one per core; 1: composed in the planning process).
     render_processes: int = Field(default=0, ge=0, le=64)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     dkim: DkimSettings = Field(default_factory=DkimSettings)
