@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from service import mailroom
 from service.app import App
 from service.clock import FixedClock
 from service.model import DeliveryKind, DeliveryStatus, ProfileSpec
+from service.store.outbox import Closing
+from service.windows import Window
 
 T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
 NEXT_MORNING = datetime(2026, 6, 2, 5, 30, tzinfo=UTC)  # 07:30 in Berlin
@@ -218,3 +220,45 @@ def test_digests_composed_elsewhere_are_the_ones_planning_composes_here(
             }
     assert len(messages[how]) == len(NAMES)
     assert messages[how] == messages["here"]
+
+
+def test_windows_another_planner_closed_meanwhile_are_left_to_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Two planners that found the same windows due: the second closes none of them again."""
+    clock = FixedClock(T0)
+    with make_app(tmp_path, database_url, clock) as app:
+        subscribe(app, tmp_path, clock)
+        outbox = app.mailroom.outbox
+        states = outbox.windows()
+        closing = [
+            Closing(
+                owner.id,
+                owner.email,
+                Window(states[owner.id].window_end, NEXT_MORNING),
+                NEXT_MORNING + timedelta(days=1),
+            )
+            for owner in app.pipeline.subscriptions.subscribers()
+        ]
+        first = outbox.close_windows(closing, NEXT_MORNING)
+        assert all(i is not None for i in first.values()) and len(set(first.values())) == 5
+        assert outbox.close_windows(closing, NEXT_MORNING) == dict.fromkeys(first)
+        assert sorted(d.id for d in outbox.deliveries()) == sorted(first.values())  # type: ignore[type-var]
+
+
+@pytest.mark.postgres
+def test_a_big_planning_run_refreshes_the_outbox_statistics(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After many windows close at once the planner knows how many rows are due (without it a
+    claim sorts every due row); a few closed leave the statistics alone."""
+    clock = FixedClock(T0)
+    counted = sa.text("SELECT reltuples FROM pg_class WHERE relname = 'deliveries'")
+    with make_app(tmp_path, pg_url, clock) as app:
+        subscribe(app, tmp_path, clock)
+        with app.store.engine.connect() as db:
+            assert db.execute(counted).scalar_one() < 0  # never analysed
+        monkeypatch.setattr(mailroom, "ANALYZE_AFTER", len(NAMES))
+        assert len(app.mailroom.close_windows()) == len(NAMES)
+        with app.store.engine.connect() as db:
+            assert db.execute(counted).scalar_one() == len(NAMES)
