@@ -6,9 +6,10 @@ convention asks), so a reader never sees half a message; names follow Python's `
 To header says who it is for.
 
 Messages handed over together are stored together (a group commit): all written, then all
-flushed, then all linked, then ``new/`` flushed once, in a thread. A disk flushes a run of
-files written together in about a fifth of the time it takes to flush them one by one; each
-``send`` still returns only once its own message is on disk.
+flushed (by ``FLUSHERS`` threads at once), then all linked, then ``new/`` flushed once, in a
+thread. A disk flushes a run of files written together several times faster than it flushes
+them one by one as each is written (0.2 against 1.0 ms a message of 28 KB here); each ``send``
+still returns only once its own message is on disk.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 from service.deliver import Closing
@@ -27,6 +29,10 @@ from service.errors import DeliveryError
 WRITERS = 100
 """Messages in flight at once, stored together: the mailroom hands over this many (a claimed
 batch) between two writes of their outcomes."""
+
+FLUSHERS = 8
+"""Threads that flush a group's files at once: the disk takes several flushes together in
+little more time than one."""
 
 
 class MaildirSender(Closing):
@@ -40,6 +46,7 @@ class MaildirSender(Closing):
         self._count = itertools.count(1)
         self._waiting: list[tuple[str, bytes, asyncio.Future[None]]] = []
         self._storing: asyncio.Task[None] | None = None
+        self._flushers: ThreadPoolExecutor | None = None
 
     async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> str:
         try:
@@ -72,9 +79,15 @@ class MaildirSender(Closing):
         while a group is being stored goes in the next."""
         while self._waiting:
             group, self._waiting = self._waiting, []
+            if self._flushers is None:
+                self._flushers = ThreadPoolExecutor(FLUSHERS, thread_name_prefix="maildir")
             try:
                 errors = await asyncio.to_thread(
-                    store_group, self._tmp, self._new, [(name, body) for name, body, _ in group]
+                    store_group,
+                    self._tmp,
+                    self._new,
+                    [(name, body) for name, body, _ in group],
+                    self._flushers,
                 )
             except BaseException as exc:  # each sender whose message it was gets it
                 for _, _, stored in group:
@@ -96,15 +109,20 @@ class MaildirSender(Closing):
         storing, self._storing = self._storing, None
         if storing is not None and storing.get_loop() is asyncio.get_running_loop():
             await asyncio.gather(storing, return_exceptions=True)
+        flushers, self._flushers = self._flushers, None
+        if flushers is not None:
+            flushers.shutdown()
         self._ready = False
 
 
-def store_group(tmp: str, new: str, messages: Sequence[tuple[str, bytes]]) -> list[OSError | None]:
-    """Store messages as files named ``name``: each written into ``tmp``, all flushed, each
-    linked into ``new`` (never over another message) and ``new`` flushed; the files in ``tmp``
-    removed. Plain ``os`` calls on string paths: a day's mail is 100,000 files. Per message:
-    None once it is stored, or the error that kept it out (the others are stored all the
-    same)."""
+def store_group(
+    tmp: str, new: str, messages: Sequence[tuple[str, bytes]], flushers: Executor | None = None
+) -> list[OSError | None]:
+    """Store messages as files named ``name``: each written into ``tmp``, all flushed (in
+    ``flushers`` when given), each linked into ``new`` (never over another message) and
+    ``new`` flushed; the files in ``tmp`` removed. Plain ``os`` calls on string paths: a day's
+    mail is 100,000 files. Per message: None once it is stored, or the error that kept it out
+    (the others are stored all the same)."""
     errors: list[OSError | None] = [None] * len(messages)
     opened: dict[int, int] = {}
     try:
@@ -118,12 +136,10 @@ def store_group(tmp: str, new: str, messages: Sequence[tuple[str, bytes]]) -> li
                     written += os.write(fd, memoryview(body)[written:])
             except OSError as exc:
                 errors[at] = exc
-        for at, fd in opened.items():
-            if errors[at] is None:
-                try:
-                    os.fsync(fd)
-                except OSError as exc:
-                    errors[at] = exc
+        whole = [at for at in opened if errors[at] is None]
+        flushed = (flushers.map if flushers else map)(_flush, [opened[at] for at in whole])
+        for at, error in zip(whole, flushed, strict=True):
+            errors[at] = error
     finally:
         for fd in opened.values():
             os.close(fd)
@@ -145,3 +161,11 @@ def store_group(tmp: str, new: str, messages: Sequence[tuple[str, bytes]]) -> li
             if at in opened:
                 Path(f"{tmp}/{name}").unlink(missing_ok=True)
     return errors
+
+
+def _flush(fd: int) -> OSError | None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        return exc
+    return None
