@@ -643,22 +643,16 @@ class Matching:
         synced = self._sync_similar()  # once for every slice
         stats, now = self._stats(), self.clock.now()
         kept: list[Match] = []
-        stored = 0
-        for start in range(0, len(documents), MATCH_SLICE):
-            part = documents[start : start + MATCH_SLICE]
-            found = index.match(part, stats=stats) if len(index) else []
-            found = self._with_similarity(found, [by_id[d.id] for d in part], synced, with_query)
-            # Profiles of one query share their matches' reasons: each is written out once.
-            texts: dict[int, str] = {}  # by id(): the reasons live as long as ``found``
-            rows = []
-            for m in found:
-                text = texts.get(id(m.reasons))
-                if text is None:
-                    text = texts[id(m.reasons)] = json.dumps(reasons_json(m))
-                rows.append((m.profile_id, m.document_id, m.score, text))
-            stored += self.subscriptions.save_matches(rows, now)
-            kept += (m for m in found if m.profile_id in alerting or _followed(m))
-        if stored >= ANALYZE_AFTER:
+        # Each slice is saved while the next is matched.
+        with self.subscriptions.matches_saver(now) as saver:
+            for start in range(0, len(documents), MATCH_SLICE):
+                part = documents[start : start + MATCH_SLICE]
+                found = index.match(part, stats=stats) if len(index) else []
+                papers = [by_id[d.id] for d in part]
+                found = self._with_similarity(found, papers, synced, with_query)
+                saver.save(_rows(found))
+                kept += (m for m in found if m.profile_id in alerting or _followed(m))
+        if saver.saved >= ANALYZE_AFTER:
             self.subscriptions.analyze_matches()
         self.mailroom.alert(kept)
 
@@ -758,6 +752,19 @@ class Matching:
         positions = {paper_id: n for n, paper_id in enumerate(ids)}
         self._preview_rows = (features, self._seen_event, positions, matrix)
         return positions, matrix
+
+
+def _rows(found: Sequence[Match]) -> list[tuple[int, int, float, str]]:
+    """Matches as the store saves them. Profiles of one query share their matches' reasons:
+    each is written out once."""
+    texts: dict[int, str] = {}  # by id(): the reasons live as long as ``found``
+    rows = []
+    for m in found:
+        text = texts.get(id(m.reasons))
+        if text is None:
+            text = texts[id(m.reasons)] = json.dumps(reasons_json(m))
+        rows.append((m.profile_id, m.document_id, m.score, text))
+    return rows
 
 
 def _followed(match: Match) -> bool:

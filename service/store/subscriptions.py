@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -363,6 +365,22 @@ class Subscriptions:
                 )
         return len(rows)
 
+    @contextmanager
+    def matches_saver(self, now: datetime) -> Iterator[MatchesSaver]:
+        """A ``MatchesSaver`` for slices of matches all found at ``now``; on leaving, the last
+        slice is saved (or its error raised)."""
+        database = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and database in (None, "", ":memory:"):
+            # Each thread would see a database of its own: saved here, one slice at a time.
+            saver = MatchesSaver(self, now, None)
+            yield saver
+            saver.wait()
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="matches") as thread:
+            saver = MatchesSaver(self, now, thread)
+            yield saver
+            saver.wait()
+
     def analyze_matches(self) -> None:
         """Refresh PostgreSQL's statistics of the matches after a big ingest, so that the
         planner knows how many there are (SQLite plans by its indexes without them)."""
@@ -379,6 +397,39 @@ class Subscriptions:
         )
         with self.engine.connect() as db:
             return [(row.paper_id, row.score, row.reasons) for row in db.execute(query)]
+
+
+class MatchesSaver:
+    """Saves slices of matches (as ``Subscriptions.save_matches``) on a thread of its own while
+    the caller finds the next: the database's work (at 100,000 profiles, an upsert of some
+    100,000 rows a slice) overlaps the matching's instead of following it. One slice at a
+    time is in flight, so that at most two slices' rows live at once, and slices are saved in
+    order, each in its transaction, as they were one by one. An error saving a slice is raised
+    by the next call."""
+
+    def __init__(
+        self, subscriptions: Subscriptions, now: datetime, thread: ThreadPoolExecutor | None
+    ) -> None:
+        self._subscriptions = subscriptions
+        self._now = now
+        self._thread = thread
+        self._pending: Future[int] | None = None
+        self.saved = 0
+
+    def save(self, found: Sequence[tuple[int, int, float, Any]]) -> None:
+        """Save a slice once the one before is saved (at once without a thread)."""
+        self.wait()
+        if self._thread is None:
+            self.saved += self._subscriptions.save_matches(found, self._now)
+        else:
+            self._pending = self._thread.submit(self._subscriptions.save_matches, found, self._now)
+
+    def wait(self) -> int:
+        """Wait for the slice in flight; the rows saved so far."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.saved += pending.result()
+        return self.saved
 
 
 def _copy_matches(db: sa.Connection, rows: Sequence[tuple[Any, ...]], update: str) -> None:
