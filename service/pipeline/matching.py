@@ -228,7 +228,7 @@ class Matching:
 
         Earlier papers are left to ``preview``; back-filled matches never raise an alert.
         """
-        if not fresh:
+        if not fresh or not self.store.last_event():  # no paper event: nothing to fill with
             return 0
         found: list[Match] = []
         windows = self.mailroom.outbox.windows({p.subscriber_id for p in fresh})

@@ -147,8 +147,7 @@ class Subscriptions:
                     moved.append({"sid": found.id, **values})  # planned afresh
                 else:
                     kept.append({"sid": found.id, **values})
-            if added:
-                db.execute(subscribers.insert(), added)
+            _insert(db, subscribers, added)
             for rows, extra in ((moved, {"next_window_at": None}), (kept, {})):
                 if rows:
                     db.execute(
@@ -172,13 +171,18 @@ class Subscriptions:
                 )
             }
             owners = [ids[key] for key in keys]
-            fresh_keys = self._save_profiles(db, owners, [d[3] for d in declared], now)
+            earlier = [found.id for found in known.values()]  # only they may have profiles
+            specs = [d[3] for d in declared]
+            fresh_specs = self._save_profiles(db, owners, earlier, specs, now)
+            # As saved: the ids read back, the rest as given.
             fresh = [
-                _profile(row)
+                Profile(row.id, row.subscriber_id, fresh_specs[row.subscriber_id, row.name])
                 for row in db.execute(
-                    sa.select(profiles).where(profiles.c.subscriber_id.in_(owners))
+                    sa.select(profiles.c.id, profiles.c.subscriber_id, profiles.c.name).where(
+                        profiles.c.subscriber_id.in_(owners)
+                    )
                 )
-                if (row.subscriber_id, row.name) in fresh_keys
+                if (row.subscriber_id, row.name) in fresh_specs
             ]
         return owners, fresh
 
@@ -186,20 +190,27 @@ class Subscriptions:
         self,
         db: sa.Connection,
         owners: Sequence[int],
+        earlier: Sequence[int],
         specs: Sequence[Sequence[ProfileSpec]],
         now: datetime,
-    ) -> set[tuple[int, str]]:
-        """Insert or update these subscribers' profiles; the (subscriber id, name) of those
-        whose query is new (their old matches are deleted)."""
-        known = {
-            (row.subscriber_id, row.name): row
-            for row in db.execute(
-                sa.select(
-                    profiles.c.id, profiles.c.subscriber_id, profiles.c.name, profiles.c.query
-                ).where(profiles.c.subscriber_id.in_(list(owners)))
-            )
-        }
-        added, changed, stale, fresh = [], [], [], set()
+    ) -> dict[tuple[int, str], ProfileSpec]:
+        """Insert or update these subscribers' profiles (those of the ``earlier`` ones may be
+        stored already); by (subscriber id, name), those whose query is new (their old matches
+        are deleted)."""
+        known = (
+            {
+                (row.subscriber_id, row.name): row
+                for row in db.execute(
+                    sa.select(
+                        profiles.c.id, profiles.c.subscriber_id, profiles.c.name, profiles.c.query
+                    ).where(profiles.c.subscriber_id.in_(list(earlier)))
+                )
+            }
+            if earlier
+            else {}
+        )
+        added, changed, stale = [], [], []
+        fresh: dict[tuple[int, str], ProfileSpec] = {}
         for owner, mine in zip(owners, specs, strict=True):
             for spec in mine:
                 values = {
@@ -212,19 +223,18 @@ class Subscriptions:
                 }
                 found = known.get((owner, spec.name))
                 if found is None:
-                    fresh.add((owner, spec.name))
+                    fresh[owner, spec.name] = spec
                     added.append(
                         {"subscriber_id": owner, "name": spec.name, "created_at": now, **values}
                     )
                     continue
                 if found.query != spec.query:
-                    fresh.add((owner, spec.name))
+                    fresh[owner, spec.name] = spec
                     stale.append(found.id)
                 changed.append({"pid": found.id, **values})
         for start in range(0, len(stale), 500):
             db.execute(matches.delete().where(matches.c.profile_id.in_(stale[start : start + 500])))
-        if added:
-            db.execute(profiles.insert(), added)
+        _insert(db, profiles, added)
         if changed:
             db.execute(
                 profiles.update()
@@ -397,6 +407,38 @@ class Subscriptions:
         )
         with self.engine.connect() as db:
             return [(row.paper_id, row.score, row.reasons) for row in db.execute(query)]
+
+
+def _insert(db: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (each with the same columns) at the driver's level, each value made as
+    its column's type binds it, a column at a time: in a big import SQLAlchemy's per-row work
+    cost more than the database's. PostgreSQL takes them by COPY (an INSERT run row by row
+    costs a round trip each, a long one with many rows costs psycopg more to parse than the
+    server to run)."""
+    if not rows:
+        return
+    dialect = db.dialect
+    names = list(rows[0])
+    cells = []
+    for name in names:
+        bind = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        column = [row[name] for row in rows]
+        cells.append(column if bind is None else list(map(bind, column)))
+    values = list(zip(*cells, strict=True))
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(map(quote, names))
+    if dialect.name != "postgresql":
+        marks = ", ".join(["?"] * len(names))
+        db.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})", values)
+        return
+    raw = db.connection.driver_connection
+    assert raw is not None
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy,
+    ):
+        for row in values:
+            copy.write_row(row)
 
 
 class MatchesSaver:
