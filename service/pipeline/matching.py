@@ -312,17 +312,18 @@ class Matching:
             index.remove(profile_id)
             del self._indexed[profile_id]
         parsed: dict[str, Query] = {}  # many profiles share a query: each is parsed once
+        added: dict[int, str] = {}
         for profile_id, text in current.items():
             if self._indexed.get(profile_id) == text:
                 continue
-            query = parsed.get(text)
-            if query is None:
-                query = parsed[text] = parse_query(text)
-            if profile_id in self._indexed:
-                index.replace(profile_id, query)
-            else:
-                index.add(profile_id, query)
-            self._indexed[profile_id] = text
+            if text not in parsed:
+                parsed[text] = parse_query(text)
+            if profile_id in index:
+                index.remove(profile_id)
+                self._indexed.pop(profile_id, None)
+            added[profile_id] = text
+        index.add_many((profile_id, parsed[text]) for profile_id, text in added.items())
+        self._indexed.update(added)
         return index
 
     # -- similarity profiles ----------------------------------------------------------------
@@ -546,6 +547,9 @@ class Matching:
         the similarity matches to those profiles (a back-fill)."""
         if synced is False:
             synced = self._sync_similar()
+        refused, trained = self._refused, self._trained
+        if synced is None and not refused and not trained:
+            return found  # nothing to merge or leave out (a million matches a day at 100k)
         merged = {(m.profile_id, m.document_id): m for m in found}
         if synced is not None and papers:
             from service.match import similar
@@ -573,7 +577,6 @@ class Matching:
                 # With a query the likes rank what it matched: the similarity score orders.
                 merged[key] = new_match(match.profile_id, match.document_id, match.score, reasons)
         # Not shown: what the profile refused, and what it named as liked (it has them).
-        refused, trained = self._refused, self._trained
         return [
             m
             for m in merged.values()
