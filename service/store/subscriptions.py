@@ -489,9 +489,11 @@ class MatchesSaver:
 def _copy_matches(db: sa.Connection, rows: Sequence[tuple[Any, ...]], update: str) -> None:
     """Upsert matches on PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT
     (row by row, even pipelined, the client spent about 40 us a row). The last of a pair
-    given twice wins, as it would row by row."""
+    given twice wins, as it would row by row: kept here, so that the server need not sort
+    the rows to find it (a quarter of its work)."""
+    rows = list({(row[0], row[1]): row for row in rows}.values())
     db.exec_driver_sql(
-        "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_matches (n integer, profile_id integer, "
+        "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_matches (profile_id integer, "
         "paper_id integer, score double precision, reasons text, matched_at timestamptz) "
         "ON COMMIT DELETE ROWS"
     )
@@ -499,12 +501,11 @@ def _copy_matches(db: sa.Connection, rows: Sequence[tuple[Any, ...]], update: st
     assert raw is not None
     with raw.cursor() as cursor, cursor.copy("COPY incoming_matches FROM STDIN") as copy:
         for start in range(0, len(rows), COPY_LINES):
-            copy.write(_copy_text(rows[start : start + COPY_LINES], start))
+            copy.write(_copy_text(rows[start : start + COPY_LINES]))
     db.exec_driver_sql(
         "INSERT INTO matches (profile_id, paper_id, score, reasons, matched_at) "
-        "SELECT DISTINCT ON (profile_id, paper_id) profile_id, paper_id, score, "
-        "reasons::json, matched_at FROM incoming_matches "
-        f"ORDER BY profile_id, paper_id, n DESC {update}"
+        "SELECT profile_id, paper_id, score, reasons::json, matched_at FROM incoming_matches "
+        f"{update}"
     )
 
 
@@ -512,21 +513,21 @@ COPY_LINES = 10_000
 """Rows of matches written to COPY at a time, as text."""
 
 
-def _copy_text(rows: Sequence[tuple[Any, ...]], start: int) -> str:
-    """Rows of matches as the lines of COPY's text format, numbered from ``start``. Written
-    here rather than by psycopg row by row (a few microseconds a row, a million rows at
-    100,000 profiles): the many matches that share reasons or a time have them escaped once."""
+def _copy_text(rows: Sequence[tuple[Any, ...]]) -> str:
+    """Rows of matches as the lines of COPY's text format. Written here rather than by
+    psycopg row by row (a few microseconds a row, a million rows at 100,000 profiles): the
+    many matches that share reasons or a time have them escaped once."""
     texts: dict[str, str] = {}
     times: dict[datetime, str] = {}
     lines = []
-    for n, (profile_id, paper_id, score, reasons, matched_at) in enumerate(rows, start):
+    for profile_id, paper_id, score, reasons, matched_at in rows:
         text = texts.get(reasons)
         if text is None:
             text = texts[reasons] = _copy_escaped(reasons)
         at = times.get(matched_at)
         if at is None:
             at = times[matched_at] = matched_at.isoformat()
-        lines.append(f"{n}\t{profile_id:d}\t{paper_id:d}\t{float(score)!r}\t{text}\t{at}\n")
+        lines.append(f"{profile_id:d}\t{paper_id:d}\t{float(score)!r}\t{text}\t{at}\n")
     return "".join(lines)
 
 
