@@ -7,7 +7,7 @@ import gc
 import json
 import random
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -654,7 +654,7 @@ class Matching:
                 papers = [by_id[d.id] for d in part]
                 found = self._with_similarity(found, papers, synced, with_query)
                 saver.save(_rows(found))
-                kept += (m for m in found if m.profile_id in alerting or _followed(m))
+                kept += _may_alert(found, alerting)
         if saver.saved >= ANALYZE_AFTER:
             self.subscriptions.analyze_matches()
         self.mailroom.alert(kept)
@@ -768,6 +768,22 @@ def _rows(found: Sequence[Match]) -> list[tuple[int, int, float, str]]:
             text = texts[id(m.reasons)] = json.dumps(reasons_json(m))
         rows.append((m.profile_id, m.document_id, m.score, text))
     return rows
+
+
+def _may_alert(found: Sequence[Match], alerting: Collection[int]) -> Iterator[Match]:
+    """The matches that may want an alert: those of a profile with a threshold, and those
+    through a followed author or group (the reasons that many matches share looked at once).
+    """
+    followed: dict[int, bool] = {}  # by id(): the reasons live as long as ``found``
+    for m in found:
+        if m.profile_id in alerting:
+            yield m
+            continue
+        hit = followed.get(id(m.reasons))
+        if hit is None:
+            hit = followed[id(m.reasons)] = _followed(m)
+        if hit:
+            yield m
 
 
 def _followed(match: Match) -> bool:
