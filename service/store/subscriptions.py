@@ -159,6 +159,8 @@ class Subscriptions:
                     moved.append({"sid": found.id, **values})  # planned afresh
                 else:
                     kept.append({"sid": found.id, **values})
+            ids = {key: found.id for key, found in known.items()}
+            ids |= {row["email_key"]: row["id"] for row in _given_ids(db, subscribers, added)}
             _insert(db, subscribers, added)
             for rows, extra in ((moved, {"next_window_at": None}), (kept, {})):
                 if rows:
@@ -174,28 +176,21 @@ class Subscriptions:
                         ),
                         rows,
                     )
-            ids = {
-                row.email_key: row.id
-                for row in db.execute(
-                    sa.select(subscribers.c.email_key, subscribers.c.id).where(
-                        subscribers.c.email_key.in_(keys)
-                    )
-                )
-            }
+            unnumbered = [key for key in keys if key not in ids]
+            if unnumbered:  # numbered by SQLite as inserted: read back
+                query = sa.select(subscribers.c.email_key, subscribers.c.id)
+                read = db.execute(query.where(subscribers.c.email_key.in_(unnumbered)))
+                ids |= {row.email_key: row.id for row in read}
             owners = [ids[key] for key in keys]
             earlier = [found.id for found in known.values()]  # only they may have profiles
             specs = [d[3] for d in declared]
-            fresh_specs = self._save_profiles(db, owners, earlier, specs, now)
-            # As saved: the ids read back, the rest as given.
-            fresh = [
-                Profile(row.id, row.subscriber_id, fresh_specs[row.subscriber_id, row.name])
-                for row in db.execute(
-                    sa.select(profiles.c.id, profiles.c.subscriber_id, profiles.c.name).where(
-                        profiles.c.subscriber_id.in_(owners)
-                    )
-                )
-                if (row.subscriber_id, row.name) in fresh_specs
-            ]
+            fresh_specs, fresh_ids = self._save_profiles(db, owners, earlier, specs, now)
+            if len(fresh_ids) < len(fresh_specs):  # as above
+                query = sa.select(profiles.c.id, profiles.c.subscriber_id, profiles.c.name)
+                read = db.execute(query.where(profiles.c.subscriber_id.in_(owners)))
+                fresh_ids |= {(row.subscriber_id, row.name): row.id for row in read}
+            # As saved: the ids, the rest as given.
+            fresh = [Profile(fresh_ids[key], key[0], spec) for key, spec in fresh_specs.items()]
         return owners, fresh
 
     def _save_profiles(
@@ -205,10 +200,10 @@ class Subscriptions:
         earlier: Sequence[int],
         specs: Sequence[Sequence[ProfileSpec]],
         now: datetime,
-    ) -> dict[tuple[int, str], ProfileSpec]:
+    ) -> tuple[dict[tuple[int, str], ProfileSpec], dict[tuple[int, str], int]]:
         """Insert or update these subscribers' profiles (those of the ``earlier`` ones may be
-        stored already); by (subscriber id, name), those whose query is new (their old matches
-        are deleted)."""
+        stored already). By (subscriber id, name): those whose query is new (their old matches
+        are deleted), and the ids of those known (all but those SQLite numbers as inserted)."""
         known = (
             {
                 (row.subscriber_id, row.name): row
@@ -223,6 +218,7 @@ class Subscriptions:
         )
         added, changed, stale = [], [], []
         fresh: dict[tuple[int, str], ProfileSpec] = {}
+        numbered: dict[tuple[int, str], int] = {}
         for owner, mine in zip(owners, specs, strict=True):
             for spec in mine:
                 values = {
@@ -242,10 +238,13 @@ class Subscriptions:
                     continue
                 if found.query != spec.query:
                     fresh[owner, spec.name] = spec
+                    numbered[owner, spec.name] = found.id
                     stale.append(found.id)
                 changed.append({"pid": found.id, **values})
         for start in range(0, len(stale), 500):
             db.execute(matches.delete().where(matches.c.profile_id.in_(stale[start : start + 500])))
+        for row in _given_ids(db, profiles, added):
+            numbered[row["subscriber_id"], row["name"]] = row["id"]
         _insert(db, profiles, added)
         if changed:
             db.execute(
@@ -254,7 +253,7 @@ class Subscriptions:
                 .values({name: sa.bindparam(name) for name in changed[0] if name != "pid"}),
                 changed,
             )
-        return fresh
+        return fresh, numbered
 
     def remove_subscriber(self, email: str) -> bool:
         with self.engine.begin() as db:
@@ -419,6 +418,22 @@ class Subscriptions:
         )
         with self.engine.connect() as db:
             return [(row.paper_id, row.score, row.reasons) for row in db.execute(query)]
+
+
+def _given_ids(
+    db: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """On PostgreSQL, ``rows`` given the ids they are to have, from ``table``'s sequence, so
+    that none need reading back (a query of 1,000 keys a batch, costly to parse); nothing
+    (none given) on SQLite, where rows are numbered as inserted."""
+    if db.dialect.name != "postgresql" or not rows:
+        return []
+    query = sa.text(
+        f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, :n)"
+    )
+    for row, given in zip(rows, db.execute(query, {"n": len(rows)}).scalars(), strict=True):
+        row["id"] = given
+    return rows
 
 
 def _insert(db: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
