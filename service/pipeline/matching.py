@@ -34,7 +34,7 @@ from service.model import Paper, Profile, Summary
 from service.store.likes import Likes
 from service.store.repository import Store
 from service.store.similarity import SimilarityStore, StoredFeatures, StoredModel
-from service.store.subscriptions import Subscriptions
+from service.store.subscriptions import ProfileQuery, Subscriptions
 
 if TYPE_CHECKING:  # scikit-learn is imported only once somebody likes a paper (it is slow)
     from service.match import similar
@@ -297,17 +297,17 @@ class Matching:
         if self._index is not None:
             self._sync_index()
 
-    def _sync_index(self, profiles: Sequence[Profile] | None = None) -> ProfileIndex:
-        """The index over every profile (``profiles``, when the caller has just read them),
+    def _sync_index(self, queries: Sequence[ProfileQuery] | None = None) -> ProfileIndex:
+        """The index over every profile (``queries``, when the caller has just read them),
         changed profile by profile (never rebuilt whole)."""
         if self._index is None:
             boost = self.settings.matching.upvote_boost
             self._index = ProfileIndex(stats=self._stats(), upvote_boost=boost)
             self._indexed = {}
         index = self._index
-        if profiles is None:
-            profiles = self.subscriptions.profiles()
-        current = {p.id: p.spec.query for p in profiles if p.spec.query.strip()}
+        if queries is None:
+            queries = self.subscriptions.queries()
+        current = {p.id: p.query for p in queries if p.query.strip()}
         for profile_id in set(self._indexed) - set(current):
             index.remove(profile_id)
             del self._indexed[profile_id]
@@ -622,7 +622,7 @@ class Matching:
         """Match the snapshot's new and updated papers against every profile at once."""
         if summary.snapshot_id is None or not (summary.new or summary.updated or summary.listed):
             return
-        profiles = self.subscriptions.profiles()  # read once for all that follows
+        profiles = self.subscriptions.queries()  # read once for all that follows
         if self._index is None and not profiles:
             self.forget_stats()  # nothing to match: count afresh when needed
             return
@@ -641,8 +641,8 @@ class Matching:
         index = self._sync_index(profiles)
         # Matched and stored a slice of papers at a time: a day's matches for many profiles
         # never all live as objects at once. Only those that may want an alert are kept.
-        alerting = {p.id for p in profiles if p.spec.alert_threshold is not None}
-        with_query = {p.id for p in profiles if p.spec.query.strip()}
+        alerting = {p.id for p in profiles if p.alert_threshold is not None}
+        with_query = {p.id for p in profiles if p.query.strip()}
         synced = self._sync_similar()  # once for every slice
         stats, now = self._stats(), self.clock.now()
         kept: list[Match] = []
