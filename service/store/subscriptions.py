@@ -377,9 +377,10 @@ class Subscriptions:
         """Record (profile id, paper id, score, reasons as JSON-able or as JSON text); newer
         replace older.
 
-        One upsert statement run for every row, its values made here (the reasons as JSON
-        text, ``now`` as the store keeps it once for all): a day's matches at 100,000
-        subscribers are a million rows, and SQLAlchemy's per-row processing was most of it."""
+        Upserted at the driver's level (``_upsert_matches`` on SQLite, ``_copy_matches`` on
+        PostgreSQL), its values made here (the reasons as JSON text, ``now`` as the store
+        keeps it once for all): a day's matches at 100,000 subscribers are a million rows, and
+        SQLAlchemy's per-row processing was most of it."""
         dialect = self.engine.dialect  # the dialect's own processor: SQLite's stored text
         stamp = matches.c.matched_at.type.dialect_impl(dialect).bind_processor(dialect)
         at = stamp(now) if stamp is not None else now
