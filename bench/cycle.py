@@ -22,6 +22,7 @@ For each stage: seconds and the peak resident memory of the process during it (s
 
     .venv/bin/python bench/cycle.py --subscribers 1000 10000 [--stores sqlite postgresql]
         [--profile plan]  # cProfile of one stage, top 25 by cumulative time
+        [--stages import ingest+match]  # stop after these (each needs the ones before it)
 """
 
 from __future__ import annotations
@@ -242,7 +243,10 @@ def plan(mailroom: Mailroom) -> list[Planned]:
     return [p for p in closed if shown.get(p.delivery_id or 0)]
 
 
-def cycle(kind: str, count: int, profile: str | None) -> dict[str, Any]:
+STAGES = ("import", "ingest+match", "plan", "send")
+
+
+def cycle(kind: str, count: int, profile: str | None, last: str = STAGES[-1]) -> dict[str, Any]:
     rng = random.Random(13)
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp_name, database(kind, Path(tmp_name)) as url:
@@ -260,6 +264,8 @@ def cycle(kind: str, count: int, profile: str | None) -> dict[str, Any]:
         with build(settings, clock=clock) as app:
             pipeline = app.pipeline
             stage(figures, "import", lambda: pipeline.roster.import_profiles(people), profile)
+            if last == "import":
+                return figures
             clock.at = INGESTED
             path = tmp / "day.txt"
             path.write_bytes(body)
@@ -270,6 +276,8 @@ def cycle(kind: str, count: int, profile: str | None) -> dict[str, Any]:
                 profile,
             )
             assert summary.new == PAPERS, summary
+            if last == "ingest+match":
+                return figures
             clock.at = DUE
             planned = stage(figures, "plan", lambda: plan(app.mailroom), profile)
             result = stage(figures, "send", lambda: asyncio.run(app.mailroom.send()), profile)
@@ -297,26 +305,31 @@ def main() -> int:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--subscribers", type=int, nargs="+", default=[1000, 10000])
     options.add_argument("--stores", nargs="+", default=["sqlite", "postgresql"])
-    options.add_argument("--profile", choices=["import", "ingest+match", "plan", "send"])
+    options.add_argument("--profile", choices=STAGES)
+    options.add_argument("--stages", nargs="+", choices=STAGES, default=STAGES)
     args = options.parse_args()
-    stages = ("import", "ingest+match", "plan", "send")
+    stages = STAGES[: max(STAGES.index(s) for s in args.stages) + 1]
     print(
         f"{'store':<11}{'subscribers':>12}"
         + "".join(f"{s + ' s':>15}{'peak MB':>9}" for s in stages)
-        + f"{'total s':>9}{'digests':>9}{'KB/digest':>10}{'stored':>8}{'papers':>8}",
+        + f"{'total s':>9}"
+        + (
+            f"{'digests':>9}{'KB/digest':>10}{'stored':>8}{'papers':>8}" if "send" in stages else ""
+        ),
         flush=True,
     )
     for count in args.subscribers:
         for kind in args.stores:
-            figures = cycle(kind, count, args.profile)
+            figures = cycle(kind, count, args.profile, stages[-1])
             cells = "".join(f"{figures[s][0]:>15.1f}{figures[s][1] / 2**20:>9.0f}" for s in stages)
             total = sum(figures[s][0] for s in stages)
-            print(
-                f"{kind:<11}{count:>12}{cells}{total:>9.1f}{figures['digests'][0]:>9}"
-                f"{figures['bytes/digest'] / 1024:>10.1f}{figures['stored/digest'] / 1024:>8.1f}"
-                f"{figures['papers/digest']:>8.1f}",
-                flush=True,
-            )
+            sent = ""
+            if "digests" in figures:
+                sent = (
+                    f"{figures['digests'][0]:>9}{figures['bytes/digest'] / 1024:>10.1f}"
+                    f"{figures['stored/digest'] / 1024:>8.1f}{figures['papers/digest']:>8.1f}"
+                )
+            print(f"{kind:<11}{count:>12}{cells}{total:>9.1f}{sent}", flush=True)
             for s in stages:
                 if f"{s} profile" in figures:
                     print(figures[f"{s} profile"], flush=True)

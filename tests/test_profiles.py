@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from conftest import SEED_ORDER, seed
 
 from service.app import App, build
@@ -17,8 +18,9 @@ from service.clock import FixedClock
 from service.config import Settings
 from service.errors import InvalidValue, QueryError
 from service.match.query import parse_query
-from service.model import Cadence, ProfileSpec
-from service.subscribers import read_profiles
+from service.model import Cadence, ProfileSpec, Schedule
+from service.store.tables import profiles, subscribers
+from service.subscribers import Declared, read_profiles
 
 T0 = datetime(2026, 6, 1, 8, tzinfo=UTC)
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "profiles.example.toml"
@@ -118,6 +120,48 @@ def test_a_profiles_file_says_where_a_bad_value_is() -> None:
     assert first.startswith('x: subscribers[1].profiles[0] (name "Quantisation"): query: ')
     assert caret.index("^") - 2 == caught.value.position
     assert caught.value.query == query.strip()
+
+
+def _stored(app: App, prefix: str) -> list[dict[str, object]]:
+    """The rows of the subscribers whose address starts with ``prefix``, and of their profiles,
+    but for what differs by nature (ids, the address, the secret token)."""
+    with app.store.engine.connect() as db:
+        owners = db.execute(
+            sa.select(subscribers).where(subscribers.c.email.startswith(prefix))
+        ).all()
+        held = db.execute(
+            sa.select(profiles).where(profiles.c.subscriber_id.in_([o.id for o in owners]))
+        ).all()
+    names = {o.id: o.email.removeprefix(prefix) for o in owners}
+    apart = {"id", "email", "email_key", "token", "subscriber_id"}
+    rows = [{**o._asdict(), "who": names[o.id]} for o in owners]
+    rows += [{**p._asdict(), "who": names[p.subscriber_id]} for p in held]
+    return sorted(({k: v for k, v in row.items() if k not in apart} for row in rows), key=repr)
+
+
+def test_an_import_stores_what_saving_one_by_one_does(app: App) -> None:
+    """An import writes in bulk (COPY on PostgreSQL): the same rows as the one-by-one path."""
+    roster = app.pipeline.roster
+
+    def declared(prefix: str, query: str, schedule: str) -> list[Declared]:
+        return [
+            Declared(
+                f"{prefix}{n}@example.org",
+                zone,
+                Schedule.parse(schedule),
+                (ProfileSpec("A", query, 2, 7, 3.5, True), ProfileSpec("B", "tab\tüber")),
+            )
+            for n, zone in enumerate(["UTC", "Asia/Tokyo", "America/New_York"])
+        ]
+
+    for query, schedule in [("kv OR cache", "daily 07:30"), ('"kv cache"', "weekly mon 08:00")]:
+        assert roster.import_profiles(declared("bulk", query, schedule)) == (3, 6)
+        for item in declared("single", query, schedule):
+            roster.save_subscriber(item.email, item.timezone, str(item.schedule))
+            for spec in item.profiles:
+                roster.save_profile(item.email, spec)
+        assert _stored(app, "bulk") == _stored(app, "single")
+        assert len(_stored(app, "bulk")) == 9
 
 
 def test_export_then_import_round_trips(app: App, tmp_path: Path) -> None:

@@ -1250,9 +1250,7 @@ class ProfileIndex:
         self._spellings: dict[str, dict[str, tuple[int, ...]]] = {}
         self._terms: dict[tuple[Node, str], tuple[_Term, list[int]]] = {}  # shared, counted
 
-        pairs = profiles.items() if isinstance(profiles, Mapping) else profiles
-        for profile_id, query in pairs:
-            self.add(profile_id, query)
+        self.add_many(profiles.items() if isinstance(profiles, Mapping) else profiles)
 
     def __len__(self) -> int:
         return len(self._profiles)
@@ -1266,8 +1264,27 @@ class ProfileIndex:
 
     def add(self, profile_id: int, query: Query) -> None:
         """Index a new profile; ``ValueError`` if the id is already indexed."""
-        if profile_id in self._profiles:
-            raise ValueError(f"profile {profile_id} is already indexed")
+        self.add_many([(profile_id, query)])
+
+    def add_many(self, profiles: Iterable[tuple[int, Query]]) -> None:
+        """``add`` for many (profile id, query), all or none. Profiles of the same query share
+        its plan, made once: at 100,000 profiles, planning each afresh was most of the build."""
+        plans: dict[Query, tuple[_Profile, set[int]]] = {}
+        chosen: dict[int, tuple[Query, tuple[_Profile, set[int]]]] = {}
+        for profile_id, query in profiles:
+            if profile_id in self._profiles or profile_id in chosen:
+                raise ValueError(f"profile {profile_id} is already indexed")
+            planned = plans.get(query)
+            if planned is None:
+                plan = self._plan(profile_id, query)
+                planned = plans[query] = (plan, _profile_keys(plan))
+            chosen[profile_id] = (query, planned)
+        for profile_id, (query, (plan, used)) in chosen.items():
+            self._file(profile_id, query, plan, used)
+
+    def _plan(self, profile_id: int, query: Query) -> _Profile:
+        """``query`` as a profile of it holds it, its keys given ids (but not yet counted as
+        used, nor its terms as shared)."""
         planner = self._planner
         keys = planner.file(query.root)
         if not keys:
@@ -1277,9 +1294,9 @@ class ProfileIndex:
         )
         if rest is not None:
             _rekey(rest, self._ids)
-        terms = tuple(self._share(t) for t in _positive_terms(query.root))
+        terms = tuple(_Term(t) for t in _positive_terms(query.root))
         key_id = self._id
-        profile = _Profile(
+        return _Profile(
             id=profile_id,
             query=query,
             required=tuple(map(key_id, required)),
@@ -1290,12 +1307,27 @@ class ProfileIndex:
             probes=tuple(key_id(t.probe) for t in terms),
             keys=frozenset(map(key_id, keys)),
         )
+
+    def _file(self, profile_id: int, query: Query, plan: _Profile, used: set[int]) -> None:
+        """Hold a profile of a planned query: its keys (``used``) counted as used, its terms
+        shared, and filed."""
+        profile = _Profile(
+            id=profile_id,
+            query=query,
+            required=plan.required,
+            forbidden=plan.forbidden,
+            groups=plan.groups,
+            rest=plan.rest,  # read only once planned: shared
+            terms=tuple(map(self._share, plan.terms)),
+            probes=plan.probes,
+            keys=plan.keys,
+        )
         users = self._users
-        for key in _profile_keys(profile):
+        for key in used:
             if not users[key]:
                 self._listen(key, True)
             users[key] += 1
-        self._profiles[profile_id] = profile
+        self._profiles[profile.id] = profile
         for key in profile.keys:
             self._filed.setdefault(key, set()).add(profile)
 
@@ -1373,12 +1405,12 @@ class ProfileIndex:
         else:
             del self._words[tag][first]
 
-    def _share(self, node: Node) -> _Term:
-        """The one ``_Term`` for ``node`` (and its label) that all profiles use."""
-        key = (node, _label(node))
+    def _share(self, term: _Term) -> _Term:
+        """The one ``_Term`` for ``term``'s node (and its label) that all profiles use."""
+        key = (term.node, term.label)
         shared = self._terms.get(key)
         if shared is None:
-            shared = self._terms[key] = (_Term(node), [0])
+            shared = self._terms[key] = (term, [0])
         shared[1][0] += 1
         return shared[0]
 

@@ -7,7 +7,7 @@ import gc
 import json
 import random
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,7 +34,7 @@ from service.model import Paper, Profile, Summary
 from service.store.likes import Likes
 from service.store.repository import Store
 from service.store.similarity import SimilarityStore, StoredFeatures, StoredModel
-from service.store.subscriptions import Subscriptions
+from service.store.subscriptions import ProfileQuery, Subscriptions
 
 if TYPE_CHECKING:  # scikit-learn is imported only once somebody likes a paper (it is slow)
     from service.match import similar
@@ -228,7 +228,7 @@ class Matching:
 
         Earlier papers are left to ``preview``; back-filled matches never raise an alert.
         """
-        if not fresh:
+        if not fresh or not self.store.last_event():  # no paper event: nothing to fill with
             return 0
         found: list[Match] = []
         windows = self.mailroom.outbox.windows({p.subscriber_id for p in fresh})
@@ -297,32 +297,33 @@ class Matching:
         if self._index is not None:
             self._sync_index()
 
-    def _sync_index(self, profiles: Sequence[Profile] | None = None) -> ProfileIndex:
-        """The index over every profile (``profiles``, when the caller has just read them),
+    def _sync_index(self, queries: Sequence[ProfileQuery] | None = None) -> ProfileIndex:
+        """The index over every profile (``queries``, when the caller has just read them),
         changed profile by profile (never rebuilt whole)."""
         if self._index is None:
             boost = self.settings.matching.upvote_boost
             self._index = ProfileIndex(stats=self._stats(), upvote_boost=boost)
             self._indexed = {}
         index = self._index
-        if profiles is None:
-            profiles = self.subscriptions.profiles()
-        current = {p.id: p.spec.query for p in profiles if p.spec.query.strip()}
+        if queries is None:
+            queries = self.subscriptions.queries()
+        current = {p.id: p.query for p in queries if p.query.strip()}
         for profile_id in set(self._indexed) - set(current):
             index.remove(profile_id)
             del self._indexed[profile_id]
         parsed: dict[str, Query] = {}  # many profiles share a query: each is parsed once
+        added: dict[int, str] = {}
         for profile_id, text in current.items():
             if self._indexed.get(profile_id) == text:
                 continue
-            query = parsed.get(text)
-            if query is None:
-                query = parsed[text] = parse_query(text)
-            if profile_id in self._indexed:
-                index.replace(profile_id, query)
-            else:
-                index.add(profile_id, query)
-            self._indexed[profile_id] = text
+            if text not in parsed:
+                parsed[text] = parse_query(text)
+            if profile_id in index:
+                index.remove(profile_id)
+                self._indexed.pop(profile_id, None)
+            added[profile_id] = text
+        index.add_many((profile_id, parsed[text]) for profile_id, text in added.items())
+        self._indexed.update(added)
         return index
 
     # -- similarity profiles ----------------------------------------------------------------
@@ -546,6 +547,9 @@ class Matching:
         the similarity matches to those profiles (a back-fill)."""
         if synced is False:
             synced = self._sync_similar()
+        refused, trained = self._refused, self._trained
+        if synced is None and not refused and not trained:
+            return found  # nothing to merge or leave out (a million matches a day at 100k)
         merged = {(m.profile_id, m.document_id): m for m in found}
         if synced is not None and papers:
             from service.match import similar
@@ -573,7 +577,6 @@ class Matching:
                 # With a query the likes rank what it matched: the similarity score orders.
                 merged[key] = new_match(match.profile_id, match.document_id, match.score, reasons)
         # Not shown: what the profile refused, and what it named as liked (it has them).
-        refused, trained = self._refused, self._trained
         return [
             m
             for m in merged.values()
@@ -619,7 +622,7 @@ class Matching:
         """Match the snapshot's new and updated papers against every profile at once."""
         if summary.snapshot_id is None or not (summary.new or summary.updated or summary.listed):
             return
-        profiles = self.subscriptions.profiles()  # read once for all that follows
+        profiles = self.subscriptions.queries()  # read once for all that follows
         if self._index is None and not profiles:
             self.forget_stats()  # nothing to match: count afresh when needed
             return
@@ -638,27 +641,21 @@ class Matching:
         index = self._sync_index(profiles)
         # Matched and stored a slice of papers at a time: a day's matches for many profiles
         # never all live as objects at once. Only those that may want an alert are kept.
-        alerting = {p.id for p in profiles if p.spec.alert_threshold is not None}
-        with_query = {p.id for p in profiles if p.spec.query.strip()}
+        alerting = {p.id for p in profiles if p.alert_threshold is not None}
+        with_query = {p.id for p in profiles if p.query.strip()}
         synced = self._sync_similar()  # once for every slice
         stats, now = self._stats(), self.clock.now()
         kept: list[Match] = []
-        stored = 0
-        for start in range(0, len(documents), MATCH_SLICE):
-            part = documents[start : start + MATCH_SLICE]
-            found = index.match(part, stats=stats) if len(index) else []
-            found = self._with_similarity(found, [by_id[d.id] for d in part], synced, with_query)
-            # Profiles of one query share their matches' reasons: each is written out once.
-            texts: dict[int, str] = {}  # by id(): the reasons live as long as ``found``
-            rows = []
-            for m in found:
-                text = texts.get(id(m.reasons))
-                if text is None:
-                    text = texts[id(m.reasons)] = json.dumps(reasons_json(m))
-                rows.append((m.profile_id, m.document_id, m.score, text))
-            stored += self.subscriptions.save_matches(rows, now)
-            kept += (m for m in found if m.profile_id in alerting or _followed(m))
-        if stored >= ANALYZE_AFTER:
+        # Each slice is saved while the next is matched.
+        with self.subscriptions.matches_saver(now) as saver:
+            for start in range(0, len(documents), MATCH_SLICE):
+                part = documents[start : start + MATCH_SLICE]
+                found = index.match(part, stats=stats) if len(index) else []
+                papers = [by_id[d.id] for d in part]
+                found = self._with_similarity(found, papers, synced, with_query)
+                saver.save(_rows(found))
+                kept += _may_alert(found, alerting)
+        if saver.saved >= ANALYZE_AFTER:
             self.subscriptions.analyze_matches()
         self.mailroom.alert(kept)
 
@@ -758,6 +755,35 @@ class Matching:
         positions = {paper_id: n for n, paper_id in enumerate(ids)}
         self._preview_rows = (features, self._seen_event, positions, matrix)
         return positions, matrix
+
+
+def _rows(found: Sequence[Match]) -> list[tuple[int, int, float, str]]:
+    """Matches as the store saves them. Profiles of one query share their matches' reasons:
+    each is written out once."""
+    texts: dict[int, str] = {}  # by id(): the reasons live as long as ``found``
+    rows = []
+    for m in found:
+        text = texts.get(id(m.reasons))
+        if text is None:
+            text = texts[id(m.reasons)] = json.dumps(reasons_json(m))
+        rows.append((m.profile_id, m.document_id, m.score, text))
+    return rows
+
+
+def _may_alert(found: Sequence[Match], alerting: Collection[int]) -> Iterator[Match]:
+    """The matches that may want an alert: those of a profile with a threshold, and those
+    through a followed author or group (the reasons that many matches share looked at once).
+    """
+    followed: dict[int, bool] = {}  # by id(): the reasons live as long as ``found``
+    for m in found:
+        if m.profile_id in alerting:
+            yield m
+            continue
+        hit = followed.get(id(m.reasons))
+        if hit is None:
+            hit = followed[id(m.reasons)] = _followed(m)
+        if hit:
+            yield m
 
 
 def _followed(match: Match) -> bool:

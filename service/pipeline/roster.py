@@ -88,6 +88,8 @@ class Roster:
         """Add or update the subscribers and profiles of a profiles file read beforehand
         (nothing is removed). A subscriber the profiles file declares may only come as it
         stands. Returns (subscribers, profiles) saved."""
+        if not self.settings.profiles_file.is_file():  # then nothing is refused: no look-up
+            return self._apply_profiles(declared, prune=False)
         for start in range(0, len(declared), IMPORT_BATCH):  # looked up a batch at a time
             batch = declared[start : start + IMPORT_BATCH]
             known = self.subscriptions.subscribers_of([item.email for item in batch])

@@ -408,6 +408,43 @@ def test_incremental_changes_equal_a_fresh_build(
     assert not any(index._words.values()) and not any(index._pairs.values())
 
 
+@pytest.mark.shared
+def test_profiles_sharing_queries_are_indexed_as_if_one_by_one(
+    docs: list[Document], stats: DocumentStats, profiles: dict[int, Query]
+) -> None:
+    """``add_many`` plans a query once for all the profiles that have it (equal queries
+    parsed apart too); each profile is still its own: matched, removed and counted alone."""
+    papers = docs + EXTRA
+    queries = list(profiles.values())[:40]
+    shared = {n: parse_query(str(queries[n % 40])) for n in range(400)}
+    bulk = ProfileIndex(stats=stats)
+    bulk.add_many(shared.items())
+    single = ProfileIndex(stats=stats)
+    for pid, query in shared.items():
+        single.add(pid, query)
+    assert bulk.match(papers) == single.match(papers)
+    assert len({m.profile_id for m in bulk.match(papers)}) > 100
+    for pid in range(0, 400, 3):
+        bulk.remove(pid)
+        single.remove(pid)
+    assert bulk.match(papers) == single.match(papers)
+    for pid in [p for p in range(400) if p % 3]:
+        bulk.remove(pid)
+    assert not bulk._filed and not bulk._terms and not any(bulk._users)
+
+
+def test_a_profile_refused_by_add_many_leaves_the_index_as_it_was() -> None:
+    index = ProfileIndex({1: parse_query("kv")})
+    for refused in (
+        [(2, parse_query("llm")), (1, parse_query("moe"))],
+        [(3, parse_query("a")), (3, parse_query("b"))],
+    ):
+        with pytest.raises(ValueError, match="already indexed"):
+            index.add_many(refused)
+        assert len(index) == 1 and 2 not in index and 3 not in index
+    assert {m.profile_id for m in index.match([Document(id=1, title="kv llm moe a b")])} == {1}
+
+
 def test_index_refuses_duplicates_and_unknown_ids() -> None:
     index = ProfileIndex({1: parse_query("kv")})
     with pytest.raises(ValueError, match="already indexed"):
