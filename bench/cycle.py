@@ -9,9 +9,9 @@ PostgreSQL (a fresh database on 127.0.0.1:5432, dropped afterwards), side by sid
   digest holds about ten), parsed, stored and matched against every profile;
 - plan: every subscriber's window closes (everyone is due at 07:00 in their own zone): the
   window moved and a delivery to compose recorded (what the leader's plan job does), then each
-  digest composed (candidates, papers, ledger, read in bulk) and rendered (in a process pool
-  across the cores) into the outbox: ``paperboy plan``, ``Mailroom.plan()``; the two parts'
-  seconds are printed as they end;
+  digest composed (candidates, papers, ledger, read in bulk) and rendered into the outbox, by
+  processes across the cores, each batch as soon as its windows are closed: ``paperboy plan``,
+  ``Mailroom.plan()``;
 - send: the outbox drained into a local maildir, what ``paperboy worker`` (and ``paperboy
   run``'s own sender) does. (Under ``paperboy run`` the senders compose what they claim, so
   composing and sending overlap; here they are timed apart, as the issue's stages are.)
@@ -50,7 +50,6 @@ from service import subscribers
 from service.app import build
 from service.clock import FixedClock
 from service.config import FetchSettings, Settings
-from service.mailroom import Mailroom, Planned
 from service.model import PaperIn, ProfileSpec, Schedule, Snapshot
 from service.parse.listing import parse
 from service.store.tables import deliveries, messages
@@ -229,20 +228,6 @@ def stage(
     return result
 
 
-def plan(mailroom: Mailroom) -> list[Planned]:
-    """``Mailroom.plan()``, its two parts timed apart."""
-    start = time.perf_counter()
-    closed = mailroom.close_windows()
-    middle = time.perf_counter()
-    shown = mailroom.compose([p.delivery_id for p in closed if p.delivery_id is not None])
-    print(
-        f"    close windows {middle - start:.1f} s, compose and render"
-        f" {time.perf_counter() - middle:.1f} s",
-        flush=True,
-    )
-    return [p for p in closed if shown.get(p.delivery_id or 0)]
-
-
 STAGES = ("import", "ingest+match", "plan", "send")
 
 
@@ -279,7 +264,7 @@ def cycle(kind: str, count: int, profile: str | None, last: str = STAGES[-1]) ->
             if last == "ingest+match":
                 return figures
             clock.at = DUE
-            planned = stage(figures, "plan", lambda: plan(app.mailroom), profile)
+            planned = stage(figures, "plan", app.mailroom.plan, profile)
             result = stage(figures, "send", lambda: asyncio.run(app.mailroom.send()), profile)
             figures["sent"] = result.sent
             with app.store.engine.connect() as db:

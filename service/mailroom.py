@@ -16,7 +16,7 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -212,8 +212,16 @@ class Mailroom:
         or open. The sender that claims a delivery composes, renders and sends it (``send``).
         The ``Planned`` show no papers: nothing is composed yet."""
         now = self.clock.now()
-        due = self._due(now)
-        done: list[Planned] = []
+        done = [p for batch in self._close_batches(now, self._due(now)) for p in batch]
+        if sum(1 for p in done if p.delivery_id is not None) >= ANALYZE_AFTER:
+            self.outbox.analyze()
+        return done
+
+    def _close_batches(
+        self, now: datetime, due: Sequence[tuple[Subscriber, Window]]
+    ) -> Iterator[list[Planned]]:
+        """Close these windows ``PLAN_BATCH`` to a transaction, each batch's outcome given as
+        soon as it is written."""
         for start in range(0, len(due), PLAN_BATCH):
             batch = due[start : start + PLAN_BATCH]
             closing = [
@@ -229,21 +237,38 @@ class Mailroom:
             count = sum(1 for i in ids.values() if i is not None)
             if count:
                 log.info("closed %d digest window%s", count, "" if count == 1 else "s")
-            done += [
+            yield [
                 Planned(owner.email, DeliveryKind.DIGEST, window, None, ids[owner.id])
                 for owner, window in batch
             ]
-        if sum(1 for p in done if p.delivery_id is not None) >= ANALYZE_AFTER:
-            self.outbox.analyze()
-        return done
 
     def plan(self) -> list[Planned]:
-        """Close every due window and compose its digest here, ready to send
-        (``close_windows``, then ``compose``): ``paperboy plan``, one process doing it all.
-        ``paperboy run`` only closes windows and leaves the rest to the senders."""
-        closed = self.close_windows()
-        shown = self.compose([p.delivery_id for p in closed if p.delivery_id is not None])
-        return [_composed(planned, shown) for planned in closed]
+        """Close every due window and compose its digest, ready to send: ``paperboy plan``.
+        (``paperboy run`` only closes windows and leaves the rest to the senders.) When
+        thousands are due, each batch of windows closed is handed at once to the composing
+        processes (``compose``), started first, so that closing the next batches overlaps
+        composing the first."""
+        now = self.clock.now()
+        due = self._due(now)
+        processes = self._processes()
+        closed: list[Planned] = []
+        if processes < 2 or len(due) < POOL_MIN:
+            closed = [p for batch in self._close_batches(now, due) for p in batch]
+            shown = self.compose([p.delivery_id for p in closed if p.delivery_id is not None])
+            return [_composed(planned, shown) for planned in closed]
+        composed: dict[int, int | None] = {}
+        with self._composers(processes) as pool:
+            composing = []
+            for batch in self._close_batches(now, due):
+                closed += batch
+                ids = [p.delivery_id for p in batch if p.delivery_id is not None]
+                if ids:
+                    composing.append(pool.submit(_compose_batch, ids))
+            for done in composing:
+                composed.update(done.result())
+        if len(composed) >= ANALYZE_AFTER:
+            self.outbox.analyze()
+        return [_composed(planned, composed) for planned in closed]
 
     def _due(self, now: datetime) -> list[tuple[Subscriber, Window]]:
         """The subscribers whose digest window is due, with the window."""
@@ -280,23 +305,31 @@ class Mailroom:
             for start in range(0, len(delivery_ids), PLAN_BATCH)
         ]
         shown: dict[int, int | None] = {}
-        processes = self.settings.mail.render_processes or os.cpu_count() or 1
+        processes = self._processes()
         if processes < 2 or len(delivery_ids) < POOL_MIN:
             papers: dict[int, Paper] = {}
             for chunk in chunks:
                 shown.update(self.compose_batch(chunk, papers))
         else:
-            with ProcessPoolExecutor(
-                min(processes, len(chunks)),
-                mp_context=multiprocessing.get_context("spawn"),  # no forked engine or threads
-                initializer=_start_composer,
-                initargs=(self.settings, self.clock),
-            ) as pool:
+            with self._composers(min(processes, len(chunks))) as pool:
                 for done in pool.map(_compose_batch, chunks):
                     shown.update(done)
         if len(shown) >= ANALYZE_AFTER:
             self.outbox.analyze()
         return shown
+
+    def _processes(self) -> int:
+        return self.settings.mail.render_processes or os.cpu_count() or 1
+
+    def _composers(self, processes: int) -> ProcessPoolExecutor:
+        """Processes that compose batches (``_compose_batch``), each with its own connection
+        to the database (spawned: nothing of this process's engine or threads is shared)."""
+        return ProcessPoolExecutor(
+            processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_composer,
+            initargs=(self.settings, self.clock),
+        )
 
     def compose_batch(
         self, delivery_ids: Sequence[int], papers: dict[int, Paper]
