@@ -38,9 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,6 +46,9 @@ from typing import Any
 import psutil
 import sqlalchemy as sa
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cycle import database  # a fresh PostgreSQL database, dropped afterwards
+
 from service import identity
 from service.app import App, build
 from service.clock import FixedClock
@@ -56,7 +56,6 @@ from service.config import Settings
 from service.model import ProfileSpec
 from service.store.tables import deliveries, matches, messages, profiles, sent, subscribers
 
-PG_SERVER = os.environ.get("PAPERBOY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DELAY = 0.02  # what the sink takes over each message
 PAPERS = 10
 TEMPLATE = "template@example.org"
@@ -117,22 +116,6 @@ def received(log: Path) -> list[tuple[float, str]]:
 
 
 # -- the workload ---------------------------------------------------------------------------
-
-
-@contextmanager
-def database() -> Iterator[str]:
-    name = f"paperboy_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(
-        PG_SERVER.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as db:
-        db.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_SERVER.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.connect() as db:
-            db.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def listing() -> bytes:
@@ -369,7 +352,7 @@ def main() -> int:
     options.add_argument("--connections", type=int, default=1)
     options.add_argument("--no-kill", action="store_true")
     args = options.parse_args()
-    with tempfile.TemporaryDirectory() as tmp_name, database() as url:
+    with tempfile.TemporaryDirectory() as tmp_name, database("postgresql", Path(tmp_name)) as url:
         tmp = Path(tmp_name)
         port = free_port()
         log = tmp / "sink.log"

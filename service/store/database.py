@@ -50,6 +50,14 @@ def create_engine(url: str) -> sa.Engine:
     return engine
 
 
+def analyze(engine: sa.Engine, table: str) -> None:
+    """Refresh PostgreSQL's planner statistics of ``table`` after many of its rows changed at
+    once (SQLite plans by its indexes without them)."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as db:
+            db.execute(sa.text(f"ANALYZE {table}"))
+
+
 def _config(connection: sa.Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -47,6 +47,7 @@ from service.model import (
 )
 from service.store import mailboxes
 from service.store.claimer import Claimer
+from service.store.database import analyze
 from service.store.tables import (
     UTCDateTime,
     deliveries,
@@ -322,11 +323,8 @@ class Outbox:
         """Refresh PostgreSQL's statistics of the outbox after many rows changed at once (a
         day's windows closed, their digests composed): a claim's plan reads the due rows in
         index order only when the planner knows there are many (with a stale count of a few
-        it sorts every due row instead, 50 times slower at 10,000). SQLite plans by its
-        indexes without them."""
-        if self.engine.dialect.name == "postgresql":
-            with self.engine.begin() as db:
-                db.execute(sa.text("ANALYZE deliveries"))
+        it sorts every due row instead, 50 times slower at 10,000)."""
+        analyze(self.engine, "deliveries")
 
     def close_window(
         self,

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from service import tokens, windows
 from service.identity import mailbox_key
 from service.model import Profile, ProfileSpec, Schedule, Subscriber, SubscriberStatus
+from service.store.database import analyze
 from service.store.tables import matches, profile_likes, profiles, subscribers
 
 FIRST_WINDOW = timedelta(days=1)
@@ -417,10 +418,8 @@ class Subscriptions:
 
     def analyze_matches(self) -> None:
         """Refresh PostgreSQL's statistics of the matches after a big ingest, so that the
-        planner knows how many there are (SQLite plans by its indexes without them)."""
-        if self.engine.dialect.name == "postgresql":
-            with self.engine.begin() as db:
-                db.execute(sa.text("ANALYZE matches"))
+        planner knows how many there are."""
+        analyze(self.engine, "matches")
 
     def matches(self, profile_id: int) -> list[tuple[int, float, Any]]:
         """(paper id, score, reasons) of a profile, best first."""
